@@ -1,0 +1,46 @@
+# Every target installs what it needs: a .venv and, where a test needs one, Debian packages.
+PY      ?= python3
+VENV    := .venv
+BIN     := $(VENV)/bin
+STAMP   := $(VENV)/.installed
+APT_PKGS := hey
+SHELL   := /bin/bash
+
+.PHONY: all venv apt lint typecheck unit test demo bench clean
+
+all: test
+
+$(STAMP): pyproject.toml
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+# Debian packages the benchmarks use. apt-get needs root (CI and dev machines run as root).
+apt:
+	@missing=""; for p in $(APT_PKGS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; fi
+
+lint: venv
+	$(BIN)/ruff check swapper tests benchmarks
+	$(BIN)/ruff format --check swapper tests benchmarks
+	$(BIN)/lint-imports
+
+typecheck: venv
+	$(BIN)/mypy swapper
+
+unit: venv
+	$(BIN)/pytest -q
+
+test: lint typecheck unit
+
+demo: venv
+	$(BIN)/python -m benchmarks.demo
+
+bench: venv apt
+	$(BIN)/python -m benchmarks.run
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,73 @@
+"""The one error hierarchy of swapper.
+
+Every error swapper raises on purpose derives from :class:`SwapperError`::
+
+    SwapperError
+    ├── ConfigError                 the config file is missing, unreadable or invalid (refuses to start)
+    ├── InvalidReference            an image reference does not follow the distribution grammar
+    ├── AdmissionError              the request body is not an AdmissionReview (HTTP 400)
+    ├── CertificateError            the TLS certificate or key cannot be loaded or generated
+    └── RegistryError               a target registry or the copy machinery failed
+        ├── CopyError               an image copy failed (the reason says why)
+        │   └── CopyDeadlineExceeded  an immediate/force copy did not finish before its deadline
+        └── QueueFull               the copy queue is at its bound; the copy was not accepted
+
+Admission never lets any of these escape as a failed pod: the handler turns them into
+``allowed: true`` without a patch, a warning, a log line and a metric.
+"""
+
+from __future__ import annotations
+
+
+class SwapperError(Exception):
+    """Base of every error swapper raises on purpose."""
+
+
+class ConfigError(SwapperError):
+    """The configuration is invalid. ``problems`` holds one ``(key, message)`` per problem."""
+
+    def __init__(self, problems: list[tuple[str, str]], source: str = "config") -> None:
+        self.problems = problems
+        self.source = source
+        lines = "\n".join(f"  {key}: {message}" for key, message in problems)
+        super().__init__(f"invalid {source}:\n{lines}")
+
+
+class InvalidReference(SwapperError):
+    """An image reference that does not parse. ``reference`` is the input as given."""
+
+    def __init__(self, reference: str, reason: str) -> None:
+        self.reference = reference
+        self.reason = reason
+        super().__init__(f"invalid image reference {reference!r}: {reason}")
+
+
+class AdmissionError(SwapperError):
+    """The request body is not a usable AdmissionReview."""
+
+
+class CertificateError(SwapperError):
+    """A TLS certificate or key cannot be loaded or generated."""
+
+
+class RegistryError(SwapperError):
+    """A target registry or the copy machinery failed."""
+
+
+class CopyError(RegistryError):
+    """An image copy failed. ``reason`` is a short, metric-friendly label."""
+
+    def __init__(self, message: str, reason: str = "error") -> None:
+        self.reason = reason
+        super().__init__(message)
+
+
+class CopyDeadlineExceeded(CopyError):
+    """An ``immediate`` or ``force`` copy did not finish within ``imageCopyDeadline``."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, reason="deadline")
+
+
+class QueueFull(RegistryError):
+    """The copy queue is full; the copy was not accepted."""

@@ -3,7 +3,7 @@ PY      ?= python3
 VENV    := .venv
 BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
-APT_PKGS := hey
+APT_PKGS := docker-registry hey
 SHELL   := /bin/bash
 
 .PHONY: all venv apt lint typecheck unit test demo bench clean
@@ -34,7 +34,7 @@ typecheck: venv
 unit: venv
 	$(BIN)/pytest -q
 
-test: lint typecheck unit
+test: apt lint typecheck unit
 
 demo: venv
 	$(BIN)/python -m benchmarks.demo

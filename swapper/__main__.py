@@ -1,0 +1,3 @@
+from swapper.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,123 @@
+"""AdmissionReview wire types, parsing, and the pure ``build_response``.
+
+Both ``admission.k8s.io/v1`` and ``v1beta1`` are read; the response is written in the version
+the request came in. Anything that is not an AdmissionReview raises :class:`AdmissionError`,
+which the app answers with HTTP 400 and a JSON error.
+"""
+
+from __future__ import annotations
+
+import base64
+from dataclasses import dataclass
+from typing import Any, Literal, NotRequired, TypedDict
+
+import orjson
+
+from swapper.errors import AdmissionError
+
+API_VERSIONS = ("admission.k8s.io/v1", "admission.k8s.io/v1beta1")
+
+
+class PatchOperation(TypedDict):
+    op: Literal["add", "replace", "remove"]
+    path: str
+    value: NotRequired[Any]
+
+
+class ResponseStatus(TypedDict, total=False):
+    code: int
+    message: str
+
+
+class AdmissionResponse(TypedDict):
+    uid: str
+    allowed: bool
+    patchType: NotRequired[Literal["JSONPatch"]]
+    patch: NotRequired[str]
+    warnings: NotRequired[list[str]]
+    auditAnnotations: NotRequired[dict[str, str]]
+    status: NotRequired[ResponseStatus]
+
+
+class AdmissionReviewResponse(TypedDict):
+    apiVersion: str
+    kind: Literal["AdmissionReview"]
+    response: AdmissionResponse
+
+
+@dataclass(frozen=True, slots=True)
+class Review:
+    """The parts of an AdmissionReview request swapper uses."""
+
+    api_version: str
+    uid: str
+    kind: str  # request.kind.kind, e.g. "Pod"
+    resource: str  # request.resource.resource, e.g. "pods"
+    sub_resource: str  # "" or e.g. "ephemeralcontainers"
+    operation: str  # CREATE, UPDATE, ...
+    namespace: str
+    name: str
+    dry_run: bool
+    object: dict[str, Any]
+    old_object: dict[str, Any] | None
+
+
+def parse_review(body: bytes) -> Review:
+    """Parse a request body. Raises :class:`AdmissionError` with a reason a human can act on."""
+    try:
+        doc = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise AdmissionError(f"body is not JSON: {exc}") from None
+    if not isinstance(doc, dict):
+        raise AdmissionError("body is not a JSON object")
+    if doc.get("kind") != "AdmissionReview":
+        raise AdmissionError("kind must be AdmissionReview")
+    api_version = doc.get("apiVersion")
+    if api_version not in API_VERSIONS:
+        raise AdmissionError(f"apiVersion must be one of {', '.join(API_VERSIONS)}")
+    request = doc.get("request")
+    if not isinstance(request, dict):
+        raise AdmissionError("request is missing or not an object")
+    uid = request.get("uid")
+    if not isinstance(uid, str) or not uid:
+        raise AdmissionError("request.uid is missing")
+    kind = request.get("kind") or {}
+    resource = request.get("resource") or {}
+    obj = request.get("object")
+    old = request.get("oldObject")
+    if not isinstance(kind, dict) or not isinstance(resource, dict):
+        raise AdmissionError("request.kind and request.resource must be objects")
+    if obj is not None and not isinstance(obj, dict):
+        raise AdmissionError("request.object must be an object")
+    return Review(
+        api_version=api_version,
+        uid=uid,
+        kind=str(kind.get("kind") or ""),
+        resource=str(resource.get("resource") or ""),
+        sub_resource=str(request.get("subResource") or ""),
+        operation=str(request.get("operation") or ""),
+        namespace=str(request.get("namespace") or ""),
+        name=str(request.get("name") or ""),
+        dry_run=request.get("dryRun") is True,
+        object=obj or {},
+        old_object=old if isinstance(old, dict) else None,
+    )
+
+
+def build_response(
+    api_version: str,
+    uid: str,
+    patch: list[PatchOperation] | None = None,
+    warnings: list[str] | None = None,
+    audit_annotations: dict[str, str] | None = None,
+) -> AdmissionReviewResponse:
+    """The AdmissionReview answer: always allowed; a patch only when there is one."""
+    response: AdmissionResponse = {"uid": uid, "allowed": True}
+    if patch:
+        response["patchType"] = "JSONPatch"
+        response["patch"] = base64.b64encode(orjson.dumps(patch)).decode("ascii")
+    if warnings:
+        response["warnings"] = warnings
+    if audit_annotations:
+        response["auditAnnotations"] = audit_annotations
+    return {"apiVersion": api_version, "kind": "AdmissionReview", "response": response}

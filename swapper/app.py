@@ -1,0 +1,224 @@
+"""The FastAPI application, built by a factory so tests need no environment.
+
+Endpoints: ``POST /mutate`` (AdmissionReview v1 and v1beta1), ``GET /healthz`` (the process
+answers), ``GET /readyz`` (config, certificates and backends are loaded), ``GET /metrics``.
+
+The admission handler never blocks a pod on swapper's own failure: any error, a slow backend or a
+malformed pod ends as ``allowed: true`` without a patch, with a warning, a log line and a
+metric, inside ``admissionTimeout``. Only a body that is not an AdmissionReview gets HTTP 400.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+from fastapi import FastAPI, Request, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from swapper.admission import AdmissionReviewResponse, Review, build_response, parse_review
+from swapper.config import Config
+from swapper.errors import AdmissionError
+from swapper.logs import get_logger
+from swapper.metrics import Metrics
+from swapper.mirror.queue import CopyQueue
+from swapper.mutation import (
+    CONTAINER_FIELDS,
+    Decision,
+    MalformedPod,
+    Mutator,
+    Policy,
+    describe,
+    pod_secret_names,
+)
+from swapper.patches import build_patch
+from swapper.targets.base import TargetRegistry
+
+log = get_logger("swapper.admission")
+
+_JSON = "application/json"
+
+
+@dataclass
+class Dependencies:
+    """The backends the app talks to, handed in by the CLI or a test."""
+
+    target: TargetRegistry
+    queue: CopyQueue
+    metrics: Metrics = field(default_factory=Metrics)
+    background: list[Any] = field(default_factory=list)  # objects with ``async run()``
+
+
+def _order(d: Decision) -> tuple[int, int]:
+    return CONTAINER_FIELDS.index(d.container.field), d.container.index
+
+
+def _pod_name(review: Review) -> str:
+    metadata = review.object.get("metadata") or {}
+    name = metadata.get("name") or review.name
+    if not name and metadata.get("generateName"):
+        return f"{metadata['generateName']}*"
+    return str(name)
+
+
+class AdmissionHandler:
+    """Turns one parsed review into one AdmissionReview response."""
+
+    def __init__(self, config: Config, deps: Dependencies) -> None:
+        self.config = config
+        self.policy = Policy.from_config(config)
+        self.mutator = Mutator(self.policy, deps.target, deps.queue)
+        self.metrics = deps.metrics
+
+    async def __call__(self, review: Review) -> AdmissionReviewResponse:
+        try:
+            async with asyncio.timeout(self.config.admission_timeout):
+                return await self._review(review)
+        except TimeoutError:
+            return self._unchanged(review, "timeout", "timed out")
+        except MalformedPod as exc:
+            return self._unchanged(review, "pod", str(exc))
+        except Exception as exc:  # swapper's own failure never blocks a pod
+            log.exception("admission_failed", uid=review.uid)
+            return self._unchanged(review, "internal", f"{type(exc).__name__}: {exc}")
+
+    def _unchanged(self, review: Review, stage: str, reason: str) -> AdmissionReviewResponse:
+        self.metrics.internal_errors.labels(stage).inc()
+        self.metrics.admission_requests.labels("timeout" if stage == "timeout" else "error").inc()
+        log.warning(
+            "admission_unchanged",
+            uid=review.uid,
+            namespace=review.namespace,
+            pod=_pod_name(review),
+            stage=stage,
+            reason=reason,
+        )
+        return build_response(
+            review.api_version,
+            review.uid,
+            warnings=[f"swapper: pod left unchanged ({stage}: {reason})"],
+        )
+
+    async def _review(self, review: Review) -> AdmissionReviewResponse:
+        if review.kind != "Pod":
+            self.metrics.admission_requests.labels("unchanged").inc()
+            return build_response(review.api_version, review.uid)
+        audit_only = self.config.dry_run
+        side_effects = not (audit_only or review.dry_run)
+        settled, candidates = self.mutator.plan(review)
+        decisions = settled
+        if candidates:
+            secrets = pod_secret_names(review.object)
+            decisions = decisions + await self.mutator.resolve(
+                candidates, review.namespace, secrets, side_effects
+            )
+        decisions.sort(key=_order)
+        self._record(review, decisions, audit_only)
+        warnings, annotations = describe(decisions, audit_only)
+        patch = (
+            None
+            if audit_only
+            else build_patch(
+                review.object,
+                decisions,
+                self.policy.pull_secret,
+                may_add_secret=review.operation == "CREATE",
+            )
+        )
+        result = "dry_run" if audit_only else ("patched" if patch else "unchanged")
+        self.metrics.admission_requests.labels(result).inc()
+        return build_response(review.api_version, review.uid, patch, warnings, annotations)
+
+    def _record(self, review: Review, decisions: list[Decision], audit_only: bool) -> None:
+        dry = "true" if audit_only else "false"
+        pod = _pod_name(review)
+        for d in decisions:
+            self.metrics.container_decisions.labels(d.outcome.value, dry).inc()
+            log.info(
+                "decision",
+                uid=review.uid,
+                namespace=review.namespace,
+                pod=pod,
+                container=d.container.name,
+                source=d.container.image,
+                target=d.target,
+                reason=d.outcome.value,
+                filter=d.filter_index,
+                copy=d.copy.value or None,
+                detail=d.detail or None,
+                dry_run=audit_only or review.dry_run,
+            )
+
+
+def create_app(config: Config, deps: Dependencies) -> FastAPI:
+    handler = AdmissionHandler(config, deps)
+    metrics = deps.metrics
+    state = {"ready": False}
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        tasks = [asyncio.create_task(b.run()) for b in deps.background]
+        state["ready"] = True
+        metrics.ready.set(1)
+        log.info(
+            "ready",
+            target=deps.target.endpoint,
+            dry_run=config.dry_run,
+            swap_policy=config.image_swap_policy.value,
+            copy_policy=config.image_copy_policy.value,
+        )
+        try:
+            yield
+        finally:
+            state["ready"] = False
+            metrics.ready.set(0)
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            await deps.queue.aclose()
+            await deps.target.aclose()
+
+    app = FastAPI(
+        title="swapper",
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
+    )
+
+    @app.post("/mutate")
+    async def mutate(request: Request) -> Response:
+        started = time.perf_counter()
+        body = await request.body()
+        try:
+            review = parse_review(body)
+        except AdmissionError as exc:
+            metrics.admission_requests.labels("invalid").inc()
+            log.warning("bad_request", error=str(exc))
+            return Response(
+                orjson.dumps({"error": str(exc)}), status_code=400, media_type=_JSON
+            )
+        response = await handler(review)
+        metrics.handler_latency.observe(time.perf_counter() - started)
+        return Response(orjson.dumps(response), media_type=_JSON)
+
+    @app.get("/healthz")
+    async def healthz() -> Response:
+        return Response(b'{"status":"ok"}', media_type=_JSON)
+
+    @app.get("/readyz")
+    async def readyz() -> Response:
+        if state["ready"]:
+            return Response(b'{"status":"ready"}', media_type=_JSON)
+        return Response(b'{"status":"starting"}', status_code=503, media_type=_JSON)
+
+    @app.get("/metrics")
+    async def metrics_endpoint() -> Response:
+        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    return app

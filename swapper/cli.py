@@ -1,0 +1,212 @@
+"""The command line: ``swapper serve | check-config | explain | certs generate``.
+
+Heavy modules are imported inside each command, so a command loads only what it uses.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from swapper.errors import SwapperError
+
+if TYPE_CHECKING:
+    from swapper.config import Config
+    from swapper.targets.base import TargetRegistry
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="swapper",
+        description="Kubernetes admission webhook that mirrors pod images to your own registry.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    serve = sub.add_parser("serve", help="run the admission webhook over HTTPS")
+    serve.add_argument("--config", required=True, metavar="FILE", help="YAML config file")
+    serve.add_argument("--tls-cert-file", metavar="F", help="PEM certificate (overrides config)")
+    serve.add_argument("--tls-key-file", metavar="F", help="PEM private key (overrides config)")
+    serve.add_argument("--listen-address", metavar="HOST:PORT", help="default 0.0.0.0:8443")
+    serve.add_argument("--dry-run", action="store_true", help="audit mode: report, change nothing")
+    serve.add_argument(
+        "--cert-reload-interval",
+        type=float,
+        default=10.0,
+        metavar="SECONDS",
+        help="how often the certificate files are checked for rotation (default 10)",
+    )
+
+    check = sub.add_parser("check-config", help="validate a config file, print the effective config")
+    check.add_argument("file", metavar="FILE")
+
+    explain = sub.add_parser(
+        "explain", help="print the decision for each image or pod container, contacting nothing"
+    )
+    explain.add_argument("--config", required=True, metavar="FILE")
+    explain.add_argument("--namespace", default="default", help="namespace for filters")
+    explain.add_argument("-f", "--pod", metavar="POD.yaml", help="a pod manifest (YAML or JSON)")
+    explain.add_argument("images", nargs="*", metavar="IMAGE")
+
+    certs = sub.add_parser("certs", help="certificate tooling")
+    certs_sub = certs.add_subparsers(dest="certs_command", required=True, metavar="COMMAND")
+    gen = certs_sub.add_parser("generate", help="a CA and a serving certificate for the webhook")
+    gen.add_argument("--service", default="swapper")
+    gen.add_argument("--namespace", default="swapper")
+    gen.add_argument("--san", action="append", default=[], help="extra DNS name or IP (repeat)")
+    gen.add_argument("--days", type=int, default=365)
+    gen.add_argument("--out", default="certs/dev", help="output folder (default certs/dev)")
+    gen.add_argument("--ca-cert", help="reuse this CA certificate (renewal keeps the caBundle)")
+    gen.add_argument("--ca-key", help="the key of --ca-cert")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        if args.command == "serve":
+            return _serve(args)
+        if args.command == "check-config":
+            return _check_config(args)
+        if args.command == "explain":
+            return asyncio.run(_explain(args))
+        return _certs(args)
+    except SwapperError as exc:
+        print(f"swapper: {exc}", file=sys.stderr)
+        return 2
+
+
+def _check_config(args: argparse.Namespace) -> int:
+    import yaml
+
+    from swapper.config import load_config_file
+
+    config = load_config_file(args.file)
+    print(yaml.safe_dump(config.effective(), sort_keys=False), end="")
+    return 0
+
+
+def build_target(config: Config) -> TargetRegistry:
+    from swapper.errors import ConfigError
+
+    if config.target.type == "generic":
+        from swapper.targets.generic import GenericTarget
+
+        assert config.target.generic is not None
+        return GenericTarget(config.target.generic)
+    raise ConfigError(
+        [
+            (
+                "target.type",
+                f"{config.target.type!r} is validated but its registry backend is not in this "
+                "build yet; use 'generic', or 'swapper explain' to preview naming",
+            )
+        ]
+    )
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from swapper import logs
+    from swapper.config import load_config_file, split_address
+
+    config = load_config_file(args.config)
+    overrides: dict[str, Any] = {}
+    if args.dry_run:
+        overrides["dry_run"] = True
+    if args.listen_address:
+        split_address(args.listen_address)
+        overrides["listen_address"] = args.listen_address
+    if args.tls_cert_file:
+        overrides["tls_cert_file"] = args.tls_cert_file
+    if args.tls_key_file:
+        overrides["tls_key_file"] = args.tls_key_file
+    config = config.with_overrides(**overrides)
+    if not config.tls_cert_file or not config.tls_key_file:
+        from swapper.errors import ConfigError
+
+        raise ConfigError([("tlsCertFile", "--tls-cert-file and --tls-key-file are required")])
+    logs.configure(config.log_level, config.log_format)
+
+    from swapper.server import serve
+
+    serve(config, build_target(config), args.cert_reload_interval)
+    return 0
+
+
+async def _explain(args: argparse.Namespace) -> int:
+    import yaml
+
+    from swapper.admission import Review
+    from swapper.config import load_config_file
+    from swapper.mirror.queue import MemoryCopyQueue
+    from swapper.mutation import CONTAINER_FIELDS, Mutator, Policy, describe
+    from swapper.targets.memory import MemoryTarget
+
+    config = load_config_file(args.config)
+    if args.pod:
+        pod = yaml.safe_load(Path(args.pod).read_text(encoding="utf-8"))
+        if not isinstance(pod, dict):
+            print(f"swapper: {args.pod} is not a pod manifest", file=sys.stderr)
+            return 2
+    elif args.images:
+        pod = {
+            "metadata": {"name": "explain", "namespace": args.namespace},
+            "spec": {
+                "containers": [
+                    {"name": f"c{i}", "image": image} for i, image in enumerate(args.images)
+                ]
+            },
+        }
+    else:
+        print("swapper: give IMAGE arguments or --pod FILE", file=sys.stderr)
+        return 2
+    namespace = (pod.get("metadata") or {}).get("namespace") or args.namespace
+    review = Review(
+        api_version="admission.k8s.io/v1",
+        uid="explain",
+        kind="Pod",
+        resource="pods",
+        sub_resource="",
+        operation="CREATE",
+        namespace=namespace,
+        name=(pod.get("metadata") or {}).get("name", ""),
+        dry_run=True,
+        object=pod,
+        old_object=None,
+    )
+    policy = Policy.from_config(config)
+    # Nothing is contacted: with imageSwapPolicy exists, an image counts as present.
+    target = MemoryTarget(policy.endpoint)
+    mutator = Mutator(policy, target, MemoryCopyQueue(target))
+    settled, candidates = mutator.plan(review)
+    for c in candidates:
+        target.add_image(c.target)
+    decisions = settled + await mutator.resolve(candidates, namespace, (), side_effects=False)
+    decisions.sort(key=lambda d: (CONTAINER_FIELDS.index(d.container.field), d.container.index))
+    warnings, _ = describe(decisions, dry_run=True)
+    for line in warnings:
+        print(line)
+    return 0
+
+
+def _certs(args: argparse.Namespace) -> int:
+    from swapper import certs
+
+    ca = None
+    if args.ca_cert or args.ca_key:
+        if not (args.ca_cert and args.ca_key):
+            print("swapper: --ca-cert and --ca-key go together", file=sys.stderr)
+            return 2
+        ca = (Path(args.ca_cert).read_bytes(), Path(args.ca_key).read_bytes())
+    generated = certs.generate(args.service, args.namespace, args.san, args.days, ca=ca)
+    paths = certs.write(generated, Path(args.out))
+    for name, path in sorted(paths.items()):
+        print(f"{name}: {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,359 @@
+"""Pod -> per-container decisions.
+
+Two steps:
+
+1. :func:`plan` is pure: it selects the containers to look at, parses each reference, and settles
+   what needs no I/O (invalid reference, already at the target, skipped by a filter). What is
+   left is a :class:`Candidate` with its mirror reference.
+2. :meth:`Mutator.resolve` applies the copy policy (through the :class:`CopyQueue` protocol) and
+   the swap policy (through the :class:`TargetRegistry` protocol), all candidates concurrently
+   and each image once, and turns every candidate into a :class:`Decision`.
+
+With ``side_effects=False`` (dry-run audit mode, or a server-side dry-run request) nothing is
+copied or created; the decision says what would have happened.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+from swapper.admission import Review
+from swapper.config import Config, CopyPolicy, SwapPolicy
+from swapper.errors import CopyDeadlineExceeded, CopyError, QueueFull, SwapperError
+from swapper.filters import Filters
+from swapper.images import ImageReference, parse, target_reference
+from swapper.logs import get_logger
+from swapper.mirror.queue import CopyJob, CopyQueue
+from swapper.targets.base import TargetRegistry
+
+log = get_logger("swapper.mutation")
+
+NAME_MAX = 255  # the distribution spec's limit on a repository name, host included
+
+CONTAINER_FIELDS = ("initContainers", "containers", "ephemeralContainers")
+
+
+class Outcome(StrEnum):
+    SWAPPED = "swapped"
+    SKIPPED_FILTER = "skipped-filter"
+    SKIPPED_ORIGIN = "skipped-origin"
+    NOT_FOUND = "not-found"  # imageSwapPolicy exists, and the mirror does not have the image
+    INVALID_REFERENCE = "invalid-reference"
+    NO_PULL_SECRET = "skipped-no-pull-secret"  # ephemeral container: secrets cannot be added
+    ERROR = "error"
+
+
+class CopyState(StrEnum):
+    NONE = ""  # no copy asked for (imageCopyPolicy none)
+    QUEUED = "queued"
+    COPIED = "copied"
+    WOULD_COPY = "would-copy"
+    QUEUE_FULL = "queue-full"
+    DEADLINE = "deadline"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True, slots=True)
+class Container:
+    field: str  # one of CONTAINER_FIELDS
+    index: int
+    name: str
+    image: str
+    spec: Mapping[str, Any]
+
+    @property
+    def image_path(self) -> str:
+        return f"/spec/{self.field}/{self.index}/image"
+
+
+@dataclass(frozen=True, slots=True)
+class Candidate:
+    container: Container
+    source: ImageReference
+    target: str
+    repository: str
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    container: Container
+    outcome: Outcome
+    target: str | None = None
+    filter_index: int | None = None
+    copy: CopyState = CopyState.NONE
+    detail: str = ""
+
+    @property
+    def swapped(self) -> bool:
+        return self.outcome is Outcome.SWAPPED
+
+
+class MalformedPod(SwapperError):
+    """The pod in the request cannot be read (answered allowed, unchanged)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Policy:
+    """The part of the config that decisions depend on."""
+
+    endpoint: str
+    swap: SwapPolicy
+    copy: CopyPolicy
+    copy_deadline: float
+    pull_secret: str | None  # name of the target pull secret to add, or None
+    filters: Filters = field(default_factory=lambda: Filters(()))
+
+    @classmethod
+    def from_config(cls, config: Config) -> Policy:
+        target = config.target
+        return cls(
+            endpoint=target.endpoint,
+            swap=config.image_swap_policy,
+            copy=config.image_copy_policy,
+            copy_deadline=config.image_copy_deadline,
+            pull_secret=target.pull_secret.name if target.pull_secret.enabled else None,
+            filters=Filters([f.jmespath for f in config.source.filters]),
+        )
+
+
+def pod_secret_names(pod: Mapping[str, Any]) -> tuple[str, ...]:
+    secrets = (pod.get("spec") or {}).get("imagePullSecrets") or []
+    return tuple(s["name"] for s in secrets if isinstance(s, Mapping) and "name" in s)
+
+
+def containers_of(review: Review) -> list[Container]:
+    """The containers this request may change.
+
+    CREATE: every container. UPDATE of the ``ephemeralcontainers`` subresource: only ephemeral
+    containers that are new in this request (the API server rejects changes to existing ones).
+    Anything else: none.
+    """
+    pod = review.object
+    spec = pod.get("spec")
+    if not isinstance(spec, Mapping):
+        raise MalformedPod("pod has no spec")
+    if review.operation == "CREATE" and not review.sub_resource:
+        fields: Sequence[str] = CONTAINER_FIELDS
+        existing: set[str] = set()
+    elif review.operation == "UPDATE" and review.sub_resource == "ephemeralcontainers":
+        fields = ("ephemeralContainers",)
+        old_spec = (review.old_object or {}).get("spec") or {}
+        existing = {
+            c.get("name", "")
+            for c in old_spec.get("ephemeralContainers") or []
+            if isinstance(c, Mapping)
+        }
+    else:
+        return []
+    found: list[Container] = []
+    for name in fields:
+        items = spec.get(name)
+        if items is None:
+            continue
+        if not isinstance(items, list):
+            raise MalformedPod(f"spec.{name} is not a list")
+        for index, item in enumerate(items):
+            if not isinstance(item, Mapping):
+                raise MalformedPod(f"spec.{name}[{index}] is not an object")
+            cname = str(item.get("name", ""))
+            if cname in existing:
+                continue
+            image = item.get("image")
+            found.append(Container(name, index, cname, image if isinstance(image, str) else "", item))
+    return found
+
+
+def _with_namespace(pod: Mapping[str, Any], namespace: str) -> Mapping[str, Any]:
+    metadata = pod.get("metadata")
+    if not isinstance(metadata, Mapping):
+        metadata = {}
+    if metadata.get("namespace") or not namespace:
+        return pod
+    return {**pod, "metadata": {**metadata, "namespace": namespace}}
+
+
+def plan(
+    review: Review,
+    policy: Policy,
+    is_origin: Any,
+) -> tuple[list[Decision], list[Candidate]]:
+    """Settle what needs no I/O. ``is_origin(ref) -> bool`` comes from the target (pure)."""
+    containers = containers_of(review)
+    if not containers:
+        return [], []
+    pod = _with_namespace(review.object, review.namespace) if len(policy.filters) else review.object
+    # On an ephemeral-container update the pod's imagePullSecrets cannot change.
+    secret_frozen = review.operation == "UPDATE"
+    secret_missing = policy.pull_secret is not None and policy.pull_secret not in pod_secret_names(
+        review.object
+    )
+    settled: list[Decision] = []
+    candidates: list[Candidate] = []
+    for container in containers:
+        try:
+            ref = parse(container.image)
+        except SwapperError as exc:
+            settled.append(
+                Decision(container, Outcome.INVALID_REFERENCE, detail=str(exc.args[0] if exc.args else exc))
+            )
+            continue
+        if is_origin(ref):
+            settled.append(Decision(container, Outcome.SKIPPED_ORIGIN))
+            continue
+        matched = policy.filters.first_match(pod, container.spec)
+        if matched is not None:
+            settled.append(Decision(container, Outcome.SKIPPED_FILTER, filter_index=matched))
+            continue
+        target = target_reference(ref, policy.endpoint)
+        if len(policy.endpoint) + 1 + len(ref.mirror_path()) > NAME_MAX:
+            settled.append(
+                Decision(
+                    container,
+                    Outcome.INVALID_REFERENCE,
+                    detail=f"mirror name for {container.image} is longer than {NAME_MAX} characters",
+                )
+            )
+            continue
+        if secret_frozen and secret_missing:
+            settled.append(
+                Decision(
+                    container,
+                    Outcome.NO_PULL_SECRET,
+                    target=target,
+                    detail=f"pod lacks imagePullSecret {policy.pull_secret} and it cannot be "
+                    "added on update",
+                )
+            )
+            continue
+        prefix = policy.endpoint.partition("/")[2]
+        repository = f"{prefix}/{ref.mirror_path()}" if prefix else ref.mirror_path()
+        candidates.append(Candidate(container, ref, target, repository))
+    return settled, candidates
+
+
+class Mutator:
+    """Applies the copy and swap policies through the target and copy-queue protocols."""
+
+    def __init__(self, policy: Policy, target: TargetRegistry, queue: CopyQueue) -> None:
+        self.policy = policy
+        self.target = target
+        self.queue = queue
+
+    def plan(self, review: Review) -> tuple[list[Decision], list[Candidate]]:
+        return plan(review, self.policy, self.target.is_origin)
+
+    async def resolve(
+        self, candidates: Sequence[Candidate], namespace: str, secrets: tuple[str, ...], side_effects: bool
+    ) -> list[Decision]:
+        """One decision per candidate, in order. Each distinct target is worked on once."""
+        unique: dict[str, Candidate] = {}
+        for candidate in candidates:
+            unique.setdefault(candidate.target, candidate)
+        results = await asyncio.gather(
+            *(self._one(c, namespace, secrets, side_effects) for c in unique.values())
+        )
+        by_target = dict(zip(unique, results, strict=True))
+        return [
+            Decision(
+                c.container,
+                by_target[c.target][0],
+                target=c.target,
+                copy=by_target[c.target][1],
+                detail=by_target[c.target][2],
+            )
+            for c in candidates
+        ]
+
+    async def _one(
+        self, c: Candidate, namespace: str, secrets: tuple[str, ...], side_effects: bool
+    ) -> tuple[Outcome, CopyState, str]:
+        try:
+            copy = await self._copy(c, namespace, secrets, side_effects)
+            if self.policy.swap is SwapPolicy.ALWAYS:
+                return Outcome.SWAPPED, copy, ""
+            # exists: a copy that just finished (or would have) needs no second look.
+            if copy is CopyState.COPIED or (
+                copy is CopyState.WOULD_COPY
+                and self.policy.copy in (CopyPolicy.IMMEDIATE, CopyPolicy.FORCE)
+            ):
+                return Outcome.SWAPPED, copy, ""
+            if await self.target.image_exists(c.target):
+                return Outcome.SWAPPED, copy, ""
+            return Outcome.NOT_FOUND, copy, "target image does not exist yet"
+        except Exception as exc:  # a backend failure decides this container only
+            return Outcome.ERROR, CopyState.NONE, f"{type(exc).__name__}: {exc}"
+
+    async def _copy(
+        self, c: Candidate, namespace: str, secrets: tuple[str, ...], side_effects: bool
+    ) -> CopyState:
+        policy = self.policy.copy
+        if policy is CopyPolicy.NONE:
+            return CopyState.NONE
+        if not side_effects:
+            return CopyState.WOULD_COPY
+        job = CopyJob(c.source, c.target, c.repository, namespace, secrets)
+        try:
+            if policy is CopyPolicy.DELAYED:
+                self.queue.submit(job)
+                return CopyState.QUEUED
+            if policy is CopyPolicy.IMMEDIATE:
+                await self.queue.submit_and_wait(job, self.policy.copy_deadline)
+            else:
+                await self.queue.copy_now(job, self.policy.copy_deadline)
+            return CopyState.COPIED
+        except QueueFull:
+            return CopyState.QUEUE_FULL
+        except CopyDeadlineExceeded:
+            return CopyState.DEADLINE
+        except CopyError as exc:
+            log.warning("copy_failed", source=str(c.source), target=c.target, reason=exc.reason)
+            return CopyState.FAILED
+
+
+def describe(decisions: Iterable[Decision], dry_run: bool) -> tuple[list[str], dict[str, str]]:
+    """Warnings and audit annotations for a set of decisions.
+
+    In dry-run there is one warning per container; otherwise only errors are warned about.
+
+    Audit annotation keys carry no ``/``: the API server prefixes them with the webhook name.
+    """
+    warnings: list[str] = []
+    swapped: list[str] = []
+    skipped: list[str] = []
+    for d in decisions:
+        c = d.container
+        who = f"{c.field}[{c.name or c.index}]"
+        if d.swapped:
+            if dry_run:
+                warnings.append(f"{who}: would swap {c.image} -> {d.target}")
+            swapped.append(f"{c.name}={d.target}")
+        else:
+            if dry_run or d.outcome is Outcome.ERROR:
+                warnings.append(f"{who}: {_reason(d)}")
+            skipped.append(f"{c.name}={d.outcome.value}")
+    annotations: dict[str, str] = {}
+    if swapped:
+        annotations["would-swap" if dry_run else "swapped"] = ",".join(swapped)
+    if skipped:
+        annotations["skipped"] = ",".join(skipped)
+    return warnings, annotations
+
+
+def _reason(d: Decision) -> str:
+    match d.outcome:
+        case Outcome.SKIPPED_FILTER:
+            return f"skipped by filter {d.filter_index}"
+        case Outcome.SKIPPED_ORIGIN:
+            return f"not swapped: {d.container.image} is already in the target registry"
+        case Outcome.NOT_FOUND:
+            return f"not swapped: {d.target} is not in the target registry yet"
+        case Outcome.INVALID_REFERENCE:
+            return f"not swapped: {d.detail}"
+        case Outcome.NO_PULL_SECRET:
+            return f"not swapped: {d.detail}"
+        case _:
+            return f"not swapped: {d.detail or d.outcome.value}"

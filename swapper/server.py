@@ -1,0 +1,80 @@
+"""Run the app on uvicorn over TLS, with the certificate pair reloaded when it changes on disk."""
+
+from __future__ import annotations
+
+import ssl
+from typing import Any
+
+import uvicorn
+
+from swapper.app import Dependencies, create_app
+from swapper.config import Config, split_address
+from swapper.metrics import Metrics
+from swapper.mirror.queue import CopyQueue, UnavailableCopyQueue
+from swapper.targets.base import TargetRegistry
+from swapper.tls import CertificateReloader, server_context
+
+
+class _TLSConfig(uvicorn.Config):
+    """uvicorn builds its SSL context from file names once; hand it ours instead, so the
+    reloader can load a rotated pair into the same context that serves new handshakes."""
+
+    def __init__(self, app: Any, context: ssl.SSLContext, **kwargs: Any) -> None:
+        super().__init__(app, **kwargs)
+        self._context = context
+
+    def load(self) -> None:
+        super().load()
+        self.ssl = self._context
+
+    @property
+    def is_ssl(self) -> bool:
+        return True
+
+
+def build_server(
+    config: Config,
+    target: TargetRegistry,
+    queue: CopyQueue | None = None,
+    reload_interval: float = 10.0,
+    metrics: Metrics | None = None,
+) -> uvicorn.Server:
+    context = server_context(config.tls_cert_file, config.tls_key_file)
+    metrics = metrics or Metrics()
+    reloader = CertificateReloader(
+        context, config.tls_cert_file, config.tls_key_file, interval=reload_interval
+    )
+
+    def on_reload() -> None:
+        metrics.certificate_reloads.inc()
+        if reloader.not_after is not None:
+            metrics.certificate_expiry.set(reloader.not_after.timestamp())
+
+    reloader.on_reload = on_reload
+    if reloader.not_after is not None:
+        metrics.certificate_expiry.set(reloader.not_after.timestamp())
+    deps = Dependencies(
+        target=target,
+        queue=queue or UnavailableCopyQueue(),
+        metrics=metrics,
+        background=[reloader],
+    )
+    host, port = split_address(config.listen_address)
+    uv_config = _TLSConfig(
+        create_app(config, deps),
+        context,
+        host=host,
+        port=port,
+        loop="uvloop",
+        http="httptools",
+        lifespan="on",
+        access_log=False,
+        log_config=None,
+        server_header=False,
+        timeout_graceful_shutdown=15,
+    )
+    return uvicorn.Server(uv_config)
+
+
+def serve(config: Config, target: TargetRegistry, reload_interval: float = 10.0) -> None:
+    build_server(config, target, reload_interval=reload_interval).run()

@@ -1,0 +1,44 @@
+"""Builders shared by the tests: pods and AdmissionReviews."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+from swapper.admission import Review
+
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+def make_pod(*images: str, init: tuple[str, ...] = (), namespace: str | None = None,
+             secrets: tuple[str, ...] | None = None) -> dict[str, Any]:
+    spec: dict[str, Any] = {
+        "containers": [{"name": f"c{i}", "image": img} for i, img in enumerate(images)]
+    }
+    if init:
+        spec["initContainers"] = [{"name": f"init{i}", "image": img} for i, img in enumerate(init)]
+    if secrets is not None:
+        spec["imagePullSecrets"] = [{"name": s} for s in secrets]
+    metadata: dict[str, Any] = {"name": "web", "labels": {"app": "web"}}
+    if namespace:
+        metadata["namespace"] = namespace
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": metadata, "spec": spec}
+
+
+def make_review(pod: dict[str, Any], *, namespace: str = "default", operation: str = "CREATE",
+                sub_resource: str = "", dry_run: bool = False,
+                old: dict[str, Any] | None = None) -> Review:
+    return Review(
+        api_version="admission.k8s.io/v1",
+        uid="uid-1",
+        kind="Pod",
+        resource="pods",
+        sub_resource=sub_resource,
+        operation=operation,
+        namespace=namespace,
+        name="web",
+        dry_run=dry_run,
+        object=copy.deepcopy(pod),
+        old_object=old,
+    )

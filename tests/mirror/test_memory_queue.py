@@ -1,0 +1,53 @@
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from swapper.errors import CopyDeadlineExceeded, CopyError, QueueFull
+from swapper.images import parse
+from swapper.mirror.queue import CopyJob, MemoryCopyQueue, UnavailableCopyQueue
+from swapper.targets.memory import MemoryTarget
+
+
+def job(name: str = "nginx:1") -> CopyJob:
+    ref = parse(name)
+    return CopyJob(ref, f"m.local/{ref.mirror_path()}:{ref.tag}", ref.mirror_path())
+
+
+async def test_two_waiters_for_the_same_image_share_one_copy() -> None:
+    queue = MemoryCopyQueue(MemoryTarget("m.local"), delay=0.05)
+    await asyncio.gather(queue.submit_and_wait(job(), 1), queue.submit_and_wait(job(), 1))
+    assert len(queue.jobs) == 1
+
+
+async def test_a_waiter_past_its_deadline_does_not_cancel_the_shared_copy() -> None:
+    target = MemoryTarget("m.local")
+    queue = MemoryCopyQueue(target, delay=0.1)
+    with pytest.raises(CopyDeadlineExceeded):
+        await queue.submit_and_wait(job(), 0.01)
+    await queue.submit_and_wait(job(), 1)
+    assert job().target in target.images
+    assert len(queue.jobs) == 1
+
+
+async def test_a_full_queue_refuses_new_jobs() -> None:
+    queue = MemoryCopyQueue(MemoryTarget("m.local"), bound=1, delay=1)
+    queue.submit(job("a:1"))
+    with pytest.raises(QueueFull):
+        queue.submit(job("b:1"))
+    await queue.aclose()
+
+
+async def test_a_failed_copy_raises_copy_error_to_its_waiter() -> None:
+    queue = MemoryCopyQueue(MemoryTarget("m.local"))
+    queue.fail.add(job().target)
+    with pytest.raises(CopyError):
+        await queue.copy_now(job(), 1)
+
+
+async def test_the_unavailable_queue_fails_every_copy_with_its_reason() -> None:
+    queue = UnavailableCopyQueue()
+    with pytest.raises(CopyError) as info:
+        queue.submit(job())
+    assert info.value.reason == "unavailable"

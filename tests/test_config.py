@@ -1,0 +1,164 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from swapper.config import CopyPolicy, SwapPolicy, load_config, load_config_file, parse_duration
+from swapper.errors import ConfigError
+
+GENERIC = {"type": "generic", "generic": {"registry": "registry.local:5000"}}
+AWS = {"type": "aws", "aws": {"accountId": "123456789012", "region": "eu-west-1"}}
+
+
+def problems(data: object) -> dict[str, str]:
+    with pytest.raises(ConfigError) as info:
+        load_config(data)
+    return dict(info.value.problems)
+
+
+def test_defaults_match_the_reference_project() -> None:
+    config = load_config({"target": AWS})
+    assert config.image_swap_policy is SwapPolicy.EXISTS
+    assert config.image_copy_policy is CopyPolicy.DELAYED
+    assert config.image_copy_deadline == 8.0
+    assert config.dry_run is False
+    assert config.target.pull_secret.name == "swapper-pull-secret"
+
+
+def test_a_k8s_image_swapper_config_file_is_accepted_as_is(fixtures_dir: Path) -> None:
+    config = load_config_file(fixtures_dir / "configs" / "k8s-image-swapper.yaml")
+    assert config.dry_run is True
+    assert config.log_format == "console"
+    assert config.image_copy_policy is CopyPolicy.IMMEDIATE
+    assert config.image_copy_deadline == 5.0
+    assert len(config.source.filters) == 2
+    assert config.source.registries[0].aws is not None
+    aws = config.target.aws
+    assert aws is not None
+    assert aws.ecr_options.tags[0].key == "cluster"
+    assert aws.ecr_options.encryption_configuration.encryption_type == "KMS"
+    assert config.target.endpoint == "123456789012.dkr.ecr.ap-southeast-2.amazonaws.com"
+
+
+def test_a_misspelled_key_is_named_with_a_suggestion() -> None:
+    found = problems({"imageSwapPolicyy": "always", "target": AWS})
+    assert found == {"imageSwapPolicyy": "unknown key (did you mean 'imageSwapPolicy'?)"}
+
+
+def test_an_unknown_nested_key_is_named_by_its_full_path() -> None:
+    target = {"type": "aws", "aws": {**AWS["aws"], "ecrOptions": {"imageScanOnPush": True}}}
+    found = problems({"target": target})
+    assert "target.aws.ecrOptions.imageScanOnPush" in found
+
+
+def test_a_bad_policy_value_is_refused() -> None:
+    found = problems({"imageCopyPolicy": "later", "target": AWS})
+    assert "imageCopyPolicy" in found
+    assert "delayed" in found["imageCopyPolicy"]
+
+
+def test_a_filter_that_does_not_compile_is_named_by_index() -> None:
+    found = problems(
+        {"source": {"filters": [{"jmespath": "obj.a == 'b'"}, {"jmespath": "obj.(("}]},
+         "target": AWS}
+    )
+    assert list(found) == ["source.filters[1].jmespath"]
+    assert found["source.filters[1].jmespath"].startswith("does not compile")
+
+
+def test_kms_encryption_without_a_key_is_refused() -> None:
+    aws = {**AWS["aws"], "ecrOptions": {"encryptionConfiguration": {"encryptionType": "KMS"}}}
+    found = problems({"target": {"type": "aws", "aws": aws}})
+    assert found["target.aws.ecrOptions.encryptionConfiguration"] == "encryptionType KMS needs kmsKey"
+
+
+def test_a_target_type_without_its_section_is_refused() -> None:
+    found = problems({"target": {"type": "gcp"}})
+    assert "target.type is 'gcp' but target.gcp is missing" in found["target"]
+
+
+def test_a_non_json_access_policy_is_refused() -> None:
+    aws = {**AWS["aws"], "ecrOptions": {"accessPolicy": "{not json"}}
+    assert "target.aws.ecrOptions.accessPolicy" in problems({"target": {"type": "aws", "aws": aws}})
+
+
+def test_an_account_id_given_as_a_number_is_accepted() -> None:
+    config = load_config({"target": {"type": "aws", "aws": {"accountId": 123456789012,
+                                                            "region": "us-east-1"}}})
+    assert config.target.aws is not None and config.target.aws.account_id == "123456789012"
+
+
+def test_china_regions_use_the_amazonaws_com_cn_domain() -> None:
+    config = load_config({"target": {"type": "aws", "aws": {"accountId": "123456789012",
+                                                            "region": "cn-north-1"}}})
+    assert config.target.endpoint == "123456789012.dkr.ecr.cn-north-1.amazonaws.com.cn"
+
+
+def test_gcp_endpoint_includes_project_and_repository() -> None:
+    gcp = {"location": "europe-west1", "projectId": "proj", "repositoryId": "mirror",
+           "prefix": "k8s"}
+    config = load_config({"target": {"type": "gcp", "gcp": gcp}})
+    assert config.target.endpoint == "europe-west1-docker.pkg.dev/proj/mirror/k8s"
+
+
+def test_a_generic_registry_is_normalised() -> None:
+    found = problems(
+        {"target": {"type": "generic", "generic": {"registry": "reg.local:5000/Mirror"}}}
+    )
+    assert "target.generic.registry" in found
+    config = load_config(
+        {"target": {"type": "generic", "generic": {"registry": "https://Reg.Local:5000/mirror/"}}}
+    )
+    assert config.target.endpoint == "reg.local:5000/mirror"
+
+
+def test_a_copy_deadline_beyond_the_admission_timeout_is_refused() -> None:
+    found = problems({"imageCopyDeadline": "12s", "admissionTimeout": "10s", "target": GENERIC})
+    assert "must be less than admissionTimeout" in found["(top level)"]
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [("8s", 8.0), ("1m30s", 90.0), ("500ms", 0.5), ("1.5s", 1.5), (3, 3.0), ("2h", 7200.0)],
+)
+def test_go_durations_are_understood(text: str | int, seconds: float) -> None:
+    assert parse_duration(text) == pytest.approx(seconds)
+
+
+@pytest.mark.parametrize("text", ["", "8", "8 s", "s", "1x", True])
+def test_malformed_durations_are_refused(text: object) -> None:
+    with pytest.raises(ValueError, match="duration"):
+        parse_duration(text)
+
+
+def test_a_file_that_is_not_yaml_is_refused_with_its_name(tmp_path: Path) -> None:
+    path = tmp_path / "bad.yaml"
+    path.write_text("target: [unclosed\n")
+    with pytest.raises(ConfigError) as info:
+        load_config_file(path)
+    assert str(path) in str(info.value)
+    assert "not valid YAML" in str(info.value)
+
+
+def test_a_missing_file_is_refused_with_its_name(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="cannot read"):
+        load_config_file(tmp_path / "absent.yaml")
+
+
+def test_every_problem_is_reported_at_once() -> None:
+    found = problems({"logLevel": "loud", "logFormat": "xml", "dryRun": "perhaps", "target": GENERIC})
+    assert set(found) == {"logLevel", "logFormat", "dryRun"}
+
+
+def test_the_effective_config_uses_the_yaml_keys() -> None:
+    effective = load_config({"target": GENERIC}).effective()
+    assert effective["imageSwapPolicy"] == "exists"
+    assert effective["target"]["generic"]["registry"] == "registry.local:5000"
+    assert effective["target"]["pullSecret"] == {"enabled": False, "name": "swapper-pull-secret"}
+
+
+def test_a_generic_registry_host_that_would_read_as_docker_hub_is_refused() -> None:
+    found = problems({"target": {"type": "generic", "generic": {"registry": "registry/mirror"}}})
+    assert "would read as Docker Hub names" in found["target.generic.registry"]
+    assert load_config({"target": {"type": "generic", "generic": {"registry": "registry:5000"}}})

@@ -1,0 +1,176 @@
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from helpers import make_pod, make_review
+
+from swapper.config import CopyPolicy, SwapPolicy
+from swapper.filters import Filters
+from swapper.mirror.queue import MemoryCopyQueue
+from swapper.mutation import CopyState, Mutator, Outcome, Policy, describe
+from swapper.targets.memory import MemoryTarget
+
+ENDPOINT = "mirror.local:5000/m"
+
+
+def mutator(swap: SwapPolicy = SwapPolicy.ALWAYS, copy: CopyPolicy = CopyPolicy.NONE,
+            filters: tuple[str, ...] = (), pull_secret: str | None = None,
+            deadline: float = 1.0) -> tuple[Mutator, MemoryTarget, MemoryCopyQueue]:
+    target = MemoryTarget(ENDPOINT)
+    queue = MemoryCopyQueue(target)
+    policy = Policy(ENDPOINT, swap, copy, deadline, pull_secret, Filters(filters))
+    return Mutator(policy, target, queue), target, queue
+
+
+async def decide(m: Mutator, review_pod: dict, side_effects: bool = True, **kw: object) -> list:
+    review = make_review(review_pod, **kw)  # type: ignore[arg-type]
+    settled, candidates = m.plan(review)
+    resolved = await m.resolve(candidates, review.namespace, (), side_effects)
+    return sorted(settled + resolved, key=lambda d: (d.container.field, d.container.index))
+
+
+async def test_a_plain_image_is_swapped_to_the_normalised_mirror_name() -> None:
+    m, _, _ = mutator()
+    [d] = await decide(m, make_pod("nginx:1.27"))
+    assert d.outcome is Outcome.SWAPPED
+    assert d.target == "mirror.local:5000/m/docker.io/library/nginx:1.27"
+
+
+async def test_an_image_already_in_the_target_is_not_swapped_again() -> None:
+    m, _, _ = mutator()
+    [d] = await decide(m, make_pod("mirror.local:5000/m/docker.io/library/nginx:1.27"))
+    assert d.outcome is Outcome.SKIPPED_ORIGIN
+
+
+async def test_an_invalid_reference_is_reported_and_left_alone() -> None:
+    m, _, _ = mutator()
+    [bad, good] = await decide(m, make_pod("Not/Valid:Ref!", "redis"))
+    assert bad.outcome is Outcome.INVALID_REFERENCE and bad.target is None
+    assert good.outcome is Outcome.SWAPPED
+
+
+async def test_a_filter_skips_by_namespace_filled_in_from_the_request() -> None:
+    m, _, _ = mutator(filters=("obj.metadata.namespace == 'kube-system'",))
+    [d] = await decide(m, make_pod("nginx"), namespace="kube-system")
+    assert (d.outcome, d.filter_index) == (Outcome.SKIPPED_FILTER, 0)
+
+
+async def test_init_containers_are_swapped_too() -> None:
+    m, _, _ = mutator()
+    decisions = await decide(m, make_pod("nginx", init=("busybox",)))
+    assert {d.container.field for d in decisions if d.swapped} == {"containers", "initContainers"}
+
+
+async def test_exists_policy_swaps_only_what_the_mirror_has() -> None:
+    m, target, _ = mutator(swap=SwapPolicy.EXISTS)
+    target.add_image("mirror.local:5000/m/docker.io/library/nginx:latest")
+    present, absent = await decide(m, make_pod("nginx", "redis"))
+    assert present.outcome is Outcome.SWAPPED
+    assert absent.outcome is Outcome.NOT_FOUND
+
+
+async def test_delayed_copy_queues_and_exists_policy_does_not_swap_yet() -> None:
+    m, target, queue = mutator(swap=SwapPolicy.EXISTS, copy=CopyPolicy.DELAYED)
+    [d] = await decide(m, make_pod("nginx"))
+    assert (d.outcome, d.copy) == (Outcome.NOT_FOUND, CopyState.QUEUED)
+    await asyncio.sleep(0)
+    assert [j.target for j in queue.jobs] == [d.target]
+
+
+async def test_immediate_copy_waits_and_then_swaps() -> None:
+    m, target, queue = mutator(swap=SwapPolicy.EXISTS, copy=CopyPolicy.IMMEDIATE)
+    [d] = await decide(m, make_pod("nginx"))
+    assert (d.outcome, d.copy) == (Outcome.SWAPPED, CopyState.COPIED)
+    assert d.target in target.images
+    assert target.repositories == {"m/docker.io/library/nginx"}
+
+
+async def test_an_immediate_copy_past_its_deadline_does_not_swap_under_exists() -> None:
+    m, _, queue = mutator(swap=SwapPolicy.EXISTS, copy=CopyPolicy.IMMEDIATE, deadline=0.05)
+    queue.delay = 1.0
+    [d] = await decide(m, make_pod("nginx"))
+    assert (d.outcome, d.copy) == (Outcome.NOT_FOUND, CopyState.DEADLINE)
+    await queue.aclose()
+
+
+async def test_force_copy_failure_is_reported_and_always_policy_still_swaps() -> None:
+    m, _, queue = mutator(swap=SwapPolicy.ALWAYS, copy=CopyPolicy.FORCE)
+    queue.fail.add("mirror.local:5000/m/docker.io/library/nginx:latest")
+    [d] = await decide(m, make_pod("nginx"))
+    assert (d.outcome, d.copy) == (Outcome.SWAPPED, CopyState.FAILED)
+
+
+async def test_the_same_image_twice_in_a_pod_is_copied_once() -> None:
+    m, _, queue = mutator(copy=CopyPolicy.IMMEDIATE)
+    decisions = await decide(m, make_pod("nginx", "nginx", init=("nginx",)))
+    assert all(d.swapped for d in decisions)
+    assert len(queue.jobs) == 1
+
+
+async def test_without_side_effects_nothing_is_copied_or_created() -> None:
+    m, target, queue = mutator(swap=SwapPolicy.EXISTS, copy=CopyPolicy.FORCE)
+    [d] = await decide(m, make_pod("nginx"), side_effects=False)
+    assert (d.outcome, d.copy) == (Outcome.SWAPPED, CopyState.WOULD_COPY)
+    assert queue.jobs == [] and target.repositories == set() and target.images == set()
+
+
+async def test_a_failing_target_decides_error_for_that_container_only() -> None:
+    m, target, _ = mutator(swap=SwapPolicy.EXISTS)
+    target.fail_with = ConnectionError("registry down")
+    [origin, broken] = await decide(m, make_pod("mirror.local:5000/m/x:1", "nginx"))
+    assert origin.outcome is Outcome.SKIPPED_ORIGIN
+    assert broken.outcome is Outcome.ERROR
+    assert "registry down" in broken.detail
+
+
+async def test_on_ephemeral_update_only_new_ephemeral_containers_are_considered() -> None:
+    m, _, _ = mutator()
+    old = make_pod("nginx")
+    old["spec"]["ephemeralContainers"] = [{"name": "debug1", "image": "busybox"}]
+    new = make_pod("nginx")
+    new["spec"]["ephemeralContainers"] = [{"name": "debug1", "image": "busybox"},
+                                          {"name": "debug2", "image": "alpine"}]
+    decisions = await decide(m, new, operation="UPDATE", sub_resource="ephemeralcontainers",
+                             old=old)
+    assert [(d.container.name, d.container.index) for d in decisions] == [("debug2", 1)]
+
+
+async def test_an_ephemeral_container_is_not_swapped_when_the_pull_secret_cannot_be_added() -> None:
+    m, _, _ = mutator(pull_secret="mirror")
+    new = make_pod("nginx")
+    new["spec"]["ephemeralContainers"] = [{"name": "debug", "image": "busybox"}]
+    [d] = await decide(m, new, operation="UPDATE", sub_resource="ephemeralcontainers",
+                       old=make_pod("nginx"))
+    assert d.outcome is Outcome.NO_PULL_SECRET
+
+
+async def test_a_plain_pod_update_is_not_mutated() -> None:
+    m, _, _ = mutator()
+    assert await decide(m, make_pod("nginx"), operation="UPDATE") == []
+
+
+@pytest.mark.parametrize("dry_run", [True, False])
+async def test_describe_reports_would_swap_only_in_dry_run(dry_run: bool) -> None:
+    m, _, _ = mutator(filters=("container.name == 'c1'",))
+    decisions = await decide(m, make_pod("nginx", "redis"))
+    warnings, annotations = describe(decisions, dry_run)
+    if dry_run:
+        assert warnings == [
+            "containers[c0]: would swap nginx -> mirror.local:5000/m/docker.io/library/nginx:latest",
+            "containers[c1]: skipped by filter 0",
+        ]
+        assert annotations["would-swap"] == "c0=mirror.local:5000/m/docker.io/library/nginx:latest"
+    else:
+        assert warnings == []
+        assert "would-swap" not in annotations and "swapped" in annotations
+    assert annotations["skipped"] == "c1=skipped-filter"
+    assert all("/" not in key for key in annotations)
+
+
+async def test_a_mirror_name_over_255_characters_is_reported_not_emitted() -> None:
+    m, _, _ = mutator()
+    long_path = "/".join(["abcdefghij" * 2] * 11)  # 230 characters, valid on its own
+    [d] = await decide(m, make_pod(f"ghcr.io/{long_path}:1"))
+    assert d.outcome is Outcome.INVALID_REFERENCE
+    assert "longer than 255" in d.detail

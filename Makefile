@@ -37,7 +37,7 @@ unit: venv
 test: apt lint typecheck unit
 
 demo: venv
-	$(BIN)/python -m benchmarks.demo
+	$(BIN)/python tests/demo.py
 
 bench: venv apt
 	$(BIN)/python -m benchmarks.run

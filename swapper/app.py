@@ -200,9 +200,7 @@ def create_app(config: Config, deps: Dependencies) -> FastAPI:
         except AdmissionError as exc:
             metrics.admission_requests.labels("invalid").inc()
             log.warning("bad_request", error=str(exc))
-            return Response(
-                orjson.dumps({"error": str(exc)}), status_code=400, media_type=_JSON
-            )
+            return Response(orjson.dumps({"error": str(exc)}), status_code=400, media_type=_JSON)
         response = await handler(review)
         metrics.handler_latency.observe(time.perf_counter() - started)
         return Response(orjson.dumps(response), media_type=_JSON)

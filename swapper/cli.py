@@ -40,7 +40,9 @@ def _parser() -> argparse.ArgumentParser:
         help="how often the certificate files are checked for rotation (default 10)",
     )
 
-    check = sub.add_parser("check-config", help="validate a config file, print the effective config")
+    check = sub.add_parser(
+        "check-config", help="validate a config file, print the effective config"
+    )
     check.add_argument("file", metavar="FILE")
 
     explain = sub.add_parser(
@@ -72,7 +74,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "check-config":
             return _check_config(args)
         if args.command == "explain":
-            return asyncio.run(_explain(args))
+            return _explain(args)
         return _certs(args)
     except SwapperError as exc:
         print(f"swapper: {exc}", file=sys.stderr)
@@ -136,14 +138,10 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
-async def _explain(args: argparse.Namespace) -> int:
+def _explain(args: argparse.Namespace) -> int:
     import yaml
 
-    from swapper.admission import Review
     from swapper.config import load_config_file
-    from swapper.mirror.queue import MemoryCopyQueue
-    from swapper.mutation import CONTAINER_FIELDS, Mutator, Policy, describe
-    from swapper.targets.memory import MemoryTarget
 
     config = load_config_file(args.config)
     if args.pod:
@@ -163,7 +161,21 @@ async def _explain(args: argparse.Namespace) -> int:
     else:
         print("swapper: give IMAGE arguments or --pod FILE", file=sys.stderr)
         return 2
-    namespace = (pod.get("metadata") or {}).get("namespace") or args.namespace
+    for line in asyncio.run(explain(config, pod, args.namespace)):
+        print(line)
+    return 0
+
+
+async def explain(config: Config, pod: dict[str, Any], namespace: str) -> list[str]:
+    """One line per container: what swapper would do with this pod. Contacts nothing: with
+    ``imageSwapPolicy: exists`` every image counts as present in the mirror."""
+    from swapper.admission import Review
+    from swapper.mirror.queue import MemoryCopyQueue
+    from swapper.mutation import CONTAINER_FIELDS, Mutator, Policy, describe
+    from swapper.targets.memory import MemoryTarget
+
+    metadata = pod.get("metadata") or {}
+    namespace = metadata.get("namespace") or namespace
     review = Review(
         api_version="admission.k8s.io/v1",
         uid="explain",
@@ -172,13 +184,12 @@ async def _explain(args: argparse.Namespace) -> int:
         sub_resource="",
         operation="CREATE",
         namespace=namespace,
-        name=(pod.get("metadata") or {}).get("name", ""),
+        name=metadata.get("name", ""),
         dry_run=True,
         object=pod,
         old_object=None,
     )
     policy = Policy.from_config(config)
-    # Nothing is contacted: with imageSwapPolicy exists, an image counts as present.
     target = MemoryTarget(policy.endpoint)
     mutator = Mutator(policy, target, MemoryCopyQueue(target))
     settled, candidates = mutator.plan(review)
@@ -186,10 +197,7 @@ async def _explain(args: argparse.Namespace) -> int:
         target.add_image(c.target)
     decisions = settled + await mutator.resolve(candidates, namespace, (), side_effects=False)
     decisions.sort(key=lambda d: (CONTAINER_FIELDS.index(d.container.field), d.container.index))
-    warnings, _ = describe(decisions, dry_run=True)
-    for line in warnings:
-        print(line)
-    return 0
+    return describe(decisions, dry_run=True)[0]
 
 
 def _certs(args: argparse.Namespace) -> int:

@@ -157,7 +157,9 @@ class ECROptions(_Model):
 
 _ACCOUNT_ID = re.compile(r"^\d{12}$")
 _REGION = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d$")
-_PATH_PREFIX = re.compile(r"^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*$")
+_PATH_PREFIX = re.compile(
+    r"^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*$"
+)
 
 
 def _check_prefix(value: str) -> str:
@@ -489,5 +491,7 @@ def load_config_file(path: str | Path) -> Config:
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        raise ConfigError([("(file)", f"not valid YAML: {_one_line(str(exc))}")], str(path)) from None
+        raise ConfigError(
+            [("(file)", f"not valid YAML: {_one_line(str(exc))}")], str(path)
+        ) from None
     return load_config(data, str(path))

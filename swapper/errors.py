@@ -3,7 +3,7 @@
 Every error swapper raises on purpose derives from :class:`SwapperError`::
 
     SwapperError
-    ├── ConfigError                 the config file is missing, unreadable or invalid (refuses to start)
+    ├── ConfigError                 the config is missing, unreadable or invalid (no start)
     ├── InvalidReference            an image reference does not follow the distribution grammar
     ├── AdmissionError              the request body is not an AdmissionReview (HTTP 400)
     ├── CertificateError            the TLS certificate or key cannot be loaded or generated

@@ -30,15 +30,15 @@ def _regex(pattern: str) -> re.Pattern[str]:
 
 
 class _Functions(jmespath.functions.Functions):
-    @jmespath.functions.signature({"types": ["string"]}, {"types": ["string"]})  # type: ignore[misc]
+    @jmespath.functions.signature({"types": ["string"]}, {"types": ["string"]})
     def _func_regex_match(self, pattern: str, value: str) -> bool:
         return _regex(pattern).search(value) is not None
 
-    @jmespath.functions.signature({"types": ["string"]})  # type: ignore[misc]
+    @jmespath.functions.signature({"types": ["string"]})
     def _func_lower(self, value: str) -> str:
         return value.lower()
 
-    @jmespath.functions.signature({"types": ["string"]})  # type: ignore[misc]
+    @jmespath.functions.signature({"types": ["string"]})
     def _func_upper(self, value: str) -> str:
         return value.upper()
 

@@ -43,7 +43,7 @@ class Outcome(StrEnum):
     SKIPPED_ORIGIN = "skipped-origin"
     NOT_FOUND = "not-found"  # imageSwapPolicy exists, and the mirror does not have the image
     INVALID_REFERENCE = "invalid-reference"
-    NO_PULL_SECRET = "skipped-no-pull-secret"  # ephemeral container: secrets cannot be added
+    NO_PULL_SECRET = "skipped-no-pull-secret"  # noqa: S105 - a reason, not a secret  # ephemeral container: secrets cannot be added
     ERROR = "error"
 
 
@@ -163,7 +163,9 @@ def containers_of(review: Review) -> list[Container]:
             if cname in existing:
                 continue
             image = item.get("image")
-            found.append(Container(name, index, cname, image if isinstance(image, str) else "", item))
+            found.append(
+                Container(name, index, cname, image if isinstance(image, str) else "", item)
+            )
     return found
 
 
@@ -198,7 +200,11 @@ def plan(
             ref = parse(container.image)
         except SwapperError as exc:
             settled.append(
-                Decision(container, Outcome.INVALID_REFERENCE, detail=str(exc.args[0] if exc.args else exc))
+                Decision(
+                    container,
+                    Outcome.INVALID_REFERENCE,
+                    detail=str(exc.args[0] if exc.args else exc),
+                )
             )
             continue
         if is_origin(ref):
@@ -214,7 +220,7 @@ def plan(
                 Decision(
                     container,
                     Outcome.INVALID_REFERENCE,
-                    detail=f"mirror name for {container.image} is longer than {NAME_MAX} characters",
+                    detail=f"mirror name for {container.image} is over {NAME_MAX} characters",
                 )
             )
             continue
@@ -247,7 +253,11 @@ class Mutator:
         return plan(review, self.policy, self.target.is_origin)
 
     async def resolve(
-        self, candidates: Sequence[Candidate], namespace: str, secrets: tuple[str, ...], side_effects: bool
+        self,
+        candidates: Sequence[Candidate],
+        namespace: str,
+        secrets: tuple[str, ...],
+        side_effects: bool,
     ) -> list[Decision]:
         """One decision per candidate, in order. Each distinct target is worked on once."""
         unique: dict[str, Candidate] = {}
@@ -317,7 +327,8 @@ class Mutator:
 def describe(decisions: Iterable[Decision], dry_run: bool) -> tuple[list[str], dict[str, str]]:
     """Warnings and audit annotations for a set of decisions.
 
-    In dry-run there is one warning per container; otherwise only errors are warned about.
+    In dry-run there is one warning per container; otherwise only errors and invalid
+    references are warned about.
 
     Audit annotation keys carry no ``/``: the API server prefixes them with the webhook name.
     """
@@ -332,7 +343,7 @@ def describe(decisions: Iterable[Decision], dry_run: bool) -> tuple[list[str], d
                 warnings.append(f"{who}: would swap {c.image} -> {d.target}")
             swapped.append(f"{c.name}={d.target}")
         else:
-            if dry_run or d.outcome is Outcome.ERROR:
+            if dry_run or d.outcome in (Outcome.ERROR, Outcome.INVALID_REFERENCE):
                 warnings.append(f"{who}: {_reason(d)}")
             skipped.append(f"{c.name}={d.outcome.value}")
     annotations: dict[str, str] = {}

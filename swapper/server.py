@@ -15,7 +15,7 @@ from swapper.targets.base import TargetRegistry
 from swapper.tls import CertificateReloader, server_context
 
 
-class _TLSConfig(uvicorn.Config):
+class TLSServerConfig(uvicorn.Config):
     """uvicorn builds its SSL context from file names once; hand it ours instead, so the
     reloader can load a rotated pair into the same context that serves new handshakes."""
 
@@ -59,21 +59,27 @@ def build_server(
         metrics=metrics,
         background=[reloader],
     )
-    host, port = split_address(config.listen_address)
-    uv_config = _TLSConfig(
-        create_app(config, deps),
-        context,
-        host=host,
-        port=port,
-        loop="uvloop",
-        http="httptools",
-        lifespan="on",
-        access_log=False,
-        log_config=None,
-        server_header=False,
-        timeout_graceful_shutdown=15,
+    return uvicorn_server(create_app(config, deps), context, config.listen_address)
+
+
+def uvicorn_server(app: Any, context: ssl.SSLContext, listen_address: str) -> uvicorn.Server:
+    """The uvicorn settings swapper runs with (also used by the benchmark's bare endpoint)."""
+    host, port = split_address(listen_address)
+    return uvicorn.Server(
+        TLSServerConfig(
+            app,
+            context,
+            host=host,
+            port=port,
+            loop="uvloop",
+            http="httptools",
+            lifespan="on",
+            access_log=False,
+            log_config=None,
+            server_header=False,
+            timeout_graceful_shutdown=15,
+        )
     )
-    return uvicorn.Server(uv_config)
 
 
 def serve(config: Config, target: TargetRegistry, reload_interval: float = 10.0) -> None:

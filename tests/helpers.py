@@ -11,8 +11,12 @@ from swapper.admission import Review
 FIXTURES = Path(__file__).parent / "fixtures"
 
 
-def make_pod(*images: str, init: tuple[str, ...] = (), namespace: str | None = None,
-             secrets: tuple[str, ...] | None = None) -> dict[str, Any]:
+def make_pod(
+    *images: str,
+    init: tuple[str, ...] = (),
+    namespace: str | None = None,
+    secrets: tuple[str, ...] | None = None,
+) -> dict[str, Any]:
     spec: dict[str, Any] = {
         "containers": [{"name": f"c{i}", "image": img} for i, img in enumerate(images)]
     }
@@ -26,9 +30,15 @@ def make_pod(*images: str, init: tuple[str, ...] = (), namespace: str | None = N
     return {"apiVersion": "v1", "kind": "Pod", "metadata": metadata, "spec": spec}
 
 
-def make_review(pod: dict[str, Any], *, namespace: str = "default", operation: str = "CREATE",
-                sub_resource: str = "", dry_run: bool = False,
-                old: dict[str, Any] | None = None) -> Review:
+def make_review(
+    pod: dict[str, Any],
+    *,
+    namespace: str = "default",
+    operation: str = "CREATE",
+    sub_resource: str = "",
+    dry_run: bool = False,
+    old: dict[str, Any] | None = None,
+) -> Review:
     return Review(
         api_version="admission.k8s.io/v1",
         uid="uid-1",

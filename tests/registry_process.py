@@ -36,28 +36,50 @@ class Registry:
         start = client.post(f"{self.url}/v2/{repo}/blobs/uploads/")
         start.raise_for_status()
         location = httpx.URL(self.url).join(start.headers["location"])
-        done = client.put(location, params={"digest": digest}, content=data,
-                          headers={"Content-Type": "application/octet-stream"})
+        done = client.put(
+            location,
+            params={"digest": digest},
+            content=data,
+            headers={"Content-Type": "application/octet-stream"},
+        )
         done.raise_for_status()
         return digest
 
     def push_image(self, repo: str, tag: str, payload: bytes = b"layer") -> str:
         """Push a one-layer OCI image; returns the manifest digest."""
         with httpx.Client(timeout=10) as client:
-            config = json.dumps({"architecture": "amd64", "os": "linux",
-                                 "rootfs": {"type": "layers", "diff_ids": []}}).encode()
+            config = json.dumps(
+                {
+                    "architecture": "amd64",
+                    "os": "linux",
+                    "rootfs": {"type": "layers", "diff_ids": []},
+                }
+            ).encode()
             config_digest = self.push_blob(client, repo, config)
             layer_digest = self.push_blob(client, repo, payload)
-            manifest = json.dumps({
-                "schemaVersion": 2,
-                "mediaType": OCI_MANIFEST,
-                "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
-                           "digest": config_digest, "size": len(config)},
-                "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar",
-                            "digest": layer_digest, "size": len(payload)}],
-            }).encode()
-            put = client.put(f"{self.url}/v2/{repo}/manifests/{tag}", content=manifest,
-                             headers={"Content-Type": OCI_MANIFEST})
+            manifest = json.dumps(
+                {
+                    "schemaVersion": 2,
+                    "mediaType": OCI_MANIFEST,
+                    "config": {
+                        "mediaType": "application/vnd.oci.image.config.v1+json",
+                        "digest": config_digest,
+                        "size": len(config),
+                    },
+                    "layers": [
+                        {
+                            "mediaType": "application/vnd.oci.image.layer.v1.tar",
+                            "digest": layer_digest,
+                            "size": len(payload),
+                        }
+                    ],
+                }
+            ).encode()
+            put = client.put(
+                f"{self.url}/v2/{repo}/manifests/{tag}",
+                content=manifest,
+                headers={"Content-Type": OCI_MANIFEST},
+            )
             put.raise_for_status()
             return "sha256:" + hashlib.sha256(manifest).hexdigest()
 
@@ -70,16 +92,23 @@ class Registry:
 def running_registry(workdir: Path) -> Iterator[Registry]:
     port = free_port()
     config = workdir / "registry.yml"
-    config.write_text(json.dumps({
-        "version": 0.1,
-        "log": {"level": "warn", "accesslog": {"disabled": True}},
-        "storage": {"filesystem": {"rootdirectory": str(workdir / "data")},
-                    "delete": {"enabled": True}},
-        "http": {"addr": f"127.0.0.1:{port}"},
-    }))
+    config.write_text(
+        json.dumps(
+            {
+                "version": 0.1,
+                "log": {"level": "warn", "accesslog": {"disabled": True}},
+                "storage": {
+                    "filesystem": {"rootdirectory": str(workdir / "data")},
+                    "delete": {"enabled": True},
+                },
+                "http": {"addr": f"127.0.0.1:{port}"},
+            }
+        )
+    )
     log = (workdir / "registry.log").open("wb")
-    process = subprocess.Popen([REGISTRY_BIN, "serve", str(config)], stdout=log,
-                               stderr=subprocess.STDOUT)
+    process = subprocess.Popen(
+        [REGISTRY_BIN, "serve", str(config)], stdout=log, stderr=subprocess.STDOUT
+    )
     registry = Registry(f"127.0.0.1:{port}", process)
     try:
         deadline = time.monotonic() + 15

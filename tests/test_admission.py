@@ -11,10 +11,19 @@ from swapper.errors import AdmissionError
 
 
 def body(**request: object) -> bytes:
-    doc = {"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
-           "request": {"uid": "abc", "kind": {"kind": "Pod"}, "resource": {"resource": "pods"},
-                       "operation": "CREATE", "namespace": "ns", "object": {"spec": {}},
-                       **request}}
+    doc = {
+        "apiVersion": "admission.k8s.io/v1",
+        "kind": "AdmissionReview",
+        "request": {
+            "uid": "abc",
+            "kind": {"kind": "Pod"},
+            "resource": {"resource": "pods"},
+            "operation": "CREATE",
+            "namespace": "ns",
+            "object": {"spec": {}},
+            **request,
+        },
+    }
     return json.dumps(doc).encode()
 
 
@@ -41,8 +50,10 @@ def test_a_v1beta1_review_is_parsed_and_answered_in_kind() -> None:
         (b'{"kind": "Pod"}', "kind must be AdmissionReview"),
         (b'{"kind": "AdmissionReview", "apiVersion": "v1"}', "apiVersion must be"),
         (b'{"kind": "AdmissionReview", "apiVersion": "admission.k8s.io/v1"}', "request is missing"),
-        (b'{"kind": "AdmissionReview", "apiVersion": "admission.k8s.io/v1", "request": {}}',
-         "request.uid"),
+        (
+            b'{"kind": "AdmissionReview", "apiVersion": "admission.k8s.io/v1", "request": {}}',
+            "request.uid",
+        ),
     ],
 )
 def test_a_body_that_is_not_an_admission_review_is_refused(raw: bytes, message: str) -> None:

@@ -60,8 +60,10 @@ def test_a_bad_policy_value_is_refused() -> None:
 
 def test_a_filter_that_does_not_compile_is_named_by_index() -> None:
     found = problems(
-        {"source": {"filters": [{"jmespath": "obj.a == 'b'"}, {"jmespath": "obj.(("}]},
-         "target": AWS}
+        {
+            "source": {"filters": [{"jmespath": "obj.a == 'b'"}, {"jmespath": "obj.(("}]},
+            "target": AWS,
+        }
     )
     assert list(found) == ["source.filters[1].jmespath"]
     assert found["source.filters[1].jmespath"].startswith("does not compile")
@@ -70,7 +72,9 @@ def test_a_filter_that_does_not_compile_is_named_by_index() -> None:
 def test_kms_encryption_without_a_key_is_refused() -> None:
     aws = {**AWS["aws"], "ecrOptions": {"encryptionConfiguration": {"encryptionType": "KMS"}}}
     found = problems({"target": {"type": "aws", "aws": aws}})
-    assert found["target.aws.ecrOptions.encryptionConfiguration"] == "encryptionType KMS needs kmsKey"
+    assert (
+        found["target.aws.ecrOptions.encryptionConfiguration"] == "encryptionType KMS needs kmsKey"
+    )
 
 
 def test_a_target_type_without_its_section_is_refused() -> None:
@@ -84,20 +88,26 @@ def test_a_non_json_access_policy_is_refused() -> None:
 
 
 def test_an_account_id_given_as_a_number_is_accepted() -> None:
-    config = load_config({"target": {"type": "aws", "aws": {"accountId": 123456789012,
-                                                            "region": "us-east-1"}}})
+    config = load_config(
+        {"target": {"type": "aws", "aws": {"accountId": 123456789012, "region": "us-east-1"}}}
+    )
     assert config.target.aws is not None and config.target.aws.account_id == "123456789012"
 
 
 def test_china_regions_use_the_amazonaws_com_cn_domain() -> None:
-    config = load_config({"target": {"type": "aws", "aws": {"accountId": "123456789012",
-                                                            "region": "cn-north-1"}}})
+    config = load_config(
+        {"target": {"type": "aws", "aws": {"accountId": "123456789012", "region": "cn-north-1"}}}
+    )
     assert config.target.endpoint == "123456789012.dkr.ecr.cn-north-1.amazonaws.com.cn"
 
 
 def test_gcp_endpoint_includes_project_and_repository() -> None:
-    gcp = {"location": "europe-west1", "projectId": "proj", "repositoryId": "mirror",
-           "prefix": "k8s"}
+    gcp = {
+        "location": "europe-west1",
+        "projectId": "proj",
+        "repositoryId": "mirror",
+        "prefix": "k8s",
+    }
     config = load_config({"target": {"type": "gcp", "gcp": gcp}})
     assert config.target.endpoint == "europe-west1-docker.pkg.dev/proj/mirror/k8s"
 
@@ -147,7 +157,9 @@ def test_a_missing_file_is_refused_with_its_name(tmp_path: Path) -> None:
 
 
 def test_every_problem_is_reported_at_once() -> None:
-    found = problems({"logLevel": "loud", "logFormat": "xml", "dryRun": "perhaps", "target": GENERIC})
+    found = problems(
+        {"logLevel": "loud", "logFormat": "xml", "dryRun": "perhaps", "target": GENERIC}
+    )
     assert set(found) == {"logLevel", "logFormat", "dryRun"}
 
 

@@ -30,8 +30,9 @@ def test_a_true_filter_returns_its_index() -> None:
         ("lower(container.name) == 'app'", {"name": "APP", "image": "x"}, 0),
     ],
 )
-def test_functions_users_expect_work(expression: str, container: dict[str, str],
-                                     expected: int | None) -> None:
+def test_functions_users_expect_work(
+    expression: str, container: dict[str, str], expected: int | None
+) -> None:
     assert Filters([expression]).first_match(pod(), container) == expected
 
 

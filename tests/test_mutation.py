@@ -14,9 +14,13 @@ from swapper.targets.memory import MemoryTarget
 ENDPOINT = "mirror.local:5000/m"
 
 
-def mutator(swap: SwapPolicy = SwapPolicy.ALWAYS, copy: CopyPolicy = CopyPolicy.NONE,
-            filters: tuple[str, ...] = (), pull_secret: str | None = None,
-            deadline: float = 1.0) -> tuple[Mutator, MemoryTarget, MemoryCopyQueue]:
+def mutator(
+    swap: SwapPolicy = SwapPolicy.ALWAYS,
+    copy: CopyPolicy = CopyPolicy.NONE,
+    filters: tuple[str, ...] = (),
+    pull_secret: str | None = None,
+    deadline: float = 1.0,
+) -> tuple[Mutator, MemoryTarget, MemoryCopyQueue]:
     target = MemoryTarget(ENDPOINT)
     queue = MemoryCopyQueue(target)
     policy = Policy(ENDPOINT, swap, copy, deadline, pull_secret, Filters(filters))
@@ -71,7 +75,7 @@ async def test_exists_policy_swaps_only_what_the_mirror_has() -> None:
 
 
 async def test_delayed_copy_queues_and_exists_policy_does_not_swap_yet() -> None:
-    m, target, queue = mutator(swap=SwapPolicy.EXISTS, copy=CopyPolicy.DELAYED)
+    m, _target, queue = mutator(swap=SwapPolicy.EXISTS, copy=CopyPolicy.DELAYED)
     [d] = await decide(m, make_pod("nginx"))
     assert (d.outcome, d.copy) == (Outcome.NOT_FOUND, CopyState.QUEUED)
     await asyncio.sleep(0)
@@ -79,7 +83,7 @@ async def test_delayed_copy_queues_and_exists_policy_does_not_swap_yet() -> None
 
 
 async def test_immediate_copy_waits_and_then_swaps() -> None:
-    m, target, queue = mutator(swap=SwapPolicy.EXISTS, copy=CopyPolicy.IMMEDIATE)
+    m, target, _queue = mutator(swap=SwapPolicy.EXISTS, copy=CopyPolicy.IMMEDIATE)
     [d] = await decide(m, make_pod("nginx"))
     assert (d.outcome, d.copy) == (Outcome.SWAPPED, CopyState.COPIED)
     assert d.target in target.images
@@ -129,10 +133,13 @@ async def test_on_ephemeral_update_only_new_ephemeral_containers_are_considered(
     old = make_pod("nginx")
     old["spec"]["ephemeralContainers"] = [{"name": "debug1", "image": "busybox"}]
     new = make_pod("nginx")
-    new["spec"]["ephemeralContainers"] = [{"name": "debug1", "image": "busybox"},
-                                          {"name": "debug2", "image": "alpine"}]
-    decisions = await decide(m, new, operation="UPDATE", sub_resource="ephemeralcontainers",
-                             old=old)
+    new["spec"]["ephemeralContainers"] = [
+        {"name": "debug1", "image": "busybox"},
+        {"name": "debug2", "image": "alpine"},
+    ]
+    decisions = await decide(
+        m, new, operation="UPDATE", sub_resource="ephemeralcontainers", old=old
+    )
     assert [(d.container.name, d.container.index) for d in decisions] == [("debug2", 1)]
 
 
@@ -140,8 +147,9 @@ async def test_an_ephemeral_container_is_not_swapped_when_the_pull_secret_cannot
     m, _, _ = mutator(pull_secret="mirror")
     new = make_pod("nginx")
     new["spec"]["ephemeralContainers"] = [{"name": "debug", "image": "busybox"}]
-    [d] = await decide(m, new, operation="UPDATE", sub_resource="ephemeralcontainers",
-                       old=make_pod("nginx"))
+    [d] = await decide(
+        m, new, operation="UPDATE", sub_resource="ephemeralcontainers", old=make_pod("nginx")
+    )
     assert d.outcome is Outcome.NO_PULL_SECRET
 
 
@@ -157,7 +165,7 @@ async def test_describe_reports_would_swap_only_in_dry_run(dry_run: bool) -> Non
     warnings, annotations = describe(decisions, dry_run)
     if dry_run:
         assert warnings == [
-            "containers[c0]: would swap nginx -> mirror.local:5000/m/docker.io/library/nginx:latest",
+            f"containers[c0]: would swap nginx -> {ENDPOINT}/docker.io/library/nginx:latest",
             "containers[c1]: skipped by filter 0",
         ]
         assert annotations["would-swap"] == "c0=mirror.local:5000/m/docker.io/library/nginx:latest"
@@ -173,4 +181,4 @@ async def test_a_mirror_name_over_255_characters_is_reported_not_emitted() -> No
     long_path = "/".join(["abcdefghij" * 2] * 11)  # 230 characters, valid on its own
     [d] = await decide(m, make_pod(f"ghcr.io/{long_path}:1"))
     assert d.outcome is Outcome.INVALID_REFERENCE
-    assert "longer than 255" in d.detail
+    assert "over 255 characters" in d.detail

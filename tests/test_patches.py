@@ -1,9 +1,9 @@
 from __future__ import annotations
 
+from helpers import make_pod
+
 from swapper.mutation import Container, Decision, Outcome
 from swapper.patches import build_patch
-
-from helpers import make_pod
 
 
 def swapped(field: str, index: int, image: str, target: str) -> Decision:
@@ -16,8 +16,9 @@ def skipped(field: str, index: int, image: str) -> Decision:
 
 def test_only_swapped_images_are_replaced() -> None:
     pod = make_pod("nginx", "redis")
-    ops = build_patch(pod, [swapped("containers", 0, "nginx", "t/nginx"),
-                            skipped("containers", 1, "redis")], None)
+    ops = build_patch(
+        pod, [swapped("containers", 0, "nginx", "t/nginx"), skipped("containers", 1, "redis")], None
+    )
     assert ops == [{"op": "replace", "path": "/spec/containers/0/image", "value": "t/nginx"}]
 
 
@@ -43,13 +44,22 @@ def test_the_pull_secret_is_never_duplicated() -> None:
 
 
 def test_the_pull_secret_is_not_added_when_the_spec_is_frozen() -> None:
-    ops = build_patch(make_pod("nginx"), [swapped("containers", 0, "nginx", "t/n")], "mirror",
-                      may_add_secret=False)
+    ops = build_patch(
+        make_pod("nginx"),
+        [swapped("containers", 0, "nginx", "t/n")],
+        "mirror",
+        may_add_secret=False,
+    )
     assert len(ops) == 1
 
 
 def test_init_and_ephemeral_container_paths_are_addressed_by_field() -> None:
-    ops = build_patch(make_pod("a"), [swapped("initContainers", 2, "a", "t/a"),
-                                      swapped("ephemeralContainers", 0, "b", "t/b")], None)
-    assert [op["path"] for op in ops] == ["/spec/initContainers/2/image",
-                                          "/spec/ephemeralContainers/0/image"]
+    ops = build_patch(
+        make_pod("a"),
+        [swapped("initContainers", 2, "a", "t/a"), swapped("ephemeralContainers", 0, "b", "t/b")],
+        None,
+    )
+    assert [op["path"] for op in ops] == [
+        "/spec/initContainers/2/image",
+        "/spec/ephemeralContainers/0/image",
+    ]

@@ -1,4 +1,7 @@
-"""Real ``swapper serve`` processes over HTTPS with generated certificates, stopped after use."""
+"""Real ``swapper serve`` processes over HTTPS with generated certificates, stopped after use.
+
+Also used by ``make demo`` and ``make bench`` (which put this folder on ``sys.path``).
+"""
 
 from __future__ import annotations
 
@@ -8,13 +11,11 @@ import ssl
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
-import pytest
-from helpers import FIXTURES
 
 from swapper import certs
 
@@ -40,28 +41,28 @@ class Webhook:
         return self.log.read_text(encoding="utf-8", errors="replace")
 
 
-def start_webhook(
-    tmp: Path, config: Path, *extra: str, cert_dir: Path | None = None
+def make_certs(folder: Path) -> Path:
+    certs.write(certs.generate("swapper", "swapper", ["localhost", "127.0.0.1"]), folder)
+    return folder
+
+
+def start_https_process(
+    command: Sequence[str], port: int, cert_dir: Path, log: Path, timeout: float = 20
 ) -> Webhook:
-    if cert_dir is None:
-        cert_dir = tmp / "certs"
-        certs.write(certs.generate("swapper", "swapper", ["localhost", "127.0.0.1"]), cert_dir)
-    port = free_port()
-    log = tmp / f"serve-{port}.log"
-    command = [
-        sys.executable, "-m", "swapper", "serve", "--config", str(config),
-        "--tls-cert-file", str(cert_dir / "tls.crt"), "--tls-key-file", str(cert_dir / "tls.key"),
-        "--listen-address", f"127.0.0.1:{port}", *extra,
-    ]
+    """Start ``command`` (which serves HTTPS on 127.0.0.1:port) and wait for ``/readyz``."""
     with log.open("wb") as out:
-        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT,
-                                   env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        process = subprocess.Popen(
+            list(command),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
     hook = Webhook(f"https://127.0.0.1:{port}", cert_dir, process, log)
-    deadline = time.monotonic() + 20
+    deadline = time.monotonic() + timeout
     with hook.client() as client:
         while True:
             if process.poll() is not None:
-                raise RuntimeError(f"swapper serve exited {process.returncode}:\n{hook.logs()}")
+                raise RuntimeError(f"{command[:4]} exited {process.returncode}:\n{hook.logs()}")
             try:
                 if client.get("/readyz").status_code == 200:
                     return hook
@@ -69,8 +70,29 @@ def start_webhook(
                 pass
             if time.monotonic() > deadline:
                 stop(hook)
-                raise RuntimeError(f"swapper serve never became ready:\n{hook.logs()}")
+                raise RuntimeError(f"{command[:4]} never became ready:\n{hook.logs()}")
             time.sleep(0.05)
+
+
+def start_webhook(tmp: Path, config: Path, *extra: str, cert_dir: Path | None = None) -> Webhook:
+    cert_dir = cert_dir or make_certs(tmp / "certs")
+    port = free_port()
+    command = [
+        sys.executable,
+        "-m",
+        "swapper",
+        "serve",
+        "--config",
+        str(config),
+        "--tls-cert-file",
+        str(cert_dir / "tls.crt"),
+        "--tls-key-file",
+        str(cert_dir / "tls.key"),
+        "--listen-address",
+        f"127.0.0.1:{port}",
+        *extra,
+    ]
+    return start_https_process(command, port, cert_dir, tmp / f"serve-{port}.log")
 
 
 def stop(hook: Webhook) -> None:

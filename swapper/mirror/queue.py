@@ -36,11 +36,11 @@ class CopyQueue(Protocol):
         """Queue a copy and return at once. Raises :class:`QueueFull` when at its bound."""
         ...
 
-    async def submit_and_wait(self, job: CopyJob, timeout: float) -> None:
+    async def submit_and_wait(self, job: CopyJob, deadline: float) -> None:
         """Queue a copy and wait for it. Raises :class:`CopyError` or its deadline subclass."""
         ...
 
-    async def copy_now(self, job: CopyJob, timeout: float) -> None:
+    async def copy_now(self, job: CopyJob, deadline: float) -> None:
         """Copy outside the queue. Raises :class:`CopyError` or its deadline subclass."""
         ...
 
@@ -90,11 +90,11 @@ class MemoryCopyQueue:
     def submit(self, job: CopyJob) -> None:
         self._start(job)
 
-    async def submit_and_wait(self, job: CopyJob, timeout: float) -> None:
-        await _wait(self._start(job), timeout, job)
+    async def submit_and_wait(self, job: CopyJob, deadline: float) -> None:
+        await _wait(self._start(job), deadline, job)
 
-    async def copy_now(self, job: CopyJob, timeout: float) -> None:
-        await _wait(asyncio.get_running_loop().create_task(self._copy(job)), timeout, job)
+    async def copy_now(self, job: CopyJob, deadline: float) -> None:
+        await _wait(asyncio.get_running_loop().create_task(self._copy(job)), deadline, job)
 
     async def aclose(self) -> None:
         for task in list(self._inflight.values()):
@@ -102,12 +102,14 @@ class MemoryCopyQueue:
         await asyncio.gather(*self._inflight.values(), return_exceptions=True)
 
 
-async def _wait(task: asyncio.Task[None], timeout: float, job: CopyJob) -> None:
+async def _wait(task: asyncio.Task[None], deadline: float, job: CopyJob) -> None:
     try:
         # shield: a waiter that gives up does not cancel a copy other pods may share.
-        await asyncio.wait_for(asyncio.shield(task), timeout)
+        await asyncio.wait_for(asyncio.shield(task), deadline)
     except TimeoutError:
-        raise CopyDeadlineExceeded(f"copy of {job.source} did not finish in {timeout:g}s") from None
+        raise CopyDeadlineExceeded(
+            f"copy of {job.source} did not finish in {deadline:g}s"
+        ) from None
 
 
 class UnavailableCopyQueue:
@@ -123,10 +125,10 @@ class UnavailableCopyQueue:
     def submit(self, job: CopyJob) -> None:
         self._fail(job)
 
-    async def submit_and_wait(self, job: CopyJob, timeout: float) -> None:
+    async def submit_and_wait(self, job: CopyJob, deadline: float) -> None:
         self._fail(job)
 
-    async def copy_now(self, job: CopyJob, timeout: float) -> None:
+    async def copy_now(self, job: CopyJob, deadline: float) -> None:
         self._fail(job)
 
     async def aclose(self) -> None:

@@ -35,9 +35,7 @@ def read_credentials(path: str) -> Credentials:
     except (OSError, yaml.YAMLError) as exc:
         raise ConfigError([("target.generic.credentialsFile", f"cannot read: {exc}")]) from None
     if not isinstance(data, dict) or not data.get("username") or not data.get("password"):
-        raise ConfigError(
-            [("target.generic.credentialsFile", "needs keys username and password")]
-        )
+        raise ConfigError([("target.generic.credentialsFile", "needs keys username and password")])
     return Credentials(str(data["username"]), str(data["password"]))
 
 
@@ -53,7 +51,9 @@ def _parse_challenge(header: str) -> dict[str, str]:
 class GenericTarget:
     def __init__(self, config: GenericRegistry, timeout: float = 5.0) -> None:
         self.config = config
-        self.credentials = read_credentials(config.credentials_file) if config.credentials_file else None
+        self.credentials = (
+            read_credentials(config.credentials_file) if config.credentials_file else None
+        )
         verify: ssl.SSLContext | bool = True
         if config.ca_file:
             verify = ssl.create_default_context(cafile=config.ca_file)
@@ -89,7 +89,9 @@ class GenericTarget:
             headers["Authorization"] = f"Bearer {token}"
         elif self.credentials:
             auth = httpx.BasicAuth(self.credentials.username, self.credentials.password)
-        response = await self._client.head(url, headers=headers, auth=auth or httpx.USE_CLIENT_DEFAULT)
+        response = await self._client.head(
+            url, headers=headers, auth=auth or httpx.USE_CLIENT_DEFAULT
+        )
         if response.status_code != 401:
             return response
         challenge = _parse_challenge(response.headers.get("www-authenticate", ""))

@@ -7,8 +7,8 @@ import json
 from pathlib import Path
 
 import pytest
-from webhook_process import Webhook
 from helpers import FIXTURES
+from webhook_process import Webhook
 
 REQUESTS = sorted((FIXTURES / "admission").glob("*.request.json"))
 
@@ -26,8 +26,9 @@ def decoded(answer: dict[str, object]) -> dict[str, object]:
 
 
 @pytest.mark.parametrize("request_file", REQUESTS, ids=lambda p: p.name.split(".")[0])
-def test_each_fixture_request_gets_its_expected_response(webhook: Webhook,
-                                                         request_file: Path) -> None:
+def test_each_fixture_request_gets_its_expected_response(
+    webhook: Webhook, request_file: Path
+) -> None:
     with webhook.client() as client:
         answer = client.post("/mutate", content=request_file.read_bytes())
     assert answer.status_code == 200
@@ -35,8 +36,9 @@ def test_each_fixture_request_gets_its_expected_response(webhook: Webhook,
 
 
 @pytest.mark.parametrize("request_file", REQUESTS, ids=lambda p: p.name.split(".")[0])
-def test_in_audit_mode_each_fixture_gets_warnings_and_no_patch(audit_webhook: Webhook,
-                                                               request_file: Path) -> None:
+def test_in_audit_mode_each_fixture_gets_warnings_and_no_patch(
+    audit_webhook: Webhook, request_file: Path
+) -> None:
     with audit_webhook.client() as client:
         answer = client.post("/mutate", content=request_file.read_bytes())
     assert answer.status_code == 200
@@ -80,8 +82,11 @@ def test_audit_mode_counts_would_swaps_and_logs_one_line_per_decision(
         client.post("/mutate", content=request)
         text = client.get("/metrics").text
     assert 'swapper_container_decisions_total{decision="swapped",dry_run="true"}' in text
-    lines = [json.loads(line) for line in audit_webhook.logs().splitlines()
-             if line.startswith("{") and '"decision"' in line]
+    lines = [
+        json.loads(line)
+        for line in audit_webhook.logs().splitlines()
+        if line.startswith("{") and '"decision"' in line
+    ]
     mine = [line for line in lines if line.get("uid") == "a1"]
     assert {line["container"] for line in mine} == {"migrate", "web", "metrics"}
     assert all(line["dry_run"] is True and line["reason"] == "swapped" for line in mine)

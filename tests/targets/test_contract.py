@@ -41,18 +41,26 @@ async def backend(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterat
         present = f"{endpoint}/docker.io/library/nginx:1.27"
         digest = "sha256:" + "b" * 64
         memory = MemoryTarget(endpoint, {present, f"{endpoint}/docker.io/library/nginx@{digest}"})
-        yield Backend(memory, present, f"{endpoint}/docker.io/library/nginx:0.1",
-                      f"{endpoint}/docker.io/library/nginx@{digest}",
-                      lambda: memory.delete_image(present))
+        yield Backend(
+            memory,
+            present,
+            f"{endpoint}/docker.io/library/nginx:0.1",
+            f"{endpoint}/docker.io/library/nginx@{digest}",
+            lambda: memory.delete_image(present),
+        )
         return
     registry: Registry = request.getfixturevalue("registry")
     repo = f"m/docker.io/library/app-{tmp_path.name[-8:].lower().strip('_')}"
     digest = registry.push_image(repo, "1.0", payload=tmp_path.name.encode())
     endpoint = f"{registry.host}/m"
     target = GenericTarget(GenericRegistry(registry=endpoint, insecure=True))
-    yield Backend(target, f"{registry.host}/{repo}:1.0", f"{registry.host}/{repo}:9.9",
-                  f"{registry.host}/{repo}@{digest}",
-                  lambda: registry.delete_manifest(repo, digest))
+    yield Backend(
+        target,
+        f"{registry.host}/{repo}:1.0",
+        f"{registry.host}/{repo}:9.9",
+        f"{registry.host}/{repo}@{digest}",
+        lambda: registry.delete_manifest(repo, digest),
+    )
     await target.aclose()
 
 

@@ -131,10 +131,11 @@ def _serve(args: argparse.Namespace) -> int:
 
         raise ConfigError([("tlsCertFile", "--tls-cert-file and --tls-key-file are required")])
     logs.configure(config.log_level, config.log_format)
+    target = build_target(config)
 
     from swapper.server import serve
 
-    serve(config, build_target(config), args.cert_reload_interval)
+    serve(config, target, args.cert_reload_interval)
     return 0
 
 

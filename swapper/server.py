@@ -27,10 +27,6 @@ class TLSServerConfig(uvicorn.Config):
         super().load()
         self.ssl = self._context
 
-    @property
-    def is_ssl(self) -> bool:
-        return True
-
 
 def build_server(
     config: Config,

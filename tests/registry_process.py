@@ -37,8 +37,7 @@ class Registry:
         start.raise_for_status()
         location = httpx.URL(self.url).join(start.headers["location"])
         done = client.put(
-            location,
-            params={"digest": digest},
+            location.copy_merge_params({"digest": digest}),
             content=data,
             headers={"Content-Type": "application/octet-stream"},
         )

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import re
 import shutil
 import statistics
@@ -100,11 +101,9 @@ def profile_handler(iterations: int) -> str:
     from swapper.mirror.queue import MemoryCopyQueue
     from swapper.targets.memory import MemoryTarget
 
-    logs.configure("info", "json")
-    import os
-
-    # Decision lines are part of the cost; send them nowhere but keep them rendered.
-    sys.stderr = open(os.devnull, "w")  # noqa: SIM115
+    # Decision lines are part of the cost: render them, write them nowhere.
+    devnull = open(os.devnull, "wb")  # noqa: SIM115
+    logs.configure("info", "json", stream=devnull)
     config = load_config_file(CONFIG)
     target = MemoryTarget(config.target.endpoint)
     handler = AdmissionHandler(config, Dependencies(target, MemoryCopyQueue(target)))
@@ -120,7 +119,7 @@ def profile_handler(iterations: int) -> str:
     profiler.start()
     elapsed = asyncio.run(loop())
     profiler.stop()
-    sys.stderr = sys.__stderr__
+    devnull.close()
     per_request = elapsed / iterations * 1e6
     text = profiler.output_text(unicode=False, color=False, show_all=False)
     return f"in-process handler: {per_request:.0f} us per request ({iterations} requests)\n\n{text}"

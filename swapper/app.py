@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -74,6 +75,9 @@ class AdmissionHandler:
         self.policy = Policy.from_config(config)
         self.mutator = Mutator(self.policy, deps.target, deps.queue)
         self.metrics = deps.metrics
+        # Label lookups take a lock each; the label sets are few, so keep the children.
+        self._decisions = functools.cache(self.metrics.container_decisions.labels)
+        self._requests = functools.cache(self.metrics.admission_requests.labels)
 
     async def __call__(self, review: Review) -> AdmissionReviewResponse:
         try:
@@ -89,7 +93,7 @@ class AdmissionHandler:
 
     def _unchanged(self, review: Review, stage: str, reason: str) -> AdmissionReviewResponse:
         self.metrics.internal_errors.labels(stage).inc()
-        self.metrics.admission_requests.labels("timeout" if stage == "timeout" else "error").inc()
+        self._requests("timeout" if stage == "timeout" else "error").inc()
         log.warning(
             "admission_unchanged",
             uid=review.uid,
@@ -106,7 +110,7 @@ class AdmissionHandler:
 
     async def _review(self, review: Review) -> AdmissionReviewResponse:
         if review.kind != "Pod":
-            self.metrics.admission_requests.labels("unchanged").inc()
+            self._requests("unchanged").inc()
             return build_response(review.api_version, review.uid)
         audit_only = self.config.dry_run
         side_effects = not (audit_only or review.dry_run)
@@ -131,27 +135,35 @@ class AdmissionHandler:
             )
         )
         result = "dry_run" if audit_only else ("patched" if patch else "unchanged")
-        self.metrics.admission_requests.labels(result).inc()
+        self._requests(result).inc()
         return build_response(review.api_version, review.uid, patch, warnings, annotations)
 
     def _record(self, review: Review, decisions: list[Decision], audit_only: bool) -> None:
         dry = "true" if audit_only else "false"
-        pod = _pod_name(review)
+        common = {
+            "uid": review.uid,
+            "namespace": review.namespace,
+            "pod": _pod_name(review),
+            "dry_run": audit_only or review.dry_run,
+        }
         for d in decisions:
-            self.metrics.container_decisions.labels(d.outcome.value, dry).inc()
+            reason = d.outcome.value
+            self._decisions(reason, dry).inc()
+            extra: dict[str, Any] = {}
+            if d.filter_index is not None:
+                extra["filter"] = d.filter_index
+            if d.copy:
+                extra["copy"] = d.copy.value
+            if d.detail:
+                extra["detail"] = d.detail
             log.info(
                 "decision",
-                uid=review.uid,
-                namespace=review.namespace,
-                pod=pod,
+                **common,
                 container=d.container.name,
                 source=d.container.image,
                 target=d.target,
-                reason=d.outcome.value,
-                filter=d.filter_index,
-                copy=d.copy.value or None,
-                detail=d.detail or None,
-                dry_run=audit_only or review.dry_run,
+                reason=reason,
+                **extra,
             )
 
 

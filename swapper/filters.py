@@ -62,41 +62,75 @@ def scrub(value: Any) -> Any:
     return value
 
 
+# Node types through which an expression can see the whole context, container included.
+_WHOLE_CONTEXT = frozenset({"current", "value_projection"})
+
+
+def reads_container(node: Mapping[str, Any]) -> bool:
+    """Whether a parsed expression may depend on ``container`` (conservative: when unsure, yes)."""
+    if node.get("type") in _WHOLE_CONTEXT:
+        return True
+    if node.get("type") == "field" and node.get("value") == "container":
+        return True
+    return any(reads_container(child) for child in node.get("children", ()))
+
+
 class Filters:
-    """The configured filters, compiled once."""
+    """The configured filters, compiled once.
+
+    A filter that cannot see ``container`` (``obj.metadata.namespace == 'kube-system'``, the
+    common case) gives the same answer for every container of a pod; it is evaluated once per
+    pod when the caller passes the same ``memo`` dict for all containers of that pod.
+    """
 
     def __init__(self, expressions: Sequence[str]) -> None:
         self.expressions = tuple(expressions)
         self._compiled = tuple(jmespath.compile(e) for e in self.expressions)
+        self._pod_level = tuple(not reads_container(c.parsed) for c in self._compiled)
 
     def __len__(self) -> int:
         return len(self._compiled)
 
-    def first_match(self, pod: Mapping[str, Any], container: Mapping[str, Any]) -> int | None:
+    def first_match(
+        self,
+        pod: Mapping[str, Any],
+        container: Mapping[str, Any],
+        memo: dict[int, Any] | None = None,
+    ) -> int | None:
         """Index of the first filter that skips this container, or None."""
         if not self._compiled:
             return None
         context = {"obj": pod, "container": container}
-        for index, compiled in enumerate(self._compiled):
-            try:
-                result = compiled.search(context, options=_OPTIONS)
-            except (jmespath.exceptions.JMESPathError, ValueError, TypeError, re.error) as exc:
-                log.debug(
-                    "filter_error",
-                    filter=index,
-                    jmespath=self.expressions[index],
-                    error=str(exc),
-                    context=scrub(context),
-                )
-                continue
+        for index in range(len(self._compiled)):
+            if memo is not None and self._pod_level[index]:
+                if index not in memo:
+                    memo[index] = self._evaluate(index, context)
+                result = memo[index]
+            else:
+                result = self._evaluate(index, context)
             if result is True:
                 return index
-            if result is not False and result is not None:
-                log.debug(
-                    "filter_not_boolean",
-                    filter=index,
-                    jmespath=self.expressions[index],
-                    result=repr(result),
-                    context=scrub(context),
-                )
         return None
+
+    def _evaluate(self, index: int, context: dict[str, Any]) -> Any:
+        """The filter's value; None when it errors. A non-boolean is logged and never matches."""
+        try:
+            result = self._compiled[index].search(context, options=_OPTIONS)
+        except (jmespath.exceptions.JMESPathError, ValueError, TypeError, re.error) as exc:
+            log.debug(
+                "filter_error",
+                filter=index,
+                jmespath=self.expressions[index],
+                error=str(exc),
+                context=scrub(context),
+            )
+            return None
+        if not isinstance(result, bool) and result is not None:
+            log.debug(
+                "filter_not_boolean",
+                filter=index,
+                jmespath=self.expressions[index],
+                result=repr(result),
+                context=scrub(context),
+            )
+        return result

@@ -129,6 +129,7 @@ class ImageReference:
         return f"{_domain_as_path_component(self.domain)}/{self.path}"
 
 
+@functools.lru_cache(maxsize=1024)
 def _domain_as_path_component(domain: str) -> str:
     if domain.startswith("["):
         address, _, port = domain[1:].partition("]")
@@ -280,6 +281,7 @@ def _check_path(reference: str, path: str) -> None:
     raise InvalidReference(reference, f"invalid repository name {path!r}")  # not reached
 
 
+@functools.lru_cache(maxsize=64)
 def _split_endpoint(endpoint: str) -> str:
     host, _, prefix = endpoint.rstrip("/").partition("/")
     host = _canonical_domain(host)

@@ -195,6 +195,7 @@ def plan(
     )
     settled: list[Decision] = []
     candidates: list[Candidate] = []
+    memo: dict[int, Any] = {}  # pod-level filter results, shared by the pod's containers
     for container in containers:
         try:
             ref = parse(container.image)
@@ -210,7 +211,7 @@ def plan(
         if is_origin(ref):
             settled.append(Decision(container, Outcome.SKIPPED_ORIGIN))
             continue
-        matched = policy.filters.first_match(pod, container.spec)
+        matched = policy.filters.first_match(pod, container.spec, memo)
         if matched is not None:
             settled.append(Decision(container, Outcome.SKIPPED_FILTER, filter_index=matched))
             continue
@@ -263,9 +264,14 @@ class Mutator:
         unique: dict[str, Candidate] = {}
         for candidate in candidates:
             unique.setdefault(candidate.target, candidate)
-        results = await asyncio.gather(
-            *(self._one(c, namespace, secrets, side_effects) for c in unique.values())
-        )
+        if self._may_wait(side_effects):
+            results = await asyncio.gather(
+                *(self._one(c, namespace, secrets, side_effects) for c in unique.values())
+            )
+        else:  # nothing can block: no tasks needed (this is the hot path of `always`)
+            results = [
+                await self._one(c, namespace, secrets, side_effects) for c in unique.values()
+            ]
         by_target = dict(zip(unique, results, strict=True))
         return [
             Decision(
@@ -277,6 +283,12 @@ class Mutator:
             )
             for c in candidates
         ]
+
+    def _may_wait(self, side_effects: bool) -> bool:
+        """Whether deciding may wait on I/O (then all images are worked on concurrently)."""
+        if self.policy.swap is SwapPolicy.EXISTS:
+            return True
+        return side_effects and self.policy.copy in (CopyPolicy.IMMEDIATE, CopyPolicy.FORCE)
 
     async def _one(
         self, c: Candidate, namespace: str, secrets: tuple[str, ...], side_effects: bool

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import ssl
 from typing import Any
 
@@ -58,8 +59,24 @@ def build_server(
     return uvicorn_server(create_app(config, deps), context, config.listen_address)
 
 
+def tune_runtime() -> None:
+    """Garbage-collector settings for a request-per-millisecond server.
+
+    Everything allocated at start-up (modules, config, compiled filters) is moved out of the
+    collector's sight with ``gc.freeze()``, and the young generation is collected every 10,000
+    allocations instead of 700: each admission allocates a few thousand short-lived objects,
+    and the default threshold ran a collection several times per request (about a quarter of
+    the handler's time in ``make bench``). Reference counting still frees almost everything at
+    once; only cycles wait a little longer.
+    """
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(10_000, 50, 100)
+
+
 def uvicorn_server(app: Any, context: ssl.SSLContext, listen_address: str) -> uvicorn.Server:
     """The uvicorn settings swapper runs with (also used by the benchmark's bare endpoint)."""
+    tune_runtime()
     host, port = split_address(listen_address)
     return uvicorn.Server(
         TLSServerConfig(

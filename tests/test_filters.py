@@ -57,3 +57,34 @@ def test_logged_contexts_hide_literal_env_values() -> None:
     assert cleaned["container"]["env"][0] == {"name": "TOKEN", "value": "[redacted]"}
     assert cleaned["container"]["env"][1] == {"name": "B"}
     assert context["container"]["env"][0]["value"] == "s3cr3t"
+
+
+@pytest.mark.parametrize(
+    ("expression", "reads"),
+    [
+        ("obj.metadata.namespace == 'kube-system'", False),
+        ("ends_with(obj.metadata.name, '-dev')", False),
+        ("obj.spec.containers[?name=='container'].image", False),
+        ("contains(container.image, '.dkr.ecr.')", True),
+        ("obj.a && container.b", True),
+        ("keys(@)", True),
+        ("*.image", True),
+        ("obj | @.metadata", True),
+    ],
+)
+def test_filters_that_may_read_the_container_are_told_apart(expression: str, reads: bool) -> None:
+    import jmespath
+
+    from swapper.filters import reads_container
+
+    assert reads_container(jmespath.compile(expression).parsed) is reads
+
+
+def test_a_pod_level_filter_is_evaluated_once_per_pod_with_a_memo() -> None:
+    filters = Filters(["obj.metadata.namespace == 'kube-system'", "container.name == 'x'"])
+    memo: dict[int, object] = {}
+    assert filters.first_match(pod("kube-system"), {"name": "a"}, memo) == 0
+    assert memo == {0: True}
+    # The memo answers for the next container of the same pod, whatever its pod argument.
+    assert filters.first_match(pod("default"), {"name": "b"}, memo) == 0
+    assert filters.first_match(pod("default"), {"name": "x"}, None) == 1

@@ -3,7 +3,7 @@ PY      ?= python3
 VENV    := .venv
 BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
-APT_PKGS := docker-registry hey
+APT_PKGS := docker-registry hey wrk
 SHELL   := /bin/bash
 
 .PHONY: all venv apt lint typecheck unit test demo bench clean

@@ -6,9 +6,9 @@ from __future__ import annotations
 import argparse
 
 from fastapi import FastAPI, Request, Response
-from swapper.tls import server_context
 
 from swapper.server import uvicorn_server
+from swapper.tls import server_context
 
 FIXED = (
     b'{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview",'
@@ -16,11 +16,13 @@ FIXED = (
 )
 
 
-def create_bare_app() -> FastAPI:
+def create_bare_app(read_body: bool = False) -> FastAPI:
     app = FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
 
     @app.post("/mutate")
-    async def mutate(_: Request) -> Response:
+    async def mutate(request: Request) -> Response:
+        if read_body:
+            await request.body()
         return Response(FIXED, media_type="application/json")
 
     @app.get("/readyz")
@@ -35,9 +37,10 @@ def main() -> None:
     parser.add_argument("--cert", required=True)
     parser.add_argument("--key", required=True)
     parser.add_argument("--listen-address", default="127.0.0.1:9443")
+    parser.add_argument("--read-body", action="store_true", help="read the body, then answer")
     args = parser.parse_args()
     context = server_context(args.cert, args.key)
-    uvicorn_server(create_bare_app(), context, args.listen_address).run()
+    uvicorn_server(create_bare_app(args.read_body), context, args.listen_address).run()
 
 
 if __name__ == "__main__":

@@ -45,7 +45,7 @@ class AdmissionReviewResponse(TypedDict):
     response: AdmissionResponse
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # per request: plain init is cheaper; never mutated
 class Review:
     """The parts of an AdmissionReview request swapper uses."""
 

@@ -22,6 +22,7 @@ import orjson
 from fastapi import FastAPI, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from swapper import logs
 from swapper.admission import AdmissionReviewResponse, Review, build_response, parse_review
 from swapper.config import Config
 from swapper.errors import AdmissionError
@@ -81,6 +82,9 @@ class AdmissionHandler:
 
     async def __call__(self, review: Review) -> AdmissionReviewResponse:
         try:
+            if not self.mutator.may_wait(not (self.config.dry_run or review.dry_run)):
+                # Nothing can block (no registry call, no copy to wait for): no timer needed.
+                return await self._review(review)
             async with asyncio.timeout(self.config.admission_timeout):
                 return await self._review(review)
         except TimeoutError:
@@ -139,32 +143,32 @@ class AdmissionHandler:
         return build_response(review.api_version, review.uid, patch, warnings, annotations)
 
     def _record(self, review: Review, decisions: list[Decision], audit_only: bool) -> None:
+        """One metric increment and one structured log line per decision."""
         dry = "true" if audit_only else "false"
-        common = {
-            "uid": review.uid,
-            "namespace": review.namespace,
-            "pod": _pod_name(review),
-            "dry_run": audit_only or review.dry_run,
-        }
+        pod = _pod_name(review)
+        dry_run = audit_only or review.dry_run
+        records: list[dict[str, Any]] = []
         for d in decisions:
             reason = d.outcome.value
             self._decisions(reason, dry).inc()
-            extra: dict[str, Any] = {}
+            record: dict[str, Any] = {
+                "uid": review.uid,
+                "namespace": review.namespace,
+                "pod": pod,
+                "container": d.container.name,
+                "source": d.container.image,
+                "target": d.target,
+                "reason": reason,
+                "dry_run": dry_run,
+            }
             if d.filter_index is not None:
-                extra["filter"] = d.filter_index
+                record["filter"] = d.filter_index
             if d.copy:
-                extra["copy"] = d.copy.value
+                record["copy"] = d.copy.value
             if d.detail:
-                extra["detail"] = d.detail
-            log.info(
-                "decision",
-                **common,
-                container=d.container.name,
-                source=d.container.image,
-                target=d.target,
-                reason=reason,
-                **extra,
-            )
+                record["detail"] = d.detail
+            records.append(record)
+        logs.info_lines("decision", records, log)
 
 
 def create_app(config: Config, deps: Dependencies) -> FastAPI:
@@ -175,6 +179,7 @@ def create_app(config: Config, deps: Dependencies) -> FastAPI:
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         tasks = [asyncio.create_task(b.run()) for b in deps.background]
+        tasks.append(asyncio.create_task(logs.flush_periodically()))
         state["ready"] = True
         metrics.ready.set(1)
         log.info(
@@ -214,6 +219,7 @@ def create_app(config: Config, deps: Dependencies) -> FastAPI:
             log.warning("bad_request", error=str(exc))
             return Response(orjson.dumps({"error": str(exc)}), status_code=400, media_type=_JSON)
         response = await handler(review)
+        logs.flush_soon()
         metrics.handler_latency.observe(time.perf_counter() - started)
         return Response(orjson.dumps(response), media_type=_JSON)
 

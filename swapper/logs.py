@@ -6,9 +6,11 @@ Secrets never reach a log line: callers log names of secrets, never their data, 
 
 from __future__ import annotations
 
+import contextlib
+import datetime
 import logging
 import sys
-from typing import IO, Any
+from typing import IO, Any, Protocol
 
 import orjson
 import structlog
@@ -46,7 +48,10 @@ def configure(level: str = "info", fmt: str = "json", stream: IO[bytes] | None =
     is on the admission hot path.
     """
     numeric = _LEVELS.get(level.lower(), logging.INFO)
-    out = stream or sys.stderr.buffer
+    global _output, _fast_json
+    _output = _DeferredFlush(stream or sys.stderr.buffer)
+    _fast_json = fmt == "json" and numeric <= logging.INFO
+    out = _output
     renderer: Any = (
         structlog.processors.JSONRenderer(serializer=_orjson)
         if fmt == "json"
@@ -92,10 +97,104 @@ def get_logger(name: str) -> Any:
     return structlog.get_logger(name)
 
 
+class _DeferredFlush:
+    """The structlog output: lines are written as they come, but flushed by :func:`flush` (once
+    per admission request, and every second by :func:`flush_periodically`) instead of after
+    every line: one write system call per request instead of one per container."""
+
+    def __init__(self, raw: IO[bytes]) -> None:
+        self.raw = raw
+
+    def write(self, data: bytes) -> int:
+        return self.raw.write(data)
+
+    def flush(self) -> None:  # called by structlog after every line: deferred
+        return None
+
+    def sync(self) -> None:
+        with contextlib.suppress(OSError, ValueError):  # a broken stream must not fail a request
+            self.raw.flush()
+
+
+_output: _DeferredFlush | None = None
+_fast_json = False
+_flush_scheduled = False
+
+
+def flush_soon() -> None:
+    """Flush once the event loop has run what is ready now: under load, the lines of many
+    requests share one write; when idle, a request's lines are written right after it."""
+    global _flush_scheduled
+    if _flush_scheduled:
+        return
+    import asyncio
+
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:
+        flush()
+        return
+    _flush_scheduled = True
+    loop.call_soon(_scheduled_flush)
+
+
+def _scheduled_flush() -> None:
+    global _flush_scheduled
+    _flush_scheduled = False
+    flush()
+
+
+def info_lines(event: str, records: list[dict[str, Any]], fallback: Any) -> None:
+    """One info line per record: the per-container decision lines of the admission hot path.
+
+    In JSON format the lines are rendered here with orjson (the same fields, level, timestamp
+    and redaction as structlog's lines, at a fraction of the cost per line); otherwise each
+    record goes through ``fallback`` (a structlog logger).
+    """
+    if not records:
+        return
+    if not _fast_json or _output is None:
+        for record in records:
+            fallback.info(event, **record)
+        return
+    stamp = datetime.datetime.now(datetime.UTC).isoformat().replace("+00:00", "Z")
+    lines = [
+        orjson.dumps(
+            {**_redact(None, "", record), "event": event, "level": "info", "timestamp": stamp},
+            default=str,
+        )
+        for record in records
+    ]
+    _output.write(b"\n".join(lines) + b"\n")
+
+
+def flush() -> None:
+    """Write out the log lines buffered so far."""
+    if _output is not None:
+        _output.sync()
+
+
+async def flush_periodically(interval: float = 1.0) -> None:
+    """Flush lines logged outside requests (start-up, background tasks) within a second."""
+    import asyncio
+
+    try:
+        while True:
+            await asyncio.sleep(interval)
+            flush()
+    finally:
+        flush()
+
+
+class _ByteSink(Protocol):
+    def write(self, data: bytes, /) -> int: ...
+    def flush(self) -> None: ...
+
+
 class _TextOut:
     """A text stream over a byte stream, for the stdlib handler when a stream is given."""
 
-    def __init__(self, out: IO[bytes]) -> None:
+    def __init__(self, out: _ByteSink) -> None:
         self._out = out
 
     def write(self, text: str) -> int:

@@ -57,7 +57,7 @@ class CopyState(StrEnum):
     FAILED = "failed"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # per container: plain init is cheaper; never mutated
 class Container:
     field: str  # one of CONTAINER_FIELDS
     index: int
@@ -70,7 +70,7 @@ class Container:
         return f"/spec/{self.field}/{self.index}/image"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # per container: plain init is cheaper; never mutated
 class Candidate:
     container: Container
     source: ImageReference
@@ -78,7 +78,7 @@ class Candidate:
     repository: str
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # per container: plain init is cheaper; never mutated
 class Decision:
     container: Container
     outcome: Outcome
@@ -264,7 +264,7 @@ class Mutator:
         unique: dict[str, Candidate] = {}
         for candidate in candidates:
             unique.setdefault(candidate.target, candidate)
-        if self._may_wait(side_effects):
+        if self.may_wait(side_effects):
             results = await asyncio.gather(
                 *(self._one(c, namespace, secrets, side_effects) for c in unique.values())
             )
@@ -284,7 +284,7 @@ class Mutator:
             for c in candidates
         ]
 
-    def _may_wait(self, side_effects: bool) -> bool:
+    def may_wait(self, side_effects: bool) -> bool:
         """Whether deciding may wait on I/O (then all images are worked on concurrently)."""
         if self.policy.swap is SwapPolicy.EXISTS:
             return True

@@ -54,7 +54,7 @@ SERVER_CPU = ["taskset", "-c", "0"] if LOAD_CPU else []
 def wrk(url: str, seconds: float, connections: int, lua: Path) -> float:
     """Requests per second over ``connections`` keep-alive connections."""
     command = [*LOAD_CPU, shutil.which("wrk") or "wrk", "-t", "1", "-c", str(connections)]
-    command += ["-d", f"{seconds}s", "-s", str(lua), f"{url}/mutate"]
+    command += ["-d", f"{round(seconds)}s", "-s", str(lua), f"{url}/mutate"]
     output = subprocess.run(command, capture_output=True, text=True, check=True).stdout
     if "Non-2xx" in output or "Socket errors" in output:
         raise RuntimeError(f"errors during the run:\n{output}")

@@ -122,10 +122,14 @@ class AdmissionHandler:
         decisions = settled
         if candidates:
             secrets = pod_secret_names(review.object)
-            decisions = decisions + await self.mutator.resolve(
+            resolved = await self.mutator.resolve(
                 candidates, review.namespace, secrets, side_effects
             )
-        decisions.sort(key=_order)
+            if settled:
+                decisions = settled + resolved
+                decisions.sort(key=_order)
+            else:  # candidates come in container order
+                decisions = resolved
         self._record(review, decisions, audit_only)
         warnings, annotations = describe(decisions, audit_only)
         patch = (
@@ -143,14 +147,15 @@ class AdmissionHandler:
         return build_response(review.api_version, review.uid, patch, warnings, annotations)
 
     def _record(self, review: Review, decisions: list[Decision], audit_only: bool) -> None:
-        """One metric increment and one structured log line per decision."""
+        """One metric increment per outcome and one structured log line per decision."""
         dry = "true" if audit_only else "false"
         pod = _pod_name(review)
         dry_run = audit_only or review.dry_run
+        counts: dict[str, int] = {}
         records: list[dict[str, Any]] = []
         for d in decisions:
             reason = d.outcome.value
-            self._decisions(reason, dry).inc()
+            counts[reason] = counts.get(reason, 0) + 1
             record: dict[str, Any] = {
                 "uid": review.uid,
                 "namespace": review.namespace,
@@ -168,6 +173,8 @@ class AdmissionHandler:
             if d.detail:
                 record["detail"] = d.detail
             records.append(record)
+        for reason, count in counts.items():
+            self._decisions(reason, dry).inc(count)
         logs.info_lines("decision", records, log)
 
 

@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import jmespath
 import jmespath.exceptions
 import jmespath.functions
+import jmespath.visitor
 
 from swapper.logs import get_logger
 
@@ -44,6 +45,112 @@ class _Functions(jmespath.functions.Functions):
 
 
 _OPTIONS = jmespath.Options(custom_functions=_Functions())
+
+Evaluator = Callable[[Any], Any]
+# The walker's own comparison and truthiness helpers (not part of the type stubs): reusing them
+# keeps compiled filters exactly as the library evaluates them.
+_walker: Any = jmespath.visitor
+
+
+def compile_node(node: Mapping[str, Any], interpreter: Any) -> Evaluator:
+    """A closure that evaluates a parsed JMESPath node like ``interpreter.visit(node, value)``.
+
+    Filters run on every admitted container, and the library's tree walker dispatches each node
+    by name on every evaluation. The node types filters are made of (fields, ``==``/``!=`` and
+    ordering comparisons, literals, ``&&``/``||``/``!``, function calls, pipes, indexes) become
+    nested closures with the walker's exact semantics (its own comparison helpers, truthiness
+    and function table); every other node type is handed to the walker itself. The equivalence
+    is checked against ``jmespath.search`` in the tests.
+    """
+    kind = node["type"]
+    children = [compile_node(c, interpreter) for c in node.get("children", ())]
+    if kind == "field":
+        key = node["value"]
+
+        def field(value: Any) -> Any:
+            return value.get(key) if isinstance(value, dict) else None
+
+        return field
+    if kind in ("subexpression", "pipe", "index_expression"):
+        return _chain(children)
+    if kind == "literal":
+        literal = node["value"]
+        return lambda _: literal
+    if kind in ("current", "identity"):
+        return lambda value: value
+    if kind == "comparator":
+        left, right = children
+        op = node["value"]
+        compare = _walker.TreeInterpreter.COMPARATOR_FUNC[op]
+        if op in ("eq", "ne"):
+            return lambda value: compare(left(value), right(value))
+
+        def ordering(value: Any) -> Any:
+            a, b = left(value), right(value)
+            if not (_walker._is_comparable(a) and _walker._is_comparable(b)):
+                return None
+            return compare(a, b)
+
+        return ordering
+    if kind == "and_expression":
+        first, second = children
+        is_false = interpreter._is_false
+
+        def and_(value: Any) -> Any:
+            matched = first(value)
+            return matched if is_false(matched) else second(value)
+
+        return and_
+    if kind == "or_expression":
+        first, second = children
+        is_false = interpreter._is_false
+
+        def or_(value: Any) -> Any:
+            matched = first(value)
+            return second(value) if is_false(matched) else matched
+
+        return or_
+    if kind == "not_expression":
+        (inner,) = children
+
+        def not_(value: Any) -> bool:
+            result = inner(value)
+            if _walker._is_actual_number(result) and result == 0:
+                return False
+            return not result
+
+        return not_
+    if kind == "function_expression":
+        name = node["value"]
+        call = interpreter._functions.call_function
+        return lambda value: call(name, [arg(value) for arg in children])
+    if kind == "index":
+        position = node["value"]
+
+        def index(value: Any) -> Any:
+            if not isinstance(value, list):
+                return None
+            try:
+                return value[position]
+            except IndexError:
+                return None
+
+        return index
+    # Projections, slices, multi-selects, expression references: the walker does them.
+    return functools.partial(interpreter.visit, node)
+
+
+def _chain(steps: Sequence[Evaluator]) -> Evaluator:
+    if len(steps) == 2:
+        first, second = steps
+        return lambda value: second(first(value))
+
+    def chain(value: Any) -> Any:
+        for step in steps:
+            value = step(value)
+        return value
+
+    return chain
 
 
 def scrub(value: Any) -> Any:
@@ -85,8 +192,10 @@ class Filters:
 
     def __init__(self, expressions: Sequence[str]) -> None:
         self.expressions = tuple(expressions)
-        self._compiled = tuple(jmespath.compile(e) for e in self.expressions)
-        self._pod_level = tuple(not reads_container(c.parsed) for c in self._compiled)
+        parsed = [jmespath.compile(e).parsed for e in self.expressions]
+        interpreter = _walker.TreeInterpreter(_OPTIONS)
+        self._compiled = tuple(compile_node(p, interpreter) for p in parsed)
+        self._pod_level = tuple(not reads_container(p) for p in parsed)
 
     def __len__(self) -> int:
         return len(self._compiled)
@@ -100,14 +209,16 @@ class Filters:
         """Index of the first filter that skips this container, or None."""
         if not self._compiled:
             return None
-        context = {"obj": pod, "container": container}
-        for index in range(len(self._compiled)):
-            if memo is not None and self._pod_level[index]:
-                if index not in memo:
-                    memo[index] = self._evaluate(index, context)
+        context = None
+        for index, pod_level in enumerate(self._pod_level):
+            if memo is not None and pod_level and index in memo:
                 result = memo[index]
             else:
+                if context is None:
+                    context = {"obj": pod, "container": container}
                 result = self._evaluate(index, context)
+                if memo is not None and pod_level:
+                    memo[index] = result
             if result is True:
                 return index
         return None
@@ -115,7 +226,7 @@ class Filters:
     def _evaluate(self, index: int, context: dict[str, Any]) -> Any:
         """The filter's value; None when it errors. A non-boolean is logged and never matches."""
         try:
-            result = self._compiled[index].search(context, options=_OPTIONS)
+            result = self._compiled[index](context)
         except (jmespath.exceptions.JMESPathError, ValueError, TypeError, re.error) as exc:
             log.debug(
                 "filter_error",

@@ -16,7 +16,8 @@ copied or created; the decision says what would have happened.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable, Mapping, Sequence
+import functools
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -122,7 +123,7 @@ class Policy:
 
 def pod_secret_names(pod: Mapping[str, Any]) -> tuple[str, ...]:
     secrets = (pod.get("spec") or {}).get("imagePullSecrets") or []
-    return tuple(s["name"] for s in secrets if isinstance(s, Mapping) and "name" in s)
+    return tuple(s["name"] for s in secrets if isinstance(s, dict) and "name" in s)
 
 
 def containers_of(review: Review) -> list[Container]:
@@ -134,7 +135,7 @@ def containers_of(review: Review) -> list[Container]:
     """
     pod = review.object
     spec = pod.get("spec")
-    if not isinstance(spec, Mapping):
+    if not isinstance(spec, dict):
         raise MalformedPod("pod has no spec")
     if review.operation == "CREATE" and not review.sub_resource:
         fields: Sequence[str] = CONTAINER_FIELDS
@@ -145,7 +146,7 @@ def containers_of(review: Review) -> list[Container]:
         existing = {
             c.get("name", "")
             for c in old_spec.get("ephemeralContainers") or []
-            if isinstance(c, Mapping)
+            if isinstance(c, dict)
         }
     else:
         return []
@@ -157,7 +158,7 @@ def containers_of(review: Review) -> list[Container]:
         if not isinstance(items, list):
             raise MalformedPod(f"spec.{name} is not a list")
         for index, item in enumerate(items):
-            if not isinstance(item, Mapping):
+            if not isinstance(item, dict):
                 raise MalformedPod(f"spec.{name}[{index}] is not an object")
             cname = str(item.get("name", ""))
             if cname in existing:
@@ -171,17 +172,46 @@ def containers_of(review: Review) -> list[Container]:
 
 def _with_namespace(pod: Mapping[str, Any], namespace: str) -> Mapping[str, Any]:
     metadata = pod.get("metadata")
-    if not isinstance(metadata, Mapping):
+    if not isinstance(metadata, dict):
         metadata = {}
     if metadata.get("namespace") or not namespace:
         return pod
     return {**pod, "metadata": {**metadata, "namespace": namespace}}
 
 
+@dataclass(frozen=True, slots=True)
+class ImagePlan:
+    """What one image string means under a target endpoint (pure, so cached per string)."""
+
+    ref: ImageReference | None  # None: not a valid reference (``problem`` says why)
+    problem: str  # why the image cannot be mirrored, "" when it can
+    at_origin: bool  # already in the target registry
+    target: str
+    repository: str  # repository path in the target registry, prefix included
+
+
+@functools.lru_cache(maxsize=4096)
+def image_plan(image: str, endpoint: str, is_origin: Callable[[ImageReference], bool]) -> ImagePlan:
+    """Parse ``image`` and name its mirror. A cluster runs a few hundred distinct images, admitted
+    over and over, so this is cached (bounded); ``is_origin`` must be pure, as the protocol says.
+    """
+    try:
+        ref = parse(image)
+    except SwapperError as exc:
+        return ImagePlan(None, str(exc.args[0] if exc.args else exc), False, "", "")
+    mirror_path = ref.mirror_path()
+    problem = ""
+    if len(endpoint) + 1 + len(mirror_path) > NAME_MAX:
+        problem = f"mirror name for {image} is over {NAME_MAX} characters"
+    prefix = endpoint.partition("/")[2]
+    repository = f"{prefix}/{mirror_path}" if prefix else mirror_path
+    return ImagePlan(ref, problem, is_origin(ref), target_reference(ref, endpoint), repository)
+
+
 def plan(
     review: Review,
     policy: Policy,
-    is_origin: Any,
+    is_origin: Callable[[ImageReference], bool],
 ) -> tuple[list[Decision], list[Candidate]]:
     """Settle what needs no I/O. ``is_origin(ref) -> bool`` comes from the target (pure)."""
     containers = containers_of(review)
@@ -189,56 +219,41 @@ def plan(
         return [], []
     pod = _with_namespace(review.object, review.namespace) if len(policy.filters) else review.object
     # On an ephemeral-container update the pod's imagePullSecrets cannot change.
-    secret_frozen = review.operation == "UPDATE"
-    secret_missing = policy.pull_secret is not None and policy.pull_secret not in pod_secret_names(
-        review.object
+    secret_frozen = (
+        review.operation == "UPDATE"
+        and policy.pull_secret is not None
+        and policy.pull_secret not in pod_secret_names(review.object)
     )
     settled: list[Decision] = []
     candidates: list[Candidate] = []
     memo: dict[int, Any] = {}  # pod-level filter results, shared by the pod's containers
     for container in containers:
-        try:
-            ref = parse(container.image)
-        except SwapperError as exc:
-            settled.append(
-                Decision(
-                    container,
-                    Outcome.INVALID_REFERENCE,
-                    detail=str(exc.args[0] if exc.args else exc),
-                )
-            )
+        image = image_plan(container.image, policy.endpoint, is_origin)
+        if image.ref is None:
+            settled.append(Decision(container, Outcome.INVALID_REFERENCE, detail=image.problem))
             continue
-        if is_origin(ref):
+        if image.at_origin:
             settled.append(Decision(container, Outcome.SKIPPED_ORIGIN))
             continue
         matched = policy.filters.first_match(pod, container.spec, memo)
         if matched is not None:
             settled.append(Decision(container, Outcome.SKIPPED_FILTER, filter_index=matched))
             continue
-        target = target_reference(ref, policy.endpoint)
-        if len(policy.endpoint) + 1 + len(ref.mirror_path()) > NAME_MAX:
-            settled.append(
-                Decision(
-                    container,
-                    Outcome.INVALID_REFERENCE,
-                    detail=f"mirror name for {container.image} is over {NAME_MAX} characters",
-                )
-            )
+        if image.problem:
+            settled.append(Decision(container, Outcome.INVALID_REFERENCE, detail=image.problem))
             continue
-        if secret_frozen and secret_missing:
+        if secret_frozen:
             settled.append(
                 Decision(
                     container,
                     Outcome.NO_PULL_SECRET,
-                    target=target,
+                    target=image.target,
                     detail=f"pod lacks imagePullSecret {policy.pull_secret} and it cannot be "
                     "added on update",
                 )
             )
             continue
-        prefix = policy.endpoint.partition("/")[2]
-        repository = f"{prefix}/{ref.mirror_path()}" if prefix else ref.mirror_path()
-        candidates.append(Candidate(container, ref, target, repository))
+        candidates.append(Candidate(container, image.ref, image.target, image.repository))
     return settled, candidates
 
 
@@ -268,21 +283,14 @@ class Mutator:
             results = await asyncio.gather(
                 *(self._one(c, namespace, secrets, side_effects) for c in unique.values())
             )
-        else:  # nothing can block: no tasks needed (this is the hot path of `always`)
-            results = [
-                await self._one(c, namespace, secrets, side_effects) for c in unique.values()
-            ]
+        else:  # nothing can block (the hot path of `always`): no coroutine per image
+            results = [self._now(c, namespace, secrets, side_effects) for c in unique.values()]
         by_target = dict(zip(unique, results, strict=True))
-        return [
-            Decision(
-                c.container,
-                by_target[c.target][0],
-                target=c.target,
-                copy=by_target[c.target][1],
-                detail=by_target[c.target][2],
-            )
-            for c in candidates
-        ]
+        decisions = []
+        for c in candidates:
+            outcome, copy, detail = by_target[c.target]
+            decisions.append(Decision(c.container, outcome, c.target, None, copy, detail))
+        return decisions
 
     def may_wait(self, side_effects: bool) -> bool:
         """Whether deciding may wait on I/O (then all images are worked on concurrently)."""
@@ -290,11 +298,24 @@ class Mutator:
             return True
         return side_effects and self.policy.copy in (CopyPolicy.IMMEDIATE, CopyPolicy.FORCE)
 
+    def _now(
+        self, c: Candidate, namespace: str, secrets: tuple[str, ...], side_effects: bool
+    ) -> tuple[Outcome, CopyState, str]:
+        """The decision when :meth:`may_wait` is false: swap, and hand over the copy if any."""
+        try:
+            copy = self._copy_without_waiting(c, namespace, secrets, side_effects)
+        except Exception as exc:  # a backend failure decides this container only
+            return Outcome.ERROR, CopyState.NONE, f"{type(exc).__name__}: {exc}"
+        assert copy is not None, "may_wait() said no copy is waited for"
+        return Outcome.SWAPPED, copy, ""
+
     async def _one(
         self, c: Candidate, namespace: str, secrets: tuple[str, ...], side_effects: bool
     ) -> tuple[Outcome, CopyState, str]:
         try:
-            copy = await self._copy(c, namespace, secrets, side_effects)
+            copy = self._copy_without_waiting(c, namespace, secrets, side_effects)
+            if copy is None:
+                copy = await self._copy_and_wait(c, namespace, secrets)
             if self.policy.swap is SwapPolicy.ALWAYS:
                 return Outcome.SWAPPED, copy, ""
             # exists: a copy that just finished (or would have) needs no second look.
@@ -309,20 +330,29 @@ class Mutator:
         except Exception as exc:  # a backend failure decides this container only
             return Outcome.ERROR, CopyState.NONE, f"{type(exc).__name__}: {exc}"
 
-    async def _copy(
+    def _copy_without_waiting(
         self, c: Candidate, namespace: str, secrets: tuple[str, ...], side_effects: bool
-    ) -> CopyState:
+    ) -> CopyState | None:
+        """The copy state when getting it needs no waiting; None for immediate and force."""
         policy = self.policy.copy
         if policy is CopyPolicy.NONE:
             return CopyState.NONE
         if not side_effects:
             return CopyState.WOULD_COPY
+        if policy is not CopyPolicy.DELAYED:
+            return None
+        try:
+            self.queue.submit(CopyJob(c.source, c.target, c.repository, namespace, secrets))
+        except QueueFull:
+            return CopyState.QUEUE_FULL
+        return CopyState.QUEUED
+
+    async def _copy_and_wait(
+        self, c: Candidate, namespace: str, secrets: tuple[str, ...]
+    ) -> CopyState:
         job = CopyJob(c.source, c.target, c.repository, namespace, secrets)
         try:
-            if policy is CopyPolicy.DELAYED:
-                self.queue.submit(job)
-                return CopyState.QUEUED
-            if policy is CopyPolicy.IMMEDIATE:
+            if self.policy.copy is CopyPolicy.IMMEDIATE:
                 await self.queue.submit_and_wait(job, self.policy.copy_deadline)
             else:
                 await self.queue.copy_now(job, self.policy.copy_deadline)

@@ -12,7 +12,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from swapper.admission import PatchOperation
-from swapper.mutation import Decision, pod_secret_names
+from swapper.mutation import Decision, Outcome, pod_secret_names
 
 
 def build_patch(
@@ -24,7 +24,7 @@ def build_patch(
     ops: list[PatchOperation] = [
         {"op": "replace", "path": d.container.image_path, "value": d.target}
         for d in decisions
-        if d.swapped and d.target is not None and d.target != d.container.image
+        if d.outcome is Outcome.SWAPPED and d.target is not None and d.target != d.container.image
     ]
     if ops and pull_secret and may_add_secret and pull_secret not in pod_secret_names(pod):
         spec = pod.get("spec") or {}

@@ -74,10 +74,18 @@ def start_https_process(
             time.sleep(0.05)
 
 
-def start_webhook(tmp: Path, config: Path, *extra: str, cert_dir: Path | None = None) -> Webhook:
+def start_webhook(
+    tmp: Path,
+    config: Path,
+    *extra: str,
+    cert_dir: Path | None = None,
+    wrapper: Sequence[str] = (),
+) -> Webhook:
+    """``swapper serve`` as a subprocess; ``wrapper`` prefixes the command (e.g. ``taskset``)."""
     cert_dir = cert_dir or make_certs(tmp / "certs")
     port = free_port()
     command = [
+        *wrapper,
         sys.executable,
         "-m",
         "swapper",

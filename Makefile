@@ -40,7 +40,9 @@ demo: venv
 	$(BIN)/python tests/demo.py
 
 bench: venv apt
+	@dpkg -s valgrind >/dev/null 2>&1 || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq valgrind)
 	$(BIN)/python -m benchmarks.run
+	$(BIN)/python -m benchmarks.instructions
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

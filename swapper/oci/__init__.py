@@ -1,0 +1,99 @@
+"""The OCI distribution client and the image copy engine.
+
+Usage::
+
+    client = RegistryClient(
+        hosts={"registry.local:5000": HostConfig(ca_file="/etc/ca.pem")},
+        credentials=provider,  # async (host) -> Credentials | None
+    )
+    engine = CopyEngine(client, max_concurrent_blobs=6)
+    result = await engine.copy("ghcr.io/org/app:1.4", "registry.local:5000/ghcr.io/org/app:1.4")
+    await client.aclose()
+
+Every failure is a :class:`~swapper.errors.CopyError` (a :class:`TransientCopyError` when it
+may pass: retries were used up). Its ``reason`` is one of :data:`REASONS`.
+
+What is guaranteed: the target gets the source's manifests byte for byte (same digests; the one
+exception, a platform-filtered index, is reported in :class:`CopyResult`), each blob is
+verified against its digest while it streams through and no blob is ever held in memory
+whole, and the tag is written last, so a failed copy tags nothing. See ``_copy`` for the
+order of work and the platform rules, ``_auth`` for authentication, ``_network`` for why
+connections run on asyncio streams rather than httpx's default (anyio) backend.
+"""
+
+from swapper.errors import CopyError, TransientCopyError
+from swapper.oci._auth import Credentials, CredentialsProvider, static_credentials
+from swapper.oci._client import (
+    DEFAULT_TIMEOUT,
+    MIN_CHUNK_SIZE,
+    HostConfig,
+    Mount,
+    RegistryClient,
+    Repository,
+    UploadMode,
+)
+from swapper.oci._copy import (
+    CopyEngine,
+    CopyResult,
+    ProgressCallback,
+    ProgressEvent,
+    ProgressKind,
+    parse_platforms,
+)
+from swapper.oci._manifests import (
+    DOCKER_MANIFEST,
+    DOCKER_MANIFEST_LIST,
+    OCI_INDEX,
+    OCI_MANIFEST,
+    Descriptor,
+    Manifest,
+    Platform,
+)
+from swapper.oci._retry import RetryPolicy
+
+REASONS = (
+    "not-found",  # the source image, a child manifest or a blob does not exist
+    "unauthorized",  # credentials missing or refused (401, or the token endpoint said no)
+    "denied",  # authenticated but not allowed (403)
+    "rate-limited",  # 429 until the retries ran out, or a Retry-After beyond max_retry_after
+    "server-error",  # 5xx until the retries ran out
+    "timeout",  # connect/read/write timeouts until the retries ran out
+    "connection",  # refused, reset or broken connections until the retries ran out
+    "tls",  # the registry's certificate is not trusted
+    "digest-mismatch",  # content differs from its digest (or from a pinned target digest)
+    "invalid-manifest",  # not JSON, malformed descriptors, larger than 4 MiB
+    "unsupported",  # Docker schema 1, an unknown digest algorithm
+    "platform-not-found",  # none of the selected platforms is in the index
+    "rejected",  # the target refused a push (4xx other than the above)
+)
+"""Every ``CopyError.reason`` this package produces (stable: metrics labels)."""
+
+__all__ = [
+    "DEFAULT_TIMEOUT",
+    "DOCKER_MANIFEST",
+    "DOCKER_MANIFEST_LIST",
+    "MIN_CHUNK_SIZE",
+    "OCI_INDEX",
+    "OCI_MANIFEST",
+    "REASONS",
+    "CopyEngine",
+    "CopyError",
+    "CopyResult",
+    "Credentials",
+    "CredentialsProvider",
+    "Descriptor",
+    "HostConfig",
+    "Manifest",
+    "Mount",
+    "Platform",
+    "ProgressCallback",
+    "ProgressEvent",
+    "ProgressKind",
+    "RegistryClient",
+    "Repository",
+    "RetryPolicy",
+    "TransientCopyError",
+    "UploadMode",
+    "parse_platforms",
+    "static_credentials",
+]

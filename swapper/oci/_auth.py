@@ -1,0 +1,165 @@
+"""Registry authentication: challenges, credentials and a cache of scoped bearer tokens.
+
+A registry says how it wants to be authenticated in the ``WWW-Authenticate`` header of a 401
+(``GET /v2/`` is asked once per host): ``Basic realm=...`` or
+``Bearer realm=...,service=...``. For bearer, a token for the scopes a request needs
+(``repository:NAME:pull`` or ``repository:NAME:pull,push``, plus ``repository:OTHER:pull`` for a
+cross-repository mount) is fetched from the realm, with basic credentials when the caller has
+some, and kept until shortly before it expires. Tokens are keyed by host, identity and scopes:
+a token fetched with one pod's credentials is never used for a request made with another's
+(or with none).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+
+__all__ = [
+    "Challenge",
+    "Credentials",
+    "CredentialsProvider",
+    "TokenCache",
+    "parse_challenge",
+    "static_credentials",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class Credentials:
+    """A username and password (or token) for one registry."""
+
+    username: str
+    password: str = field(repr=False)
+
+
+CredentialsProvider = Callable[[str], Awaitable[Credentials | None]]
+"""``async (registry host) -> Credentials | None``.
+
+The host is the registry as written in image references (``docker.io``, ``ghcr.io``,
+``registry.local:5000``), which is what pull secrets are matched against.
+"""
+
+
+def static_credentials(mapping: Mapping[str, Credentials]) -> CredentialsProvider:
+    """A provider answering from a fixed ``{host: Credentials}`` mapping."""
+    table = dict(mapping)
+
+    async def provide(host: str) -> Credentials | None:
+        return table.get(host)
+
+    return provide
+
+
+@dataclass(frozen=True, slots=True)
+class Challenge:
+    """What a registry's ``WWW-Authenticate`` asks for. ``scheme`` is ``""`` for anonymous."""
+
+    scheme: str
+    realm: str = ""
+    service: str | None = None
+    scope: str | None = None
+    error: str | None = None
+
+
+ANONYMOUS = Challenge("")
+
+_PARAM_RE = re.compile(r'\s*([A-Za-z0-9_.-]+)\s*=\s*("(?:[^"\\]|\\.)*"|[^,\s]*)\s*,?')
+
+
+def parse_challenge(header: str | None) -> Challenge:
+    """Parse one ``WWW-Authenticate`` value; quoted values may contain commas."""
+    if not header:
+        return ANONYMOUS
+    scheme, _, rest = header.strip().partition(" ")
+    params: dict[str, str] = {}
+    for match in _PARAM_RE.finditer(rest):
+        value = match.group(2)
+        if value.startswith('"'):
+            value = re.sub(r"\\(.)", r"\1", value[1:-1])
+        params[match.group(1).lower()] = value
+    return Challenge(
+        scheme=scheme.lower(),
+        realm=params.get("realm", ""),
+        service=params.get("service"),
+        scope=params.get("scope"),
+        error=params.get("error"),
+    )
+
+
+Identity = Credentials | None
+TokenKey = tuple[str, Identity, tuple[str, ...]]
+
+
+class TokenCache:
+    """Bearer tokens by (host, identity, scopes), until shortly before they expire.
+
+    Concurrent requests for the same key share one fetch. At most ``size`` tokens are kept
+    (least recently used dropped first).
+    """
+
+    def __init__(self, size: int = 1024, clock: Callable[[], float] = time.monotonic) -> None:
+        self._size = size
+        self._clock = clock
+        self._tokens: OrderedDict[TokenKey, tuple[str, float]] = OrderedDict()
+        self._inflight: dict[TokenKey, asyncio.Future[str]] = {}
+
+    def get(self, key: TokenKey) -> str | None:
+        entry = self._tokens.get(key)
+        if entry is None:
+            return None
+        token, valid_until = entry
+        if self._clock() >= valid_until:
+            del self._tokens[key]
+            return None
+        self._tokens.move_to_end(key)
+        return token
+
+    def put(self, key: TokenKey, token: str, expires_in: float) -> None:
+        # Renew before expiry: a token that runs out mid-upload costs the whole blob.
+        ttl = max(expires_in, 60.0)
+        self._tokens[key] = (token, self._clock() + ttl - max(5.0, ttl * 0.1))
+        self._tokens.move_to_end(key)
+        while len(self._tokens) > self._size:
+            self._tokens.popitem(last=False)
+
+    def invalidate(self, key: TokenKey) -> None:
+        self._tokens.pop(key, None)
+
+    async def get_or_fetch(
+        self, key: TokenKey, fetch: Callable[[], Awaitable[tuple[str, float]]]
+    ) -> str:
+        while True:
+            token = self.get(key)
+            if token is not None:
+                return token
+            pending = self._inflight.get(key)
+            if pending is None:
+                break
+            try:
+                return await asyncio.shield(pending)
+            except asyncio.CancelledError:
+                task = asyncio.current_task()
+                if pending.cancelled() and task is not None and not task.cancelling():
+                    continue  # the task fetching it was cancelled, not this one: fetch again
+                raise
+        future: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+        self._inflight[key] = future
+        try:
+            token, expires_in = await fetch()
+        except asyncio.CancelledError:
+            future.cancel()
+            raise
+        except BaseException as exc:
+            future.set_exception(exc)
+            future.exception()  # mark it retrieved: nobody may be sharing this fetch
+            raise
+        finally:
+            self._inflight.pop(key, None)
+        self.put(key, token, expires_in)
+        future.set_result(token)
+        return token

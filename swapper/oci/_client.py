@@ -1,0 +1,774 @@
+"""The OCI distribution API over httpx: hosts, authentication, retries, manifests and blobs.
+
+:class:`RegistryClient` owns one connection pool per registry host (each host may have its own
+TLS settings) and the token cache. :meth:`RegistryClient.repository` gives a
+:class:`Repository` handle bound to one repository, the actions needed on it (pull, or pull and
+push) and the credentials to use; every operation the copy engine needs is a method there.
+
+Requests without a body, or with a body held in memory (manifests), are retried here on
+connection errors, timeouts, 5xx and 429. A blob upload streams a body that cannot be replayed,
+so its failures surface as :class:`TransientCopyError` and the copy engine restarts that blob.
+Every failure is a :class:`~swapper.errors.CopyError` whose ``reason`` names the cause.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import ssl
+import urllib.request
+from collections.abc import AsyncIterable, AsyncIterator, Container, Mapping
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Literal
+
+import httpx
+import orjson
+
+from swapper.errors import CopyError, TransientCopyError
+from swapper.images import DOCKER_HUB, ImageReference, parse
+from swapper.oci._auth import (
+    ANONYMOUS,
+    Challenge,
+    Credentials,
+    CredentialsProvider,
+    TokenCache,
+    parse_challenge,
+)
+from swapper.oci._manifests import (
+    MANIFEST_ACCEPT,
+    MAX_MANIFEST_BYTES,
+    Descriptor,
+    Manifest,
+    check_digest,
+    digest_of,
+    parse_manifest,
+)
+from swapper.oci._network import AsyncioTransport
+from swapper.oci._retry import TRANSIENT_STATUSES, RetryPolicy, retry_after
+
+MiB = 1024 * 1024
+MIN_CHUNK_SIZE = 5 * MiB  # ECR refuses smaller upload parts (except the last)
+DEFAULT_TIMEOUT = httpx.Timeout(connect=10.0, read=60.0, write=60.0, pool=None)
+USER_AGENT = "swapper/0.1"
+_DOCKER_HUB_API = "registry-1.docker.io"
+_ERROR_BODY_LIMIT = 8192
+
+UploadMode = Literal["monolithic", "chunked"]
+
+
+@dataclass(frozen=True, slots=True)
+class HostConfig:
+    """How to reach one registry host.
+
+    ``plain_http``: speak HTTP instead of HTTPS (what the config's ``insecure: true`` means).
+    ``verify_tls``: ``False`` accepts any certificate (HTTPS without verification).
+    ``ca_file``: a PEM bundle trusted in addition to the system's CAs.
+    ``upload``: ``monolithic`` sends a blob in one ``PUT``; ``chunked`` sends ``PATCH`` parts
+    of ``chunk_size`` bytes (at least 5 MiB, as ECR requires) and a closing ``PUT``.
+    """
+
+    plain_http: bool = False
+    verify_tls: bool = True
+    ca_file: str | None = None
+    upload: UploadMode = "monolithic"
+    chunk_size: int = 16 * MiB
+
+    def __post_init__(self) -> None:
+        if self.chunk_size < MIN_CHUNK_SIZE:
+            raise ValueError(f"chunk_size must be at least {MIN_CHUNK_SIZE} bytes (5 MiB)")
+        if self.upload not in ("monolithic", "chunked"):
+            raise ValueError(f"upload must be 'monolithic' or 'chunked', not {self.upload!r}")
+
+
+@dataclass(frozen=True, slots=True)
+class Mount:
+    """The answer to a cross-repository mount: mounted, or an upload session to use instead."""
+
+    mounted: bool
+    location: str | None = None
+
+
+class _Host:
+    def __init__(self, domain: str, config: HostConfig, client: httpx.AsyncClient) -> None:
+        self.domain = domain
+        self.config = config
+        self.client = client
+        api_host = _DOCKER_HUB_API if domain == DOCKER_HUB else domain
+        self.base_url = f"{'http' if config.plain_http else 'https'}://{api_host}"
+        self.challenge: Challenge | None = None
+        self.lock = asyncio.Lock()
+
+
+def _ssl_context(config: HostConfig) -> ssl.SSLContext:
+    context = ssl.create_default_context()  # the system's CAs
+    if not config.verify_tls:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    elif config.ca_file:
+        context.load_verify_locations(cafile=config.ca_file)
+    return context
+
+
+def _environment_proxy(scheme: str, host: str) -> bool:
+    """Whether ``HTTPS_PROXY``/``HTTP_PROXY``/``ALL_PROXY`` apply to ``host`` (``NO_PROXY``)."""
+    proxies = urllib.request.getproxies_environment()
+    if scheme not in proxies and "all" not in proxies:
+        return False
+    return not urllib.request.proxy_bypass(host.rsplit(":", 1)[0].strip("[]"))
+
+
+async def _release(response: httpx.Response) -> None:
+    """Read what is left of a small body, then close: only a response read to its end lets
+    its connection go back to the pool (closing it early closes the connection)."""
+    try:
+        received = 0
+        async for chunk in response.aiter_raw():
+            received += len(chunk)
+            if received > _ERROR_BODY_LIMIT:
+                break
+    except httpx.HTTPError:
+        pass
+    finally:
+        await response.aclose()
+
+
+def _url(response: httpx.Response) -> str:
+    url = response.request.url
+    return str(url.copy_with(query=None))
+
+
+async def _error_detail(response: httpx.Response) -> str:
+    """The registry's error code and message, read from at most a few KiB of body."""
+    body = bytearray()
+    try:
+        async for chunk in response.aiter_raw():
+            body += chunk
+            if len(body) >= _ERROR_BODY_LIMIT:
+                break
+    except httpx.HTTPError:
+        pass
+    finally:
+        await response.aclose()
+    try:
+        errors = orjson.loads(bytes(body)).get("errors") or []
+        first = errors[0]
+        return f": {first.get('code', '')} {first.get('message', '')}".rstrip()
+    except (orjson.JSONDecodeError, AttributeError, IndexError, KeyError, TypeError):
+        return ""
+
+
+async def status_error(response: httpx.Response, what: str) -> CopyError:
+    """A CopyError (or TransientCopyError) for a response with an unexpected status."""
+    status = response.status_code
+    detail = await _error_detail(response)
+    message = f"{what}: {response.request.method} {_url(response)} answered {status}{detail}"
+    if status in TRANSIENT_STATUSES:
+        reason = "rate-limited" if status == 429 else "server-error"
+        return TransientCopyError(message, reason, retry_after(response))
+    known = {401: "unauthorized", 403: "denied", 404: "not-found"}
+    fallback = "server-error" if status >= 500 else "rejected"
+    return CopyError(message, reason=known.get(status, fallback))
+
+
+def transport_error(exc: httpx.TransportError, what: str) -> CopyError:
+    cause: BaseException | None = exc
+    while cause is not None:
+        if isinstance(cause, ssl.SSLCertVerificationError):
+            return CopyError(f"{what}: TLS certificate not trusted: {cause}", reason="tls")
+        cause = cause.__cause__ or cause.__context__
+    reason = "timeout" if isinstance(exc, httpx.TimeoutException) else "connection"
+    name = type(exc).__name__
+    return TransientCopyError(f"{what}: {name} {exc}".rstrip(), reason)
+
+
+class RegistryClient:
+    """Talks to any number of registries; close it with :meth:`aclose` (or ``async with``).
+
+    ``hosts`` maps a registry host as written in image references (``registry.local:5000``,
+    ``docker.io``) to its :class:`HostConfig`; other hosts use ``default``. ``credentials`` is
+    asked once per repository handle for hosts whose handle has no provider of its own.
+    """
+
+    def __init__(
+        self,
+        *,
+        hosts: Mapping[str, HostConfig] | None = None,
+        default: HostConfig | None = None,
+        credentials: CredentialsProvider | None = None,
+        retry: RetryPolicy | None = None,
+        timeout: httpx.Timeout = DEFAULT_TIMEOUT,
+        max_connections_per_host: int = 32,
+        trust_env: bool = True,
+    ) -> None:
+        self._configs = dict(hosts or {})
+        self._default = default or HostConfig()
+        self.credentials = credentials
+        self.retry = retry or RetryPolicy()
+        self._timeout = timeout
+        self._limits = httpx.Limits(
+            max_connections=max_connections_per_host,
+            max_keepalive_connections=max_connections_per_host,
+        )
+        self._trust_env = trust_env
+        self._hosts: dict[str, _Host] = {}
+        self._contexts: dict[tuple[bool, str | None], ssl.SSLContext] = {}
+        self.tokens = TokenCache()
+
+    async def __aenter__(self) -> RegistryClient:
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        hosts, self._hosts = list(self._hosts.values()), {}
+        for host in hosts:
+            await host.client.aclose()
+
+    def host_config(self, domain: str) -> HostConfig:
+        return self._configs.get(domain, self._default)
+
+    def repository(
+        self,
+        reference: ImageReference | str,
+        *,
+        push: bool = False,
+        credentials: CredentialsProvider | None = None,
+    ) -> Repository:
+        """A handle on the repository of ``reference`` (its tag and digest are ignored).
+
+        ``push`` asks for ``pull,push`` tokens. ``credentials`` overrides the client's provider
+        for this handle (for example the credentials of the pod an image is copied for).
+        """
+        ref = parse(reference) if isinstance(reference, str) else reference
+        return Repository(self, ref.domain, ref.path, push, credentials or self.credentials)
+
+    def _host(self, domain: str) -> _Host:
+        host = self._hosts.get(domain)
+        if host is None:
+            config = self.host_config(domain)
+            key = (config.verify_tls, config.ca_file)
+            context = self._contexts.get(key)
+            if context is None:
+                context = self._contexts[key] = _ssl_context(config)
+            scheme = "http" if config.plain_http else "https"
+            api_host = _DOCKER_HUB_API if domain == DOCKER_HUB else domain
+            transport: httpx.AsyncBaseTransport | None = None
+            if not (self._trust_env and _environment_proxy(scheme, api_host)):
+                transport = AsyncioTransport(context, self._limits)
+            client = httpx.AsyncClient(
+                verify=context,
+                timeout=self._timeout,
+                limits=self._limits,
+                headers={"User-Agent": USER_AGENT},
+                trust_env=self._trust_env,
+                transport=transport,
+            )
+            host = self._hosts[domain] = _Host(domain, config, client)
+        return host
+
+    # -- authentication ------------------------------------------------------------------
+
+    async def _challenge(self, host: _Host) -> Challenge:
+        if host.challenge is not None:
+            return host.challenge
+        async with host.lock:
+            if host.challenge is None:
+                response = await self._send_plain(host, "GET", f"{host.base_url}/v2/", "ping")
+                await _release(response)
+                host.challenge = (
+                    parse_challenge(response.headers.get("www-authenticate"))
+                    if response.status_code == 401
+                    else ANONYMOUS
+                )
+        return host.challenge
+
+    async def _authorization(
+        self, host: _Host, identity: Credentials | None, scopes: tuple[str, ...]
+    ) -> dict[str, str]:
+        challenge = await self._challenge(host)
+        if challenge.scheme == "bearer" and challenge.realm:
+            token = await self.tokens.get_or_fetch(
+                (host.domain, identity, scopes),
+                lambda: self._fetch_token(host, challenge, identity, scopes),
+            )
+            return {"Authorization": f"Bearer {token}"}
+        if challenge.scheme == "basic" and identity is not None:
+            return {"Authorization": _basic(identity)}
+        return {}
+
+    async def _fetch_token(
+        self,
+        host: _Host,
+        challenge: Challenge,
+        identity: Credentials | None,
+        scopes: tuple[str, ...],
+    ) -> tuple[str, float]:
+        params: list[tuple[str, str | int | float | bool | None]] = [
+            ("scope", scope) for scope in scopes
+        ]
+        if challenge.service:
+            params.insert(0, ("service", challenge.service))
+        url = httpx.URL(challenge.realm).copy_merge_params(params)
+        headers = {"Authorization": _basic(identity)} if identity is not None else {}
+        what = f"token for {' '.join(scopes)} from {challenge.realm}"
+        response = await self._send_plain(host, "GET", str(url), what, headers=headers)
+        if response.status_code != 200:
+            error = await status_error(response, what)
+            if response.status_code in (401, 403):
+                who = f"user {identity.username!r}" if identity else "anonymous access"
+                raise CopyError(f"{error} ({who})", reason="unauthorized")
+            raise error
+        try:
+            body = orjson.loads(await response.aread())
+            token = body.get("token") or body.get("access_token")
+            expires_in = float(body.get("expires_in") or 60)
+        except (orjson.JSONDecodeError, AttributeError, TypeError, ValueError):
+            token = None
+        if not isinstance(token, str) or not token:
+            raise CopyError(f"{what}: the answer holds no token", reason="unauthorized")
+        return token, expires_in
+
+    def _learn(
+        self,
+        host: _Host,
+        response: httpx.Response,
+        identity: Credentials | None,
+        scopes: tuple[str, ...],
+    ) -> None:
+        """A 401: take the registry's (new) challenge and forget the token that was refused."""
+        challenge = parse_challenge(response.headers.get("www-authenticate"))
+        if challenge.scheme:
+            host.challenge = challenge
+        self.tokens.invalidate((host.domain, identity, scopes))
+
+    # -- sending -------------------------------------------------------------------------
+
+    async def _send_plain(
+        self,
+        host: _Host,
+        method: str,
+        url: str,
+        what: str,
+        headers: dict[str, str] | None = None,
+    ) -> httpx.Response:
+        """A request without registry authentication (ping, token), retried when transient."""
+        attempt = 0
+        while True:
+            try:
+                request = host.client.build_request(method, url, headers=headers)
+                response = await host.client.send(request, stream=True)
+            except httpx.TransportError as exc:
+                error = transport_error(exc, what)
+                if not isinstance(error, TransientCopyError) or attempt + 1 >= self.retry.attempts:
+                    raise error from exc
+                await asyncio.sleep(self.retry.delay(attempt))
+                attempt += 1
+                continue
+            if response.status_code in TRANSIENT_STATUSES:
+                wait = self._wait(response, attempt)
+                if wait is not None:
+                    await _release(response)
+                    await asyncio.sleep(wait)
+                    attempt += 1
+                    continue
+            return response
+
+    def _wait(self, response: httpx.Response, attempt: int) -> float | None:
+        """Seconds to wait before trying a transient failure again, or None to give up."""
+        if attempt + 1 >= self.retry.attempts:
+            return None
+        asked = retry_after(response)
+        if asked is not None and response.status_code in (429, 503):
+            return asked if asked <= self.retry.max_retry_after else None
+        return self.retry.delay(attempt)
+
+    async def send(
+        self,
+        domain: str,
+        method: str,
+        url: str,
+        *,
+        identity: Credentials | None,
+        scopes: tuple[str, ...],
+        what: str,
+        headers: dict[str, str] | None = None,
+        content: bytes | AsyncIterable[bytes] | None = None,
+        follow_redirects: bool = False,
+        retry: bool = True,
+    ) -> httpx.Response:
+        """Send an authenticated request; the response is streamed (close it).
+
+        Replayable requests (no body, or ``bytes``) are retried on transient failures (unless
+        ``retry`` is false: the caller retries a larger unit) and re-authenticated once on 401.
+        A streamed body is sent once. A transient failure that is not retried raises
+        :class:`TransientCopyError`; other statuses are returned for the caller to judge.
+        """
+        host = self._host(domain)
+        replayable = content is None or isinstance(content, bytes)
+        retry = retry and replayable
+        attempt = 0
+        reauthenticated = False
+        while True:
+            auth = await self._authorization(host, identity, scopes)
+            try:
+                request = host.client.build_request(
+                    method, url, headers={**(headers or {}), **auth}, content=content
+                )
+                response = await host.client.send(
+                    request, stream=True, follow_redirects=follow_redirects
+                )
+            except httpx.TransportError as exc:
+                error = transport_error(exc, what)
+                if (
+                    not retry
+                    or not isinstance(error, TransientCopyError)
+                    or attempt + 1 >= self.retry.attempts
+                ):
+                    raise error from exc
+                await asyncio.sleep(self.retry.delay(attempt))
+                attempt += 1
+                continue
+            if response.status_code == 401:
+                self._learn(host, response, identity, scopes)
+                if replayable and not reauthenticated:
+                    await _release(response)
+                    reauthenticated = True
+                    continue
+                return response
+            if retry and response.status_code in TRANSIENT_STATUSES:
+                wait = self._wait(response, attempt)
+                if wait is not None:
+                    await _release(response)
+                    await asyncio.sleep(wait)
+                    attempt += 1
+                    continue
+            return response
+
+
+def _basic(identity: Credentials) -> str:
+    raw = f"{identity.username}:{identity.password}".encode()
+    return "Basic " + base64.b64encode(raw).decode("ascii")
+
+
+class Repository:
+    """One repository on one registry, with the actions and credentials to use on it."""
+
+    def __init__(
+        self,
+        client: RegistryClient,
+        domain: str,
+        path: str,
+        push: bool,
+        credentials: CredentialsProvider | None,
+    ) -> None:
+        self.client = client
+        self.domain = domain
+        self.path = path
+        self.push = push
+        self._credentials = credentials
+        self._identity: Credentials | None = None
+        self._identity_known = False
+        self._identity_lock = asyncio.Lock()
+        self._base = f"{client._host(domain).base_url}/v2/{path}"
+        self._scopes = (f"repository:{path}:{'pull,push' if push else 'pull'}",)
+
+    @property
+    def name(self) -> str:
+        return f"{self.domain}/{self.path}"
+
+    @property
+    def config(self) -> HostConfig:
+        return self.client.host_config(self.domain)
+
+    def __repr__(self) -> str:
+        return f"Repository({self.name!r}, push={self.push})"
+
+    async def identity(self) -> Credentials | None:
+        """The credentials for this repository's host (the provider is asked once)."""
+        if not self._identity_known:
+            async with self._identity_lock:
+                if not self._identity_known:
+                    if self._credentials is not None:
+                        self._identity = await self._credentials(self.domain)
+                    self._identity_known = True
+        return self._identity
+
+    async def _send(
+        self,
+        method: str,
+        url: str,
+        what: str,
+        *,
+        scopes: tuple[str, ...] | None = None,
+        headers: dict[str, str] | None = None,
+        content: bytes | AsyncIterable[bytes] | None = None,
+        follow_redirects: bool = False,
+        retry: bool = True,
+    ) -> httpx.Response:
+        return await self.client.send(
+            self.domain,
+            method,
+            url,
+            identity=await self.identity(),
+            scopes=scopes or self._scopes,
+            what=what,
+            headers=headers,
+            content=content,
+            follow_redirects=follow_redirects,
+            retry=retry,
+        )
+
+    async def _expect(self, response: httpx.Response, ok: Container[int], what: str) -> None:
+        if response.status_code not in ok:
+            raise await status_error(response, what)
+
+    # -- manifests -----------------------------------------------------------------------
+
+    async def get_manifest(self, reference: str) -> Manifest:
+        """The manifest or index at ``reference`` (tag or digest), exactly as served.
+
+        When ``reference`` is a digest, the bytes are checked against it.
+        """
+        what = f"manifest {self.name}:{reference}"
+        response = await self._send(
+            "GET", f"{self._base}/manifests/{reference}", what, headers={"Accept": MANIFEST_ACCEPT}
+        )
+        await self._expect(response, (200,), what)
+        try:
+            body = bytearray()
+            async for chunk in response.aiter_bytes():
+                body += chunk
+                if len(body) > MAX_MANIFEST_BYTES:
+                    raise CopyError(f"{what} is larger than 4 MiB", reason="invalid-manifest")
+        except httpx.TransportError as exc:
+            raise transport_error(exc, what) from exc
+        finally:
+            await response.aclose()
+        data = bytes(body)
+        if ":" in reference:
+            algorithm = check_digest(reference)
+            digest = digest_of(data, algorithm)
+            if digest != reference:
+                raise CopyError(f"{what}: content has digest {digest}", reason="digest-mismatch")
+        else:
+            digest = digest_of(data)
+        return parse_manifest(data, response.headers.get("content-type"), digest)
+
+    async def head_manifest(self, reference: str) -> Descriptor | None:
+        """Digest, media type and size of the manifest at ``reference``; None when absent."""
+        what = f"manifest {self.name}:{reference}"
+        response = await self._send(
+            "HEAD", f"{self._base}/manifests/{reference}", what, headers={"Accept": MANIFEST_ACCEPT}
+        )
+        if response.status_code == 404:
+            await _release(response)
+            return None
+        await self._expect(response, (200,), what)
+        await _release(response)
+        digest = response.headers.get("docker-content-digest") or (
+            reference if ":" in reference else ""
+        )
+        media_type = response.headers.get("content-type", "").split(";", 1)[0].strip()
+        size = int(response.headers.get("content-length") or 0)
+        return Descriptor(media_type, digest, size)
+
+    async def put_manifest(self, reference: str, manifest: Manifest) -> str:
+        """Push ``manifest.data`` unchanged under ``reference``; returns its digest."""
+        what = f"push manifest {self.name}:{reference}"
+        response = await self._send(
+            "PUT",
+            f"{self._base}/manifests/{reference}",
+            what,
+            headers={"Content-Type": manifest.media_type},
+            content=manifest.data,
+        )
+        await self._expect(response, (200, 201, 202), what)
+        await _release(response)
+        pushed = response.headers.get("docker-content-digest")
+        if pushed and pushed != manifest.digest:
+            raise CopyError(
+                f"{what}: the registry stored digest {pushed}, not {manifest.digest}",
+                reason="digest-mismatch",
+            )
+        return manifest.digest
+
+    # -- blobs ---------------------------------------------------------------------------
+
+    async def blob_exists(self, digest: str) -> bool:
+        what = f"blob {self.name}@{digest}"
+        response = await self._send("HEAD", f"{self._base}/blobs/{digest}", what)
+        if response.status_code == 404:
+            await _release(response)
+            return False
+        await self._expect(response, (200,), what)
+        await _release(response)
+        return True
+
+    @asynccontextmanager
+    async def open_blob(
+        self, digest: str, *, retry: bool = True
+    ) -> AsyncIterator[AsyncIterator[bytes]]:
+        """Stream a blob's bytes (redirects to storage followed, as served, not verified)."""
+        what = f"blob {self.name}@{digest}"
+        response = await self._send(
+            "GET",
+            f"{self._base}/blobs/{digest}",
+            what,
+            headers={"Accept-Encoding": "identity"},
+            follow_redirects=True,
+            retry=retry,
+        )
+        try:
+            await self._expect(response, (200,), what)
+            encoded = response.headers.get("content-encoding", "identity") != "identity"
+            yield response.aiter_bytes() if encoded else response.aiter_raw()
+        finally:
+            await response.aclose()
+
+    async def start_upload(self, *, retry: bool = True) -> str:
+        what = f"start upload to {self.name}"
+        response = await self._send("POST", f"{self._base}/blobs/uploads/", what, retry=retry)
+        await self._expect(response, (202,), what)
+        await _release(response)
+        return self._location(response, what)
+
+    def _location(self, response: httpx.Response, what: str) -> str:
+        location = response.headers.get("location")
+        if not location:
+            raise CopyError(f"{what}: the registry sent no Location", reason="rejected")
+        return str(response.request.url.join(location))
+
+    async def mount_blob(self, digest: str, source_path: str) -> Mount:
+        """Ask for ``digest`` from ``source_path`` (same registry) to be linked here."""
+        what = f"mount {digest} from {source_path} into {self.name}"
+        scopes = (*self._scopes, f"repository:{source_path}:pull")
+        url = httpx.URL(f"{self._base}/blobs/uploads/").copy_merge_params(
+            {"mount": digest, "from": source_path}
+        )
+        response = await self._send("POST", str(url), what, scopes=scopes)
+        await self._expect(response, (201, 202), what)
+        await _release(response)
+        if response.status_code == 201:
+            return Mount(mounted=True)
+        return Mount(mounted=False, location=self._location(response, what))
+
+    async def upload_blob(
+        self,
+        chunks: AsyncIterable[bytes],
+        digest: str,
+        size: int,
+        *,
+        location: str | None = None,
+        retry: bool = True,
+    ) -> None:
+        """Upload ``size`` bytes from ``chunks`` as blob ``digest``, in one PUT or in parts.
+
+        ``location`` is an upload session already started (by a mount that was refused).
+        ``chunks`` is read once; a failure raises (:class:`TransientCopyError` when transient)
+        and the blob must be sent again from the start. The registry checks the digest.
+        ``retry`` applies to starting the session only.
+        """
+        what = f"upload {digest} to {self.name}"
+        location = location or await self.start_upload(retry=retry)
+        try:
+            if self.config.upload == "chunked":
+                location = await self._upload_parts(chunks, size, location, what)
+                content: AsyncIterable[bytes] | bytes = b""
+                length = 0
+            else:
+                content, length = chunks, size
+            url = httpx.URL(location).copy_merge_params({"digest": digest})
+            response = await self._send(
+                "PUT",
+                str(url),
+                what,
+                headers={
+                    "Content-Type": "application/octet-stream",
+                    "Content-Length": str(length),
+                },
+                content=content,
+            )
+            await self._expect(response, (201, 204), what)
+            await _release(response)
+        except Exception:
+            # Not on cancellation: a deadline should not wait for cleanup. The registry purges
+            # abandoned uploads on its own.
+            await self.cancel_upload(location)
+            raise
+
+    async def _upload_parts(
+        self, chunks: AsyncIterable[bytes], size: int, location: str, what: str
+    ) -> str:
+        reader = _PartReader(chunks)
+        part_size = self.config.chunk_size
+        offset = 0
+        while offset < size:
+            length = min(part_size, size - offset)
+            response = await self._send(
+                "PATCH",
+                location,
+                what,
+                headers={
+                    "Content-Type": "application/octet-stream",
+                    "Content-Length": str(length),
+                    "Content-Range": f"{offset}-{offset + length - 1}",
+                },
+                content=reader.part(length),
+            )
+            await self._expect(response, (202, 204), what)
+            await _release(response)
+            location = self._location(response, what)
+            offset += length
+        await reader.finish()
+        return location
+
+    async def cancel_upload(self, location: str) -> None:
+        """Best effort, once, briefly: ask the registry to drop an unfinished upload."""
+        host = self.client._host(self.domain)
+        try:
+            async with asyncio.timeout(2):
+                auth = await self.client._authorization(host, await self.identity(), self._scopes)
+                response = await host.client.request("DELETE", location, headers=auth)
+                await response.aclose()
+        except (CopyError, httpx.HTTPError, TimeoutError):
+            pass
+
+
+class _PartReader:
+    """Cuts one stream of chunks into parts of exact lengths, without copying whole parts."""
+
+    def __init__(self, chunks: AsyncIterable[bytes]) -> None:
+        self._chunks = aiter(chunks)
+        self._rest = b""
+
+    async def _next(self) -> bytes:
+        if self._rest:
+            chunk, self._rest = self._rest, b""
+            return chunk
+        return await anext(self._chunks)
+
+    async def part(self, length: int) -> AsyncIterator[bytes]:
+        remaining = length
+        while remaining > 0:
+            try:
+                chunk = await self._next()
+            except StopAsyncIteration:
+                raise CopyError(
+                    f"blob stream ended {remaining} bytes early", reason="digest-mismatch"
+                ) from None
+            if len(chunk) > remaining:
+                chunk, self._rest = chunk[:remaining], chunk[remaining:]
+            remaining -= len(chunk)
+            yield chunk
+
+    async def finish(self) -> None:
+        """Drain the stream: lets a verifying stream check its digest before the final PUT."""
+        while True:
+            try:
+                chunk = await self._next()
+            except StopAsyncIteration:
+                return
+            if chunk:
+                raise CopyError("blob stream is longer than its size", reason="digest-mismatch")

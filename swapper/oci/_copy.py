@@ -1,0 +1,527 @@
+"""The copy engine: one image (a manifest, or an index and its children) from source to target.
+
+Order of work for ``copy(source, target)``:
+
+1. ``GET`` the source manifest (by digest when the reference has one, checked against it).
+2. ``HEAD`` the target reference: when it already resolves to what would be pushed, stop
+   (``already_present``): two requests in all.
+3. For an index: the children (all, or those of the selected platforms) are copied
+   concurrently; a child the target already has (``HEAD`` by digest) is skipped whole.
+4. For a manifest: its blobs are copied concurrently, at most ``max_concurrent_blobs``
+   transfers at a time for the whole copy (both platforms' blobs share the limit; the cheap
+   checks before a transfer run four times as wide). Per blob: ``HEAD`` on the target
+   (present: skipped); else a cross-repository mount from a repository of the same target
+   registry where the engine saw that blob before (or the source repository, when it is on
+   the target registry); else ``GET`` from the source streamed into the upload (whose session
+   is opened while the download starts), hashed on the way through. The last chunk is held
+   back until the digest and size match, so a corrupted blob is never completed on the
+   target; the registry checks the digest too. A transient failure restarts that blob.
+5. A manifest is pushed (by digest) only when all its blobs are there, an index only when all
+   its children are there, and the tag last: a copy that fails leaves no tag behind, at most
+   some untagged blobs and child manifests that the next attempt reuses.
+
+Manifests are pushed as the exact bytes the source served, so digests are preserved.
+
+Platform selection (``platforms``): with ``None`` (all) the original index is pushed. With a
+list, only the matching children are copied (attestations follow the image they describe).
+When the target then has every child of the index anyway (from an earlier full copy) the
+original index is pushed and the digest is preserved; otherwise a filtered index listing only
+the copied children is pushed under the tag, its digest differs from the source's, and
+:class:`CopyResult` says so (``filtered``, ``digest``). A target reference pinned by digest
+(``tag@sha256:...``) must resolve to exactly that digest, which a filtered index cannot, so
+such a copy takes every platform whatever ``platforms`` says: a pod pinned to a digest always
+gets the image it asked for.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import time
+from collections import OrderedDict
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Coroutine, Iterable, Sequence
+from contextlib import aclosing
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import httpx
+
+from swapper.errors import CopyError, TransientCopyError
+from swapper.images import ImageReference, parse
+from swapper.oci._auth import CredentialsProvider
+from swapper.oci._client import RegistryClient, Repository, transport_error
+from swapper.oci._manifests import (
+    Descriptor,
+    Manifest,
+    Platform,
+    check_digest,
+    filtered_index,
+    select_children,
+)
+
+ProgressKind = Literal[
+    "blob-started",
+    "blob-progress",
+    "blob-retried",
+    "blob-copied",
+    "blob-skipped",
+    "blob-mounted",
+    "manifest-present",
+    "manifest-pushed",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class ProgressEvent:
+    """One step of a copy, with running totals for a progress display.
+
+    ``digest``/``size`` are the blob's or manifest's. ``transferred`` is how much of this blob
+    the current attempt has sent (``blob-progress``). Totals grow while child manifests are
+    read; ``bytes_done`` counts skipped and mounted blobs at their full size, and goes back
+    down when a blob transfer is retried.
+    """
+
+    kind: ProgressKind
+    digest: str
+    size: int
+    transferred: int
+    blobs_total: int
+    blobs_done: int
+    bytes_total: int
+    bytes_done: int
+
+
+ProgressCallback = Callable[[ProgressEvent], None]
+
+
+@dataclass(frozen=True, slots=True)
+class CopyResult:
+    """What a copy did. ``digest`` is what the target reference now resolves to."""
+
+    source: str
+    target: str
+    digest: str
+    source_digest: str
+    media_type: str
+    already_present: bool
+    filtered: bool  # an index filtered by platform was pushed: digest != source_digest
+    platforms: tuple[str, ...]  # platforms of the index children copied; () for a manifest
+    manifests_pushed: int
+    manifests_skipped: int
+    blobs_copied: int
+    blobs_skipped: int
+    blobs_mounted: int
+    bytes_copied: int
+    duration: float
+
+    @property
+    def digest_preserved(self) -> bool:
+        return self.digest == self.source_digest
+
+
+def parse_platforms(value: str | Sequence[str] | None) -> tuple[Platform, ...] | None:
+    """``"all"``/None -> None; ``"linux/amd64,linux/arm64"`` or a list -> platforms.
+
+    Raises ``ValueError`` for a malformed platform.
+    """
+    if value is None:
+        return None
+    items = value.split(",") if isinstance(value, str) else list(value)
+    items = [item.strip() for item in items if item.strip()]
+    if not items or any(item.lower() == "all" for item in items):
+        return None
+    return tuple(Platform.parse(item) for item in items)
+
+
+class _KnownBlobs:
+    """Where blobs were last seen in target registries, for cross-repository mounts."""
+
+    def __init__(self, size: int, per_blob: int = 4) -> None:
+        self._size = size
+        self._per_blob = per_blob
+        self._where: OrderedDict[tuple[str, str], list[str]] = OrderedDict()
+
+    def add(self, domain: str, digest: str, path: str) -> None:
+        key = (domain, digest)
+        paths = self._where.pop(key, [])
+        if path in paths:
+            paths.remove(path)
+        paths.insert(0, path)
+        self._where[key] = paths[: self._per_blob]
+        while len(self._where) > self._size:
+            self._where.popitem(last=False)
+
+    def candidates(self, domain: str, digest: str, exclude: str) -> list[str]:
+        return [path for path in self._where.get((domain, digest), ()) if path != exclude]
+
+
+class CopyEngine:
+    """Copies images between registries through one :class:`RegistryClient`.
+
+    One engine serves many concurrent copies; it remembers which target repositories hold
+    which blobs (up to ``known_blobs`` entries) to mount them instead of uploading again.
+    ``max_concurrent_blobs`` bounds the blob transfers of one copy.
+    """
+
+    def __init__(
+        self,
+        client: RegistryClient,
+        *,
+        max_concurrent_blobs: int = 6,
+        known_blobs: int = 20_000,
+    ) -> None:
+        if max_concurrent_blobs < 1:
+            raise ValueError("max_concurrent_blobs must be at least 1")
+        self.client = client
+        self.max_concurrent_blobs = max_concurrent_blobs
+        self.known = _KnownBlobs(known_blobs)
+
+    async def copy(
+        self,
+        source: ImageReference | str,
+        target: ImageReference | str,
+        *,
+        platforms: Sequence[Platform | str] | None = None,
+        source_credentials: CredentialsProvider | None = None,
+        progress: ProgressCallback | None = None,
+    ) -> CopyResult:
+        """Copy ``source`` to ``target`` (full references; the target's tag is pushed).
+
+        ``platforms``: None for every platform of an index, or platforms such as
+        ``["linux/amd64", "linux/arm64"]`` (see the module notes on digests).
+        ``source_credentials`` overrides the client's provider for the source.
+        Raises :class:`~swapper.errors.CopyError`; its ``reason`` says why.
+        """
+        src_ref = parse(source) if isinstance(source, str) else source
+        dst_ref = parse(target) if isinstance(target, str) else target
+        selectors = None
+        if platforms is not None:
+            selectors = tuple(
+                p if isinstance(p, Platform) else Platform.parse(p) for p in platforms
+            )
+        job = _Job(
+            self,
+            self.client.repository(src_ref, credentials=source_credentials),
+            self.client.repository(dst_ref, push=True),
+            progress,
+        )
+        return await job.run(src_ref, dst_ref, selectors or None)
+
+
+class _Job:
+    def __init__(
+        self,
+        engine: CopyEngine,
+        src: Repository,
+        dst: Repository,
+        progress: ProgressCallback | None,
+    ) -> None:
+        self.engine = engine
+        self.retry = engine.client.retry
+        self.src = src
+        self.dst = dst
+        self.progress = progress
+        self.semaphore = asyncio.Semaphore(engine.max_concurrent_blobs)
+        self.checks = asyncio.Semaphore(4 * engine.max_concurrent_blobs)
+        self.blob_tasks: dict[str, asyncio.Task[None]] = {}
+        self.group: asyncio.TaskGroup | None = None
+        self.manifests_pushed = 0
+        self.manifests_skipped = 0
+        self.blobs_copied = 0
+        self.blobs_skipped = 0
+        self.blobs_mounted = 0
+        self.bytes_copied = 0
+        self.blobs_total = 0
+        self.blobs_done = 0
+        self.bytes_total = 0
+        self.bytes_done = 0
+
+    def emit(self, kind: ProgressKind, digest: str, size: int, transferred: int = 0) -> None:
+        if self.progress is not None:
+            self.progress(
+                ProgressEvent(
+                    kind,
+                    digest,
+                    size,
+                    transferred,
+                    self.blobs_total,
+                    self.blobs_done,
+                    self.bytes_total,
+                    self.bytes_done,
+                )
+            )
+
+    async def run(
+        self,
+        src_ref: ImageReference,
+        dst_ref: ImageReference,
+        selectors: tuple[Platform, ...] | None,
+    ) -> CopyResult:
+        started = time.perf_counter()
+        top = await self.src.get_manifest(src_ref.digest or src_ref.tag or "latest")
+        if dst_ref.digest is not None and dst_ref.digest != top.digest:
+            raise CopyError(
+                f"{dst_ref} pins {dst_ref.digest} but {src_ref} is {top.digest}",
+                reason="digest-mismatch",
+            )
+        reference = dst_ref.tag or dst_ref.digest or "latest"
+        push = top
+        children: tuple[Descriptor, ...] = top.children if top.is_index else ()
+        existing = await self.dst.head_manifest(reference)
+        if existing is not None and existing.digest == top.digest:
+            return self.result(src_ref, dst_ref, top, top, children, started, present=True)
+        if top.is_index and selectors is not None and dst_ref.digest is None:
+            selected, left_out = select_children(top, selectors)
+            if not any(child.platform and child.platform.os != "unknown" for child in selected):
+                wanted = ", ".join(str(p) for p in selectors)
+                raise CopyError(
+                    f"{src_ref} has no manifest for {wanted}", reason="platform-not-found"
+                )
+            children = selected
+            if left_out:
+                filtered = filtered_index(top, selected)
+                if existing is not None and existing.digest == filtered.digest:
+                    return self.result(src_ref, dst_ref, top, filtered, children, started, True)
+                if not await self._all_present(left_out):
+                    push = filtered
+        try:
+            async with asyncio.TaskGroup() as group:
+                self.group = group
+                if top.is_index:
+                    await self._children(children)
+                else:
+                    await self._blobs(top.blobs)
+        except BaseExceptionGroup as failures:
+            raise _first_error(failures) from None
+        await self.dst.put_manifest(reference, push)
+        self.manifests_pushed += 1
+        self.emit("manifest-pushed", push.digest, len(push.data))
+        return self.result(src_ref, dst_ref, top, push, children, started, present=False)
+
+    def result(
+        self,
+        src_ref: ImageReference,
+        dst_ref: ImageReference,
+        top: Manifest,
+        pushed: Manifest,
+        children: Iterable[Descriptor],
+        started: float,
+        present: bool,
+    ) -> CopyResult:
+        return CopyResult(
+            source=str(src_ref),
+            target=str(dst_ref),
+            digest=pushed.digest,
+            source_digest=top.digest,
+            media_type=pushed.media_type,
+            already_present=present,
+            filtered=pushed.digest != top.digest,
+            platforms=tuple(
+                str(child.platform)
+                for child in children
+                if child.platform is not None and child.platform.os != "unknown"
+            ),
+            manifests_pushed=self.manifests_pushed,
+            manifests_skipped=self.manifests_skipped,
+            blobs_copied=self.blobs_copied,
+            blobs_skipped=self.blobs_skipped,
+            blobs_mounted=self.blobs_mounted,
+            bytes_copied=self.bytes_copied,
+            duration=time.perf_counter() - started,
+        )
+
+    async def _all_present(self, children: Iterable[Descriptor]) -> bool:
+        found = await asyncio.gather(*(self.dst.head_manifest(c.digest) for c in children))
+        return all(item is not None for item in found)
+
+    def _spawn(self, coroutine: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+        assert self.group is not None
+        return self.group.create_task(coroutine)
+
+    async def _children(self, children: Iterable[Descriptor]) -> None:
+        await asyncio.gather(*(self._spawn(self._child(child)) for child in children))
+
+    async def _child(self, descriptor: Descriptor) -> None:
+        if await self.dst.head_manifest(descriptor.digest) is not None:
+            self.manifests_skipped += 1
+            self.emit("manifest-present", descriptor.digest, descriptor.size)
+            return
+        manifest = await self.src.get_manifest(descriptor.digest)
+        if manifest.is_index:
+            await self._children(manifest.children)
+        else:
+            await self._blobs(manifest.blobs)
+        await self.dst.put_manifest(descriptor.digest, manifest)
+        self.manifests_pushed += 1
+        self.emit("manifest-pushed", manifest.digest, len(manifest.data))
+
+    async def _blobs(self, blobs: Iterable[Descriptor]) -> None:
+        tasks = []
+        for blob in blobs:
+            if blob.nondistributable and blob.urls:
+                continue
+            task = self.blob_tasks.get(blob.digest)
+            if task is None:
+                self.blobs_total += 1
+                self.bytes_total += blob.size
+                task = self.blob_tasks[blob.digest] = self._spawn(self._blob(blob))
+            tasks.append(task)
+        await asyncio.gather(*tasks)
+
+    async def _blob(self, blob: Descriptor) -> None:
+        known = self.engine.known
+        domain = self.dst.domain
+        # Existence checks and mounts are cheap: more of them run at once than transfers.
+        async with self.checks:
+            if await self.dst.blob_exists(blob.digest):
+                self._done(blob, "blob-skipped")
+                self.blobs_skipped += 1
+                known.add(domain, blob.digest, self.dst.path)
+                return
+            location = None
+            candidates = known.candidates(domain, blob.digest, self.dst.path)
+            if self.src.domain == domain and self.src.path != self.dst.path:
+                candidates.insert(0, self.src.path)
+            for path in candidates[:2]:
+                try:
+                    mount = await self.dst.mount_blob(blob.digest, path)
+                except CopyError:
+                    continue  # no access to that repository, or it lost the blob: upload
+                if mount.mounted:
+                    self._done(blob, "blob-mounted")
+                    self.blobs_mounted += 1
+                    known.add(domain, blob.digest, self.dst.path)
+                    return
+                location = mount.location
+                break
+        async with self.semaphore:
+            await self._transfer(blob, location)
+        self.blobs_copied += 1
+        self.bytes_copied += blob.size
+        self._done(blob, "blob-copied")
+        known.add(domain, blob.digest, self.dst.path)
+
+    def _done(self, blob: Descriptor, kind: ProgressKind) -> None:
+        self.blobs_done += 1
+        if kind != "blob-copied":
+            self.bytes_done += blob.size
+        self.emit(kind, blob.digest, blob.size, blob.size if kind == "blob-copied" else 0)
+
+    async def _transfer(self, blob: Descriptor, location: str | None) -> None:
+        """Stream one blob from source to target, from the start again on transient failures."""
+        attempt = 0
+        reauthenticated = False
+        while True:
+            sent = [0]
+            self.emit("blob-started", blob.digest, blob.size)
+            # The upload session is opened while the download starts: one round trip less.
+            session = None
+            used = False
+            if location is None:
+                session = asyncio.create_task(self.dst.start_upload(retry=False))
+            try:
+                async with (
+                    self.src.open_blob(blob.digest, retry=False) as chunks,
+                    aclosing(self._verified(chunks, blob, sent)) as verified,
+                ):
+                    if session is not None:
+                        location = await session
+                    used = True
+                    await self.dst.upload_blob(
+                        verified, blob.digest, blob.size, location=location, retry=False
+                    )
+                return
+            except (TransientCopyError, httpx.TransportError) as exc:
+                error = (
+                    exc
+                    if isinstance(exc, TransientCopyError)
+                    else transport_error(exc, f"blob {blob.digest}")
+                )
+                if not isinstance(error, TransientCopyError):
+                    raise error from exc
+                wait = self._wait(error, attempt)
+                if wait is None:
+                    raise error from exc
+            except CopyError as exc:
+                if exc.reason != "unauthorized" or reauthenticated:
+                    raise
+                reauthenticated = True  # a token that ran out during a long upload
+                wait = 0.0
+            finally:
+                if session is not None and not used:
+                    await _abandon(session, self.dst)
+            self.bytes_done -= sent[0]
+            self.emit("blob-retried", blob.digest, blob.size)
+            location = None
+            await asyncio.sleep(wait)
+            attempt += 1
+
+    def _wait(self, error: TransientCopyError, attempt: int) -> float | None:
+        if attempt + 1 >= self.retry.attempts:
+            return None
+        if error.retry_after is not None:
+            return error.retry_after if error.retry_after <= self.retry.max_retry_after else None
+        return self.retry.delay(attempt)
+
+    async def _verified(
+        self, chunks: AsyncIterator[bytes], blob: Descriptor, sent: list[int]
+    ) -> AsyncGenerator[bytes, None]:
+        """Pass ``chunks`` through, hashing them; the last is held until the digest matches."""
+        hasher = hashlib.new(check_digest(blob.digest))
+        size = blob.size
+        seen = 0
+        held: bytes | None = None
+        async for chunk in chunks:
+            if not chunk:
+                continue
+            seen += len(chunk)
+            if seen > size:
+                raise CopyError(
+                    f"blob {blob.digest} from {self.src.name} is longer than its {size} bytes",
+                    reason="digest-mismatch",
+                )
+            hasher.update(chunk)
+            if held is not None:
+                yield held
+                self._sent(blob, sent, len(held))
+            held = chunk
+        digest = f"{blob.digest.split(':', 1)[0]}:{hasher.hexdigest()}"
+        if seen != size or digest != blob.digest:
+            raise CopyError(
+                f"blob {blob.digest} from {self.src.name}: received {seen} bytes with digest "
+                f"{digest} (expected {size} bytes)",
+                reason="digest-mismatch",
+            )
+        if held is not None:
+            yield held
+            self._sent(blob, sent, len(held))
+
+    def _sent(self, blob: Descriptor, sent: list[int], count: int) -> None:
+        sent[0] += count
+        self.bytes_done += count
+        self.emit("blob-progress", blob.digest, blob.size, sent[0])
+
+
+async def _abandon(session: asyncio.Task[str], repository: Repository) -> None:
+    """Tidy up an upload session opened for a transfer whose download then failed."""
+    if not session.done():
+        session.cancel()
+        await asyncio.gather(session, return_exceptions=True)
+        return
+    if session.cancelled() or session.exception() is not None:
+        return
+    task = asyncio.current_task()
+    if task is None or not task.cancelling():  # a deadline does not wait for tidying up
+        await repository.cancel_upload(session.result())
+
+
+def _first_error(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    """The error to report from a failed task group: the first that is not a cancellation."""
+    pending: list[BaseException] = [group]
+    while pending:
+        error = pending.pop(0)
+        if isinstance(error, BaseExceptionGroup):
+            pending[:0] = list(error.exceptions)
+        elif not isinstance(error, asyncio.CancelledError):
+            return error
+    return asyncio.CancelledError()

@@ -1,0 +1,258 @@
+{{/*
+Names, labels and the checks that fail a render with a clear message.
+*/}}
+
+{{- define "swapper.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{/* Release-qualified name, at most 52 characters so suffixed names stay under 63. */}}
+{{- define "swapper.fullname" -}}
+{{- if .Values.fullnameOverride -}}
+{{- .Values.fullnameOverride | trunc 52 | trimSuffix "-" -}}
+{{- else -}}
+{{- $name := default .Chart.Name .Values.nameOverride -}}
+{{- if contains $name .Release.Name -}}
+{{- .Release.Name | trunc 52 | trimSuffix "-" -}}
+{{- else -}}
+{{- printf "%s-%s" .Release.Name $name | trunc 52 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "swapper.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{/* Selector labels. Call with (dict "ctx" $ "component" "webhook"). */}}
+{{- define "swapper.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "swapper.name" .ctx }}
+app.kubernetes.io/instance: {{ .ctx.Release.Name }}
+app.kubernetes.io/component: {{ .component }}
+{{- end -}}
+
+{{/* Every label. Call with (dict "ctx" $ "component" "webhook"). */}}
+{{- define "swapper.labels" -}}
+helm.sh/chart: {{ include "swapper.chart" .ctx }}
+{{ include "swapper.selectorLabels" . }}
+app.kubernetes.io/version: {{ .ctx.Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .ctx.Release.Service }}
+app.kubernetes.io/part-of: swapper
+{{- with .ctx.Values.commonLabels }}
+{{ toYaml . }}
+{{- end }}
+{{- end -}}
+
+{{- define "swapper.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create -}}
+{{- default (include "swapper.fullname" .) .Values.serviceAccount.name -}}
+{{- else -}}
+{{- default "default" .Values.serviceAccount.name -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "swapper.tlsSecretName" -}}
+{{- default (printf "%s-tls" (include "swapper.fullname" .)) .Values.certificates.secretName -}}
+{{- end -}}
+
+{{- define "swapper.webhookConfigurationName" -}}
+{{- include "swapper.fullname" . -}}
+{{- end -}}
+
+{{- define "swapper.image" -}}
+{{- $tag := default .Chart.AppVersion .Values.image.tag -}}
+{{- if .Values.image.digest -}}
+{{- printf "%s:%s@%s" .Values.image.repository $tag .Values.image.digest -}}
+{{- else -}}
+{{- printf "%s:%s" .Values.image.repository $tag -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "swapper.listenAddress" -}}
+{{- if contains ":" .Values.server.host -}}
+{{- printf "[%s]:%d" .Values.server.host (int .Values.server.port) -}}
+{{- else -}}
+{{- printf "%s:%d" .Values.server.host (int .Values.server.port) -}}
+{{- end -}}
+{{- end -}}
+
+{{/*
+Seconds in a Go duration ("8s", "1m30s", "500ms") or a number of seconds, as swapper reads them.
+Call with (dict "key" "config.imageCopyDeadline" "value" $value).
+*/}}
+{{- define "swapper.seconds" -}}
+{{- $value := .value -}}
+{{- if or (kindIs "float64" $value) (kindIs "int" $value) (kindIs "int64" $value) -}}
+{{- $value | float64 -}}
+{{- else -}}
+{{- $text := toString $value | trim -}}
+{{- $number := "([0-9]+(\\.[0-9]*)?|\\.[0-9]+)" -}}
+{{- $part := printf "%s(ns|us|µs|ms|s|m|h)" $number -}}
+{{- if not (regexMatch (printf "^(%s)+$" $part) $text) -}}
+{{- fail (printf "%s: %q is not a duration (examples: 8s, 1m30s, 500ms)" .key $text) -}}
+{{- end -}}
+{{- $units := dict "ns" 0.000000001 "us" 0.000001 "µs" 0.000001 "ms" 0.001 "s" 1.0 "m" 60.0 "h" 3600.0 -}}
+{{- $total := 0.0 -}}
+{{- range $piece := regexFindAll $part $text -1 -}}
+{{- $amount := regexFind (printf "^%s" $number) $piece -}}
+{{- $total = addf $total (mulf ($amount | float64) (get $units (trimPrefix $amount $piece))) -}}
+{{- end -}}
+{{- $total -}}
+{{- end -}}
+{{- end -}}
+
+{{/*
+The config file swapper reads: the `config:` block, with the keys the chart owns (where the
+certificate is mounted, the listen address) set by the chart, and only the selected target's
+block kept (Helm merges a user's target over the default one).
+*/}}
+{{- define "swapper.config" -}}
+{{- $config := deepCopy .Values.config -}}
+{{- $target := $config.target -}}
+{{- range $type := list "aws" "gcp" "generic" -}}
+{{- if ne $type $target.type -}}
+{{- $_ := unset $target $type -}}
+{{- end -}}
+{{- end -}}
+{{- $_ := set $config "listenAddress" (include "swapper.listenAddress" .) -}}
+{{- $_ = set $config "tlsCertFile" "/etc/swapper/tls/tls.crt" -}}
+{{- $_ = set $config "tlsKeyFile" "/etc/swapper/tls/tls.key" -}}
+{{- toYaml $config -}}
+{{- end -}}
+
+{{/* Fails the render when values contradict each other. Included by every template. */}}
+{{- define "swapper.validate" -}}
+{{- $timeout := int .Values.webhook.timeoutSeconds | float64 -}}
+{{- $deadlineValue := default "8s" .Values.config.imageCopyDeadline -}}
+{{- $budgetValue := default "9s" .Values.config.admissionTimeout -}}
+{{- $deadline := include "swapper.seconds" (dict "key" "config.imageCopyDeadline" "value" $deadlineValue) | float64 -}}
+{{- $budget := include "swapper.seconds" (dict "key" "config.admissionTimeout" "value" $budgetValue) | float64 -}}
+{{- if ge $deadline $timeout -}}
+{{- fail (printf "config.imageCopyDeadline (%v) must be below webhook.timeoutSeconds (%vs): the API server stops waiting for swapper at timeoutSeconds and admits the pod unchanged, so a copy that may run longer can never be used. Lower config.imageCopyDeadline or raise webhook.timeoutSeconds (at most 30)." $deadlineValue .Values.webhook.timeoutSeconds) -}}
+{{- end -}}
+{{- if ge $budget $timeout -}}
+{{- fail (printf "config.admissionTimeout (%v) must be below webhook.timeoutSeconds (%vs): swapper must answer before the API server gives up on it. Lower config.admissionTimeout or raise webhook.timeoutSeconds." $budgetValue .Values.webhook.timeoutSeconds) -}}
+{{- end -}}
+{{- if ge $deadline $budget -}}
+{{- fail (printf "config.imageCopyDeadline (%v) must be below config.admissionTimeout (%v): swapper refuses to start otherwise." $deadlineValue $budgetValue) -}}
+{{- end -}}
+{{- $pdb := .Values.podDisruptionBudget -}}
+{{- if and (not (kindIs "invalid" (index $pdb "minAvailable"))) (not (kindIs "invalid" (index $pdb "maxUnavailable"))) -}}
+{{- fail "podDisruptionBudget: set minAvailable or maxUnavailable, not both (a PodDisruptionBudget accepts only one)." -}}
+{{- end -}}
+{{- if and (eq .Values.certificates.provider "job") .Values.certificates.certManager.issuerRef.name -}}
+{{- fail "certificates.certManager.issuerRef is set but certificates.provider is \"job\": the two certificate modes exclude each other. Set certificates.provider=certManager to use the issuer, or unset the issuerRef." -}}
+{{- end -}}
+{{- if not (has .Values.config.target.type (list "aws" "gcp" "generic")) -}}
+{{- fail (printf "config.target.type %q is not aws, gcp or generic" .Values.config.target.type) -}}
+{{- end -}}
+{{- if not (index .Values.config.target .Values.config.target.type) -}}
+{{- fail (printf "config.target.type is %q but config.target.%s is missing" .Values.config.target.type .Values.config.target.type) -}}
+{{- end -}}
+{{- end -}}
+
+{{/*
+"true" when swapper follows the pods' pull secrets (config.source.podPullSecrets; swapper's own
+default, when the key is removed, is on), else "".
+*/}}
+{{- define "swapper.podPullSecrets" -}}
+{{- $source := .Values.config.source | default dict -}}
+{{- $value := index $source "podPullSecrets" -}}
+{{- if or (kindIs "invalid" $value) $value -}}true{{- end -}}
+{{- end -}}
+
+{{/* "true" when the webhook needs a ClusterRole at all. */}}
+{{- define "swapper.webhookNeedsRBAC" -}}
+{{- $pullSecret := .Values.config.target.pullSecret | default dict -}}
+{{- if and .Values.rbac.create (or .Values.rbac.events (include "swapper.podPullSecrets" .) $pullSecret.enabled) -}}true{{- end -}}
+{{- end -}}
+
+{{/* The effective minimum number of webhook pods. */}}
+{{- define "swapper.minReplicas" -}}
+{{- if .Values.autoscaling.enabled -}}
+{{- .Values.autoscaling.minReplicas -}}
+{{- else -}}
+{{- .Values.replicaCount -}}
+{{- end -}}
+{{- end -}}
+
+{{/* Pod and container security contexts shared by the webhook and the certificate jobs. */}}
+{{- define "swapper.podSecurityContext" -}}
+{{- toYaml .Values.podSecurityContext -}}
+{{- end -}}
+
+{{- define "swapper.containerSecurityContext" -}}
+{{- toYaml .Values.securityContext -}}
+{{- end -}}
+
+{{/*
+RBAC rules of the certificate bootstrap (hook Job and renewal CronJob). Secrets: `create` cannot
+be limited to a name (the name is not known when the request is authorised), everything else
+is limited to the one TLS Secret. Call with $ and a kind: "namespaced" or "cluster".
+*/}}
+{{- define "swapper.certificateRules" -}}
+{{- if eq .kind "namespaced" -}}
+- apiGroups: [""]
+  resources: ["secrets"]
+  verbs: ["create"]
+- apiGroups: [""]
+  resources: ["secrets"]
+  resourceNames: [{{ include "swapper.tlsSecretName" .ctx | quote }}]
+  verbs: ["get", "patch"]
+{{- else -}}
+- apiGroups: ["admissionregistration.k8s.io"]
+  resources: ["mutatingwebhookconfigurations"]
+  resourceNames: [{{ include "swapper.webhookConfigurationName" .ctx | quote }}]
+  verbs: ["get", "patch"]
+{{- end }}
+{{- end -}}
+
+{{/* The container that runs `swapper certs bootstrap`. */}}
+{{- define "swapper.bootstrapContainer" -}}
+- name: certificates
+  image: {{ include "swapper.image" . | quote }}
+  imagePullPolicy: {{ .Values.image.pullPolicy }}
+  args:
+    - certs
+    - bootstrap
+    - --namespace={{ .Release.Namespace }}
+    - --service={{ include "swapper.fullname" . }}
+    - --secret={{ include "swapper.tlsSecretName" . }}
+    - --webhook={{ include "swapper.webhookConfigurationName" . }}
+    - --days={{ int .Values.certificates.job.validityDays }}
+    - --renew-before-days={{ int .Values.certificates.job.renewBeforeDays }}
+    - --label=app.kubernetes.io/name={{ include "swapper.name" . }}
+    - --label=app.kubernetes.io/instance={{ .Release.Name }}
+    - --label=app.kubernetes.io/managed-by=swapper-certs-bootstrap
+  securityContext:
+    {{- include "swapper.containerSecurityContext" . | nindent 4 }}
+  resources:
+    {{- toYaml .Values.certificates.job.resources | nindent 4 }}
+{{- end -}}
+
+{{/* Pod spec of the certificate Job and CronJob. Call with (dict "ctx" $ "serviceAccount" NAME). */}}
+{{- define "swapper.certificatePodSpec" -}}
+{{- $ := .ctx -}}
+serviceAccountName: {{ .serviceAccount }}
+automountServiceAccountToken: true
+restartPolicy: Never
+securityContext:
+  {{- include "swapper.podSecurityContext" $ | nindent 2 }}
+{{- with $.Values.priorityClassName }}
+priorityClassName: {{ . }}
+{{- end }}
+{{- with $.Values.imagePullSecrets }}
+imagePullSecrets:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with $.Values.nodeSelector }}
+nodeSelector:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with $.Values.tolerations }}
+tolerations:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+containers:
+  {{- include "swapper.bootstrapContainer" $ | nindent 2 }}
+{{- end -}}

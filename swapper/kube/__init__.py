@@ -1,0 +1,83 @@
+"""Talking to the Kubernetes API, through the official ``kubernetes`` client.
+
+- :mod:`swapper.kube.webhook_certs`: the webhook's certificate bootstrap that the Helm chart's
+  Job and CronJob run when cert-manager is not used (``swapper certs bootstrap``).
+
+Objects are read as raw JSON (``_preload_content=False``) and written as plain JSON (dicts, and
+JSON patches as lists), so swapper depends on the API's wire format, not on the client's
+generated model classes, which changed shape between client versions (``kubernetes>=29``; 29 and
+37 were tried). Every call has a timeout.
+
+Importing this package is cheap; ``kubernetes`` itself is imported by the functions that use it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable
+from typing import Any
+
+from swapper.errors import KubeError  # raised by this package; defined with the others
+
+REQUEST_TIMEOUT = 30.0
+"""Seconds for one API call (connect and read), so a Job never hangs on a dead connection."""
+
+
+def api_client(kubeconfig: str | None = None, context: str | None = None) -> Any:
+    """A ``kubernetes.client.ApiClient``: the pod's service account when running in a cluster
+    (and no kubeconfig is given), otherwise the kubeconfig (``$KUBECONFIG``, ``~/.kube/config``).
+    """
+    from kubernetes import client, config
+    from kubernetes.config.config_exception import ConfigException
+
+    configuration = client.Configuration()
+    try:
+        if kubeconfig is None and context is None and os.environ.get("KUBERNETES_SERVICE_HOST"):
+            config.load_incluster_config(client_configuration=configuration)
+        else:
+            config.load_kube_config(
+                config_file=kubeconfig, context=context, client_configuration=configuration
+            )
+    except (ConfigException, OSError, TypeError) as exc:
+        raise KubeError(f"cannot configure the Kubernetes client: {exc}") from None
+    return client.ApiClient(configuration)
+
+
+def status_of(exc: BaseException) -> int | None:
+    """The HTTP status of a ``kubernetes`` ``ApiException`` (``None`` for anything else)."""
+    status = getattr(exc, "status", None)
+    return status if isinstance(status, int) else None
+
+
+def describe_api_error(exc: BaseException, action: str) -> KubeError:
+    """A :class:`KubeError` for a failed call: ``action`` plus the Status reason and message."""
+    status = status_of(exc)
+    if status is None:
+        return KubeError(f"{action}: {exc.__class__.__name__}: {exc}")
+    reason, message = getattr(exc, "reason", "") or "", ""
+    try:
+        body = json.loads(getattr(exc, "body", None) or "{}")
+        reason = body.get("reason") or reason
+        message = str(body.get("message") or "")[:300]
+    except (ValueError, AttributeError):
+        pass
+    hint = ""
+    if status == 403:
+        hint = " (the service account lacks this permission: check the chart's RBAC)"
+    return KubeError(f"{action}: HTTP {status} {reason}: {message}{hint}".rstrip(": "))
+
+
+def call_json(method: Callable[..., Any], *args: Any, **kwargs: Any) -> dict[str, Any]:
+    """Call a generated client method and return the response body as JSON.
+
+    Raises the client's ``ApiException`` for an error status, like the method itself.
+    """
+    response = method(*args, _preload_content=False, _request_timeout=REQUEST_TIMEOUT, **kwargs)
+    try:
+        data = json.loads(response.data or b"{}")
+    finally:
+        response.release_conn()
+    if not isinstance(data, dict):
+        raise KubeError(f"unexpected API response from {getattr(method, '__name__', method)}")
+    return data

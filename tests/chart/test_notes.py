@@ -1,0 +1,25 @@
+"""NOTES.txt: what the user reads after `helm install`."""
+
+from __future__ import annotations
+
+from chart.rendering import render
+
+
+def test_the_notes_warn_while_the_target_is_the_placeholder() -> None:
+    assert "config.target is still the placeholder" in render().notes
+    assert "placeholder" not in render(file="dry-run").notes
+
+
+def test_the_notes_explain_the_dry_run_report_and_how_to_enforce() -> None:
+    notes = render(file="dry-run").notes
+    assert "DRY RUN" in notes
+    assert "images.swapper.io/would-swap" in notes
+    assert "--set config.dryRun=false" in notes
+
+
+def test_the_notes_say_when_pods_are_rewritten() -> None:
+    assert "ENFORCING" in render(file="generic").notes
+
+
+def test_the_notes_list_the_namespaces_never_sent() -> None:
+    assert "never sent: namespaces swapper-system, kube-system" in render().notes

@@ -68,7 +68,7 @@ def phase_functions() -> dict[str, Callable[[], Any]]:
     from swapper.app import AdmissionHandler, Dependencies
     from swapper.config import load_config_file
     from swapper.mirror.queue import MemoryCopyQueue
-    from swapper.mutation import describe, pod_secret_names
+    from swapper.mutation import describe, requester_of
     from swapper.patches import build_patch
     from swapper.server import tune_runtime
     from swapper.targets.memory import MemoryTarget
@@ -89,10 +89,10 @@ def phase_functions() -> dict[str, Callable[[], Any]]:
 
     review = parse_review(body)
     settled, candidates = handler.mutator.plan(review)
-    secrets = pod_secret_names(review.object)
+    who = requester_of(review)
 
     def resolve() -> Any:
-        return run(handler.mutator.resolve(candidates, review.namespace, secrets, True))
+        return run(handler.mutator.resolve(candidates, who, True))
 
     decisions = settled + resolve()
     secret = handler.policy.pull_secret

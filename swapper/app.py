@@ -14,7 +14,7 @@ import asyncio
 import contextlib
 import functools
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,6 +28,7 @@ from swapper.config import Config
 from swapper.errors import AdmissionError
 from swapper.logs import get_logger
 from swapper.metrics import Metrics
+from swapper.mirror.access import OpenAccess, SourceAccess
 from swapper.mirror.queue import CopyQueue
 from swapper.mutation import (
     CONTAINER_FIELDS,
@@ -36,7 +37,7 @@ from swapper.mutation import (
     Mutator,
     Policy,
     describe,
-    pod_secret_names,
+    requester_of,
 )
 from swapper.patches import build_patch
 from swapper.targets.base import TargetRegistry
@@ -54,6 +55,9 @@ class Dependencies:
     queue: CopyQueue
     metrics: Metrics = field(default_factory=Metrics)
     background: list[Any] = field(default_factory=list)  # objects with ``async run()``
+    access: SourceAccess = field(default_factory=OpenAccess)
+    ready_checks: list[Callable[[], bool]] = field(default_factory=list)  # all true: ready
+    closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)  # on shutdown
 
 
 def _order(d: Decision) -> tuple[int, int]:
@@ -74,7 +78,7 @@ class AdmissionHandler:
     def __init__(self, config: Config, deps: Dependencies) -> None:
         self.config = config
         self.policy = Policy.from_config(config)
-        self.mutator = Mutator(self.policy, deps.target, deps.queue)
+        self.mutator = Mutator(self.policy, deps.target, deps.queue, deps.access)
         self.metrics = deps.metrics
         # Label lookups take a lock each; the label sets are few, so keep the children.
         self._decisions = functools.cache(self.metrics.container_decisions.labels)
@@ -121,10 +125,7 @@ class AdmissionHandler:
         settled, candidates = self.mutator.plan(review)
         decisions = settled
         if candidates:
-            secrets = pod_secret_names(review.object)
-            resolved = await self.mutator.resolve(
-                candidates, review.namespace, secrets, side_effects
-            )
+            resolved = await self.mutator.resolve(candidates, requester_of(review), side_effects)
             if settled:
                 decisions = settled + resolved
                 decisions.sort(key=_order)
@@ -206,6 +207,8 @@ def create_app(config: Config, deps: Dependencies) -> FastAPI:
             await asyncio.gather(*tasks, return_exceptions=True)
             await deps.queue.aclose()
             await deps.target.aclose()
+            for close in deps.closers:
+                await close()
 
     app = FastAPI(
         title="swapper",
@@ -236,7 +239,7 @@ def create_app(config: Config, deps: Dependencies) -> FastAPI:
 
     @app.get("/readyz")
     async def readyz() -> Response:
-        if state["ready"]:
+        if state["ready"] and all(check() for check in deps.ready_checks):
             return Response(b'{"status":"ready"}', media_type=_JSON)
         return Response(b'{"status":"starting"}', status_code=503, media_type=_JSON)
 

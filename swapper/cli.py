@@ -1,4 +1,4 @@
-"""The command line: ``swapper serve | check-config | explain | certs generate``.
+"""The command line: ``swapper serve | check-config | explain | mirror | certs``.
 
 Heavy modules are imported inside each command, so a command loads only what it uses.
 """
@@ -53,6 +53,36 @@ def _parser() -> argparse.ArgumentParser:
     explain.add_argument("-f", "--pod", metavar="POD.yaml", help="a pod manifest (YAML or JSON)")
     explain.add_argument("images", nargs="*", metavar="IMAGE")
 
+    mirror = sub.add_parser(
+        "mirror", help="copy one image now, with the engine admission uses (progress on stderr)"
+    )
+    mirror.add_argument("source", metavar="SOURCE", help="image to copy, e.g. nginx:1.27")
+    mirror.add_argument(
+        "target",
+        metavar="TARGET",
+        nargs="?",
+        help="where to copy it; default: its mirror name under the --config target",
+    )
+    mirror.add_argument("--config", metavar="FILE", help="config whose target names the mirror")
+    mirror.add_argument(
+        "--platform",
+        action="append",
+        default=[],
+        metavar="OS/ARCH[/VARIANT]",
+        help="copy only these platforms of an index (repeat, or comma-separated; default all)",
+    )
+    mirror.add_argument(
+        "--authfile", metavar="FILE", help='docker config.json with registry credentials ("auths")'
+    )
+    mirror.add_argument(
+        "--insecure",
+        action="append",
+        default=[],
+        metavar="HOST[:PORT]",
+        help="speak plain HTTP to this registry (repeat)",
+    )
+    mirror.add_argument("--ca-file", metavar="PEM", help="extra CA bundle for HTTPS registries")
+
     certs = sub.add_parser("certs", help="certificate tooling")
     certs_sub = certs.add_subparsers(dest="certs_command", required=True, metavar="COMMAND")
     gen = certs_sub.add_parser("generate", help="a CA and a serving certificate for the webhook")
@@ -63,6 +93,31 @@ def _parser() -> argparse.ArgumentParser:
     gen.add_argument("--out", default="certs/dev", help="output folder (default certs/dev)")
     gen.add_argument("--ca-cert", help="reuse this CA certificate (renewal keeps the caBundle)")
     gen.add_argument("--ca-key", help="the key of --ca-cert")
+    boot = certs_sub.add_parser(
+        "bootstrap",
+        help="create or renew the webhook's TLS Secret in the cluster and set the caBundle "
+        "(what the Helm chart's certificate Job runs)",
+    )
+    boot.add_argument("--namespace", required=True, help="namespace of the Service and Secret")
+    boot.add_argument("--service", required=True, help="the webhook's Service")
+    boot.add_argument("--secret", required=True, help="the kubernetes.io/tls Secret to keep")
+    boot.add_argument(
+        "--webhook", default="", help="MutatingWebhookConfiguration whose caBundle to set"
+    )
+    boot.add_argument("--san", action="append", default=[], help="extra DNS name or IP (repeat)")
+    boot.add_argument("--days", type=int, default=365, help="serving certificate validity")
+    boot.add_argument(
+        "--renew-before-days",
+        type=int,
+        default=30,
+        help="re-issue the serving certificate when it expires within this many days",
+    )
+    boot.add_argument(
+        "--label", action="append", default=[], metavar="KEY=VALUE", help="label on the Secret"
+    )
+    boot.add_argument(
+        "--kubeconfig", help="default: the pod's service account in a cluster, else $KUBECONFIG"
+    )
     return parser
 
 
@@ -75,10 +130,53 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _check_config(args)
         if args.command == "explain":
             return _explain(args)
+        if args.command == "mirror":
+            return _mirror(args)
         return _certs(args)
     except SwapperError as exc:
         print(f"swapper: {exc}", file=sys.stderr)
         return 2
+
+
+def _mirror(args: argparse.Namespace) -> int:
+    from swapper.config import Mirror, load_config_file
+    from swapper.errors import ConfigError, CopyError
+    from swapper.images import parse, target_reference
+    from swapper.mirror.command import run_mirror, summary
+    from swapper.oci import HostConfig
+
+    source = parse(args.source)
+    hosts: dict[str, HostConfig] = {}
+    config = load_config_file(args.config) if args.config else None
+    if args.target:
+        target = parse(args.target)
+    elif config is not None:
+        target = parse(target_reference(source, config.target.endpoint))
+        generic = config.target.generic
+        if generic is not None:
+            hosts[generic.domain] = HostConfig(
+                plain_http=generic.insecure, ca_file=generic.ca_file or None
+            )
+    else:
+        raise ConfigError([("TARGET", "give a TARGET reference, or --config to derive it")])
+    try:
+        platforms = Mirror.model_validate({"platforms": ",".join(args.platform) or "all"}).platforms
+    except ValueError as exc:
+        raise ConfigError([("--platform", str(exc).splitlines()[-1].strip())]) from None
+    for host in args.insecure:
+        hosts[host.lower()] = HostConfig(plain_http=True)
+    for host in (source.domain, target.domain):
+        if args.ca_file and host not in hosts:
+            hosts[host] = HostConfig(ca_file=args.ca_file)
+    try:
+        result = asyncio.run(
+            run_mirror(source, target, platforms=platforms, authfile=args.authfile, hosts=hosts)
+        )
+    except CopyError as exc:
+        print(f"swapper: copy failed ({exc.reason}): {exc}", file=sys.stderr)
+        return 1
+    print(summary(result))
+    return 0
 
 
 def _check_config(args: argparse.Namespace) -> int:
@@ -172,7 +270,7 @@ async def explain(config: Config, pod: dict[str, Any], namespace: str) -> list[s
     ``imageSwapPolicy: exists`` every image counts as present in the mirror."""
     from swapper.admission import Review
     from swapper.mirror.queue import MemoryCopyQueue
-    from swapper.mutation import CONTAINER_FIELDS, Mutator, Policy, describe
+    from swapper.mutation import CONTAINER_FIELDS, Mutator, Policy, describe, requester_of
     from swapper.targets.memory import MemoryTarget
 
     metadata = pod.get("metadata") or {}
@@ -196,12 +294,16 @@ async def explain(config: Config, pod: dict[str, Any], namespace: str) -> list[s
     settled, candidates = mutator.plan(review)
     for c in candidates:
         target.add_image(c.target)
-    decisions = settled + await mutator.resolve(candidates, namespace, (), side_effects=False)
+    decisions = settled + await mutator.resolve(
+        candidates, requester_of(review), side_effects=False
+    )
     decisions.sort(key=lambda d: (CONTAINER_FIELDS.index(d.container.field), d.container.index))
     return describe(decisions, dry_run=True)[0]
 
 
 def _certs(args: argparse.Namespace) -> int:
+    if args.certs_command == "bootstrap":
+        return _certs_bootstrap(args)
     from swapper import certs
 
     ca = None
@@ -214,6 +316,30 @@ def _certs(args: argparse.Namespace) -> int:
     paths = certs.write(generated, Path(args.out))
     for name, path in sorted(paths.items()):
         print(f"{name}: {path}")
+    return 0
+
+
+def _certs_bootstrap(args: argparse.Namespace) -> int:
+    from swapper.kube import api_client
+    from swapper.kube.webhook_certs import BootstrapRequest, bootstrap, parse_labels
+
+    request = BootstrapRequest(
+        namespace=args.namespace,
+        service=args.service,
+        secret=args.secret,
+        webhook=args.webhook,
+        extra_sans=tuple(args.san),
+        days=args.days,
+        renew_before_days=args.renew_before_days,
+        labels=parse_labels(args.label),
+    )
+    client = api_client(args.kubeconfig)
+    try:
+        result = bootstrap(client, request)
+    finally:
+        client.close()
+    for line in result.lines(request):
+        print(line)
     return 0
 
 

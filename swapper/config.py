@@ -340,6 +340,65 @@ class Source(_Model):
     registries: tuple[SourceRegistry, ...] = ()
     private_registries: tuple[LegacyPrivateRegistry, ...] = Field((), alias="privateRegistries")
     filters: tuple[JMESPathFilter, ...] = ()
+    # swapper's own keys:
+    check_access: bool = Field(True, alias="checkAccess")
+    pod_pull_secrets: bool = Field(True, alias="podPullSecrets")
+
+    @property
+    def shared_domains(self) -> frozenset[str]:
+        """Registries whose credentials the operator configured for the whole cluster."""
+        domains: set[str] = set()
+        for registry in self.registries:
+            if registry.generic is not None:
+                domains.add(registry.generic.generic_options.domain.lower())
+            if registry.aws is not None:
+                domains.add(registry.aws.domain)
+        domains.update(legacy.aws.domain for legacy in self.private_registries)
+        return frozenset(domains)
+
+
+_PLATFORM = re.compile(r"^[a-z0-9]+/[a-z0-9_]+(/[a-z0-9]+)?$")
+
+
+class RegistryHost(_Model):
+    """How to reach one registry host (source or target)."""
+
+    insecure: bool = False  # plain HTTP
+    skip_verify: bool = Field(False, alias="skipVerify")  # HTTPS without certificate checks
+    ca_file: str = Field("", alias="caFile")
+
+
+class Mirror(_Model):
+    """How images are copied (swapper's own key ``mirror``)."""
+
+    workers: int = Field(4, ge=1, le=64)
+    max_queued: int = Field(1000, alias="maxQueued", ge=1, le=100_000)
+    max_concurrent_blobs: int = Field(6, alias="maxConcurrentBlobs", ge=1, le=64)
+    platforms: tuple[str, ...] = ()  # empty: every platform of an index
+    fresh_for: float = Field(3600.0, alias="freshFor")
+    recheck_every: float = Field(60.0, alias="recheckEvery")
+    hosts: dict[str, RegistryHost] = Field(default_factory=dict)
+
+    @field_validator("platforms", mode="before")
+    @classmethod
+    def _platforms(cls, value: object) -> object:
+        if value == "all" or value is None:
+            return ()
+        if isinstance(value, str):
+            value = [p.strip() for p in value.split(",") if p.strip()]
+        if isinstance(value, list | tuple):
+            for item in value:
+                if not isinstance(item, str) or not _PLATFORM.match(item):
+                    raise ValueError(f"{item!r} is not OS/ARCH[/VARIANT], e.g. linux/arm64/v8")
+        return value
+
+    @field_validator("fresh_for", "recheck_every", mode="before")
+    @classmethod
+    def _seconds(cls, value: object) -> float:
+        seconds = parse_duration(value)
+        if seconds < 0:
+            raise ValueError("must not be negative")
+        return seconds
 
 
 class Config(_Model):
@@ -361,6 +420,7 @@ class Config(_Model):
     )
     source: Source = Field(default_factory=lambda: Source())
     target: Target
+    mirror: Mirror = Field(default_factory=lambda: Mirror())
 
     @field_validator("log_level")
     @classmethod

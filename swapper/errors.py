@@ -7,9 +7,12 @@ Every error swapper raises on purpose derives from :class:`SwapperError`::
     ├── InvalidReference            an image reference does not follow the distribution grammar
     ├── AdmissionError              the request body is not an AdmissionReview (HTTP 400)
     ├── CertificateError            the TLS certificate or key cannot be loaded or generated
+    ├── CredentialsError            a pull secret or credentials file cannot be read
+    ├── KubeError                   a Kubernetes API call failed, or holds what swapper won't touch
     └── RegistryError               a target registry or the copy machinery failed
         ├── CopyError               an image copy failed (the reason says why)
-        │   └── CopyDeadlineExceeded  an immediate/force copy did not finish before its deadline
+        │   ├── CopyDeadlineExceeded  an immediate/force copy did not finish before its deadline
+        │   └── TransientCopyError  it may pass (connection, timeout, 5xx, 429): retries ran out
         └── QueueFull               the copy queue is at its bound; the copy was not accepted
 
 Admission never lets any of these escape as a failed pod: the handler turns them into
@@ -50,6 +53,18 @@ class CertificateError(SwapperError):
     """A TLS certificate or key cannot be loaded or generated."""
 
 
+class CredentialsError(SwapperError):
+    """Registry credentials (a pull secret, a credentials file) cannot be read. The message
+    never carries the credentials themselves."""
+
+
+class KubeError(SwapperError):
+    """A Kubernetes API call failed, or the cluster holds something swapper will not touch.
+
+    The message names the verb, the object and the API server's reason; never object data.
+    """
+
+
 class RegistryError(SwapperError):
     """A target registry or the copy machinery failed."""
 
@@ -67,6 +82,18 @@ class CopyDeadlineExceeded(CopyError):
 
     def __init__(self, message: str) -> None:
         super().__init__(message, reason="deadline")
+
+
+class TransientCopyError(CopyError):
+    """A copy failed for a reason that may pass (connection, timeout, 5xx, 429).
+
+    Raised once the retries of :mod:`swapper.oci` are spent; ``retry_after`` is what the
+    registry last asked for (seconds), if anything.
+    """
+
+    def __init__(self, message: str, reason: str, retry_after: float | None = None) -> None:
+        super().__init__(message, reason=reason)
+        self.retry_after = retry_after
 
 
 class QueueFull(RegistryError):

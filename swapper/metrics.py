@@ -49,6 +49,45 @@ class Metrics:
             ["policy", "outcome"],
             registry=r,
         )
+        self.copies_started = Counter(
+            "swapper_copies_started", "Image copies started by the copy queue.", registry=r
+        )
+        self.copies_succeeded = Counter(
+            "swapper_copies_succeeded", "Image copies that finished.", registry=r
+        )
+        self.copies_failed = Counter(
+            "swapper_copies_failed",
+            "Image copies that failed, by reason (auth, not-found, network, timeout, "
+            "digest-mismatch, rate-limited, deadline, ...).",
+            ["reason"],
+            registry=r,
+        )
+        self.copies_not_started = Counter(
+            "swapper_copies_not_started",
+            "Copy requests that started no copy: shared with one in flight (deduplicated), "
+            "copied recently (fresh), or held back after a failure (backoff).",
+            ["reason"],
+            registry=r,
+        )
+        self.copy_duration = Histogram(
+            "swapper_copy_duration_seconds",
+            "Duration of image copies, successful or not.",
+            buckets=(0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800),
+            registry=r,
+        )
+        self.copy_bytes = Counter(
+            "swapper_copy_bytes", "Bytes of blobs and manifests pushed to the target.", registry=r
+        )
+        self.copy_blobs = Counter(
+            "swapper_copy_blobs",
+            "Blobs handled by copies: copied, skipped (already present) or mounted.",
+            ["outcome"],
+            registry=r,
+        )
+        self.copy_queue_depth = Gauge(
+            "swapper_copy_queue_depth", "Copies waiting for a worker.", registry=r
+        )
+        self.copies_in_flight = Gauge("swapper_copies_in_flight", "Copies running now.", registry=r)
         self.certificate_reloads = Counter(
             "swapper_tls_certificate_reloads",
             "Times the serving certificate was reloaded from disk.",

@@ -28,7 +28,8 @@ from swapper.errors import CopyDeadlineExceeded, CopyError, QueueFull, SwapperEr
 from swapper.filters import Filters
 from swapper.images import ImageReference, parse, target_reference
 from swapper.logs import get_logger
-from swapper.mirror.queue import CopyJob, CopyQueue
+from swapper.mirror.access import OpenAccess, SourceAccess
+from swapper.mirror.queue import CopyJob, CopyQueue, Requester
 from swapper.targets.base import TargetRegistry
 
 log = get_logger("swapper.mutation")
@@ -45,6 +46,7 @@ class Outcome(StrEnum):
     NOT_FOUND = "not-found"  # imageSwapPolicy exists, and the mirror does not have the image
     INVALID_REFERENCE = "invalid-reference"
     NO_PULL_SECRET = "skipped-no-pull-secret"  # noqa: S105 - a reason, not a secret  # ephemeral container: secrets cannot be added
+    NO_SOURCE_ACCESS = "skipped-private"  # a private source the pod's own secrets cannot read
     ERROR = "error"
 
 
@@ -257,13 +259,53 @@ def plan(
     return settled, candidates
 
 
-class Mutator:
-    """Applies the copy and swap policies through the target and copy-queue protocols."""
+_NO_ACCESS = (
+    Outcome.NO_SOURCE_ACCESS,
+    CopyState.NONE,
+    "private source image that the pod's own pull secrets cannot read",
+)
 
-    def __init__(self, policy: Policy, target: TargetRegistry, queue: CopyQueue) -> None:
+
+def requester_of(review: Review) -> Requester:
+    """The pod's namespace, pull secrets and ServiceAccount."""
+    spec = review.object.get("spec")
+    account = spec.get("serviceAccountName") if isinstance(spec, dict) else None
+    return Requester(
+        review.namespace,
+        pod_secret_names(review.object),
+        account if isinstance(account, str) else "",
+    )
+
+
+def _job(c: Candidate, who: Requester) -> CopyJob:
+    # A tag pulled with imagePullPolicy Always may move: the copy looks at the source again.
+    recheck = c.container.spec.get("imagePullPolicy") == "Always" and not c.source.digest
+    return CopyJob(
+        c.source,
+        c.target,
+        c.repository,
+        who.namespace,
+        who.pull_secrets,
+        who.service_account,
+        recheck,
+    )
+
+
+class Mutator:
+    """Applies the access check, the copy and swap policies through the protocols."""
+
+    def __init__(
+        self,
+        policy: Policy,
+        target: TargetRegistry,
+        queue: CopyQueue,
+        access: SourceAccess | None = None,
+    ) -> None:
         self.policy = policy
         self.target = target
         self.queue = queue
+        self.access: SourceAccess = access or OpenAccess()
+        self._checks_access = not isinstance(self.access, OpenAccess)
 
     def plan(self, review: Review) -> tuple[list[Decision], list[Candidate]]:
         return plan(review, self.policy, self.target.is_origin)
@@ -271,20 +313,26 @@ class Mutator:
     async def resolve(
         self,
         candidates: Sequence[Candidate],
-        namespace: str,
-        secrets: tuple[str, ...],
+        who: Requester,
         side_effects: bool,
     ) -> list[Decision]:
         """One decision per candidate, in order. Each distinct target is worked on once."""
         unique: dict[str, Candidate] = {}
         for candidate in candidates:
             unique.setdefault(candidate.target, candidate)
-        if self.may_wait(side_effects):
+        known = [self.access.known(c.source, who) for c in unique.values()]
+        if self._policy_waits(side_effects) or None in known:
             results = await asyncio.gather(
-                *(self._one(c, namespace, secrets, side_effects) for c in unique.values())
+                *(
+                    self._one(c, who, side_effects, k)
+                    for c, k in zip(unique.values(), known, strict=True)
+                )
             )
         else:  # nothing can block (the hot path of `always`): no coroutine per image
-            results = [self._now(c, namespace, secrets, side_effects) for c in unique.values()]
+            results = [
+                self._now(c, who, side_effects) if k else _NO_ACCESS
+                for c, k in zip(unique.values(), known, strict=True)
+            ]
         by_target = dict(zip(unique, results, strict=True))
         decisions = []
         for c in candidates:
@@ -293,29 +341,34 @@ class Mutator:
         return decisions
 
     def may_wait(self, side_effects: bool) -> bool:
-        """Whether deciding may wait on I/O (then all images are worked on concurrently)."""
+        """Whether deciding may wait on I/O (an access check, a copy, an existence check)."""
+        return self._checks_access or self._policy_waits(side_effects)
+
+    def _policy_waits(self, side_effects: bool) -> bool:
         if self.policy.swap is SwapPolicy.EXISTS:
             return True
         return side_effects and self.policy.copy in (CopyPolicy.IMMEDIATE, CopyPolicy.FORCE)
 
     def _now(
-        self, c: Candidate, namespace: str, secrets: tuple[str, ...], side_effects: bool
+        self, c: Candidate, who: Requester, side_effects: bool
     ) -> tuple[Outcome, CopyState, str]:
         """The decision when :meth:`may_wait` is false: swap, and hand over the copy if any."""
         try:
-            copy = self._copy_without_waiting(c, namespace, secrets, side_effects)
+            copy = self._copy_without_waiting(c, who, side_effects)
         except Exception as exc:  # a backend failure decides this container only
             return Outcome.ERROR, CopyState.NONE, f"{type(exc).__name__}: {exc}"
         assert copy is not None, "may_wait() said no copy is waited for"
         return Outcome.SWAPPED, copy, ""
 
     async def _one(
-        self, c: Candidate, namespace: str, secrets: tuple[str, ...], side_effects: bool
+        self, c: Candidate, who: Requester, side_effects: bool, known: bool | None = True
     ) -> tuple[Outcome, CopyState, str]:
         try:
-            copy = self._copy_without_waiting(c, namespace, secrets, side_effects)
+            if not (known if known is not None else await self.access.allows(c.source, who)):
+                return _NO_ACCESS
+            copy = self._copy_without_waiting(c, who, side_effects)
             if copy is None:
-                copy = await self._copy_and_wait(c, namespace, secrets)
+                copy = await self._copy_and_wait(c, who)
             if self.policy.swap is SwapPolicy.ALWAYS:
                 return Outcome.SWAPPED, copy, ""
             # exists: a copy that just finished (or would have) needs no second look.
@@ -331,7 +384,7 @@ class Mutator:
             return Outcome.ERROR, CopyState.NONE, f"{type(exc).__name__}: {exc}"
 
     def _copy_without_waiting(
-        self, c: Candidate, namespace: str, secrets: tuple[str, ...], side_effects: bool
+        self, c: Candidate, who: Requester, side_effects: bool
     ) -> CopyState | None:
         """The copy state when getting it needs no waiting; None for immediate and force."""
         policy = self.policy.copy
@@ -342,15 +395,13 @@ class Mutator:
         if policy is not CopyPolicy.DELAYED:
             return None
         try:
-            self.queue.submit(CopyJob(c.source, c.target, c.repository, namespace, secrets))
+            self.queue.submit(_job(c, who))
         except QueueFull:
             return CopyState.QUEUE_FULL
         return CopyState.QUEUED
 
-    async def _copy_and_wait(
-        self, c: Candidate, namespace: str, secrets: tuple[str, ...]
-    ) -> CopyState:
-        job = CopyJob(c.source, c.target, c.repository, namespace, secrets)
+    async def _copy_and_wait(self, c: Candidate, who: Requester) -> CopyState:
+        job = _job(c, who)
         try:
             if self.policy.copy is CopyPolicy.IMMEDIATE:
                 await self.queue.submit_and_wait(job, self.policy.copy_deadline)
@@ -385,7 +436,7 @@ def describe(decisions: Iterable[Decision], dry_run: bool) -> tuple[list[str], d
                 warnings.append(f"{who}: would swap {c.image} -> {d.target}")
             swapped.append(f"{c.name}={d.target}")
         else:
-            if dry_run or d.outcome in (Outcome.ERROR, Outcome.INVALID_REFERENCE):
+            if dry_run or d.outcome in _WARNED:
                 warnings.append(f"{who}: {_reason(d)}")
             skipped.append(f"{c.name}={d.outcome.value}")
     annotations: dict[str, str] = {}
@@ -394,6 +445,9 @@ def describe(decisions: Iterable[Decision], dry_run: bool) -> tuple[list[str], d
     if skipped:
         annotations["skipped"] = ",".join(skipped)
     return warnings, annotations
+
+
+_WARNED = (Outcome.ERROR, Outcome.INVALID_REFERENCE, Outcome.NO_SOURCE_ACCESS)
 
 
 def _reason(d: Decision) -> str:

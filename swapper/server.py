@@ -11,9 +11,10 @@ import uvicorn
 from swapper.app import Dependencies, create_app
 from swapper.config import Config, split_address
 from swapper.metrics import Metrics
-from swapper.mirror.queue import CopyQueue, UnavailableCopyQueue
+from swapper.mirror.queue import CopyQueue
 from swapper.targets.base import TargetRegistry
 from swapper.tls import CertificateReloader, server_context
+from swapper.wiring import build_backends
 
 
 class TLSServerConfig(uvicorn.Config):
@@ -50,12 +51,19 @@ def build_server(
     reloader.on_reload = on_reload
     if reloader.not_after is not None:
         metrics.certificate_expiry.set(reloader.not_after.timestamp())
-    deps = Dependencies(
-        target=target,
-        queue=queue or UnavailableCopyQueue(),
-        metrics=metrics,
-        background=[reloader],
-    )
+    if queue is None:
+        backends = build_backends(config, target, metrics)
+        deps = Dependencies(
+            target=target,
+            queue=backends.queue,
+            metrics=metrics,
+            background=[reloader, *backends.background],
+            access=backends.access,
+            ready_checks=backends.ready_checks,
+            closers=backends.closers,
+        )
+    else:
+        deps = Dependencies(target=target, queue=queue, metrics=metrics, background=[reloader])
     return uvicorn_server(create_app(config, deps), context, config.listen_address)
 
 

@@ -174,3 +174,47 @@ def test_a_generic_registry_host_that_would_read_as_docker_hub_is_refused() -> N
     found = problems({"target": {"type": "generic", "generic": {"registry": "registry/mirror"}}})
     assert "would read as Docker Hub names" in found["target.generic.registry"]
     assert load_config({"target": {"type": "generic", "generic": {"registry": "registry:5000"}}})
+
+
+def test_mirror_settings_default_to_every_platform_and_four_workers() -> None:
+    mirror = load_config({"target": GENERIC}).mirror
+    assert (mirror.platforms, mirror.workers, mirror.max_queued) == ((), 4, 1000)
+    assert (mirror.fresh_for, mirror.recheck_every) == (3600.0, 60.0)
+
+
+@pytest.mark.parametrize(
+    "platforms", ["linux/amd64,linux/arm64/v8", ["linux/amd64", "linux/arm64/v8"]]
+)
+def test_platforms_are_read_from_a_list_or_a_comma_separated_string(platforms: object) -> None:
+    config = load_config({"target": GENERIC, "mirror": {"platforms": platforms}})
+    assert config.mirror.platforms == ("linux/amd64", "linux/arm64/v8")
+
+
+def test_a_malformed_platform_is_refused_with_its_key() -> None:
+    found = problems({"target": GENERIC, "mirror": {"platforms": ["amd64"]}})
+    assert "mirror.platforms" in found
+    assert "OS/ARCH" in found["mirror.platforms"]
+
+
+def test_a_copy_queue_without_workers_is_refused() -> None:
+    assert "mirror.workers" in problems({"target": GENERIC, "mirror": {"workers": 0}})
+
+
+def test_private_image_protection_is_on_by_default() -> None:
+    source = load_config({"target": GENERIC}).source
+    assert source.check_access is True
+    assert source.pod_pull_secrets is True
+
+
+def test_registries_with_operator_credentials_are_shared_with_every_pod() -> None:
+    source = {
+        "registries": [
+            {"type": "generic", "generic": {"genericOptions": {"domain": "Reg.Example.com"}}},
+            {"type": "aws", "aws": {"accountId": "123456789012", "region": "eu-west-1"}},
+        ]
+    }
+    config = load_config({"target": GENERIC, "source": source})
+    assert config.source.shared_domains == {
+        "reg.example.com",
+        "123456789012.dkr.ecr.eu-west-1.amazonaws.com",
+    }

@@ -7,8 +7,9 @@ from helpers import make_pod, make_review
 
 from swapper.config import CopyPolicy, SwapPolicy
 from swapper.filters import Filters
+from swapper.mirror.access import MemoryAccess
 from swapper.mirror.queue import MemoryCopyQueue
-from swapper.mutation import CopyState, Mutator, Outcome, Policy, describe
+from swapper.mutation import CopyState, Mutator, Outcome, Policy, describe, requester_of
 from swapper.targets.memory import MemoryTarget
 
 ENDPOINT = "mirror.local:5000/m"
@@ -30,7 +31,7 @@ def mutator(
 async def decide(m: Mutator, review_pod: dict, side_effects: bool = True, **kw: object) -> list:
     review = make_review(review_pod, **kw)  # type: ignore[arg-type]
     settled, candidates = m.plan(review)
-    resolved = await m.resolve(candidates, review.namespace, (), side_effects)
+    resolved = await m.resolve(candidates, requester_of(review), side_effects)
     return sorted(settled + resolved, key=lambda d: (d.container.field, d.container.index))
 
 
@@ -182,3 +183,88 @@ async def test_a_mirror_name_over_255_characters_is_reported_not_emitted() -> No
     [d] = await decide(m, make_pod(f"ghcr.io/{long_path}:1"))
     assert d.outcome is Outcome.INVALID_REFERENCE
     assert "over 255 characters" in d.detail
+
+
+async def test_a_copy_job_carries_the_pods_namespace_secrets_and_service_account() -> None:
+    m, _, queue = mutator(copy=CopyPolicy.DELAYED)
+    pod = make_pod("ghcr.io/acme/app:1.4", secrets=("ghcr", "quay"))
+    pod["spec"]["serviceAccountName"] = "builder"
+    await decide(m, pod, namespace="team")
+    await asyncio.sleep(0)
+    [job] = queue.jobs
+    assert (job.namespace, job.pull_secrets, job.service_account) == (
+        "team",
+        ("ghcr", "quay"),
+        "builder",
+    )
+
+
+@pytest.mark.parametrize(
+    ("image", "pull_policy", "recheck"),
+    [
+        ("ghcr.io/acme/app:1.4", "Always", True),
+        ("ghcr.io/acme/app:1.4", "IfNotPresent", False),
+        ("ghcr.io/acme/app:1.4@sha256:" + "a" * 64, "Always", False),
+    ],
+)
+async def test_only_a_tag_pulled_always_asks_the_copy_to_look_at_the_source_again(
+    image: str, pull_policy: str, recheck: bool
+) -> None:
+    m, _, queue = mutator(copy=CopyPolicy.DELAYED)
+    pod = make_pod(image)
+    pod["spec"]["containers"][0]["imagePullPolicy"] = pull_policy
+    await decide(m, pod)
+    await asyncio.sleep(0)
+    [job] = queue.jobs
+    assert job.recheck is recheck
+
+
+def guarded(
+    private: dict[str, set[str]], copy: CopyPolicy = CopyPolicy.DELAYED
+) -> tuple[Mutator, MemoryAccess, MemoryCopyQueue]:
+    m, target, queue = mutator(copy=copy)
+    access = MemoryAccess(private)
+    return Mutator(m.policy, target, queue, access), access, queue
+
+
+async def test_a_private_image_is_not_swapped_for_a_pod_whose_secrets_cannot_read_it() -> None:
+    m, _, queue = guarded({"ghcr.io/acme/secret": {"acme-pull"}})
+    [d] = await decide(m, make_pod("ghcr.io/acme/secret:1", secrets=("other",)))
+    await asyncio.sleep(0)
+    assert d.outcome is Outcome.NO_SOURCE_ACCESS
+    assert queue.jobs == []
+
+
+async def test_a_private_image_is_swapped_for_a_pod_whose_secrets_can_read_it() -> None:
+    m, _, _ = guarded({"ghcr.io/acme/secret": {"acme-pull"}})
+    [d] = await decide(m, make_pod("ghcr.io/acme/secret:1", secrets=("acme-pull",)))
+    assert d.outcome is Outcome.SWAPPED
+
+
+async def test_a_public_image_known_to_be_public_needs_no_access_check() -> None:
+    m, access, _ = guarded({"ghcr.io/acme/secret": {"acme-pull"}})
+    [d] = await decide(m, make_pod("nginx:1.27"))
+    assert d.outcome is Outcome.SWAPPED
+    assert access.asked == 0
+
+
+async def test_a_failing_access_check_leaves_the_image_alone() -> None:
+    class Broken(MemoryAccess):
+        async def allows(self, source: object, who: object) -> bool:
+            raise RuntimeError("registry unreachable")
+
+    m, target, queue = mutator(copy=CopyPolicy.DELAYED)
+    m = Mutator(m.policy, target, queue, Broken({"ghcr.io/acme/secret": set()}))
+    [d] = await decide(m, make_pod("ghcr.io/acme/secret:1"))
+    assert d.outcome is Outcome.ERROR
+
+
+async def test_a_denied_private_image_is_warned_about_outside_dry_run() -> None:
+    m, _, _ = guarded({"ghcr.io/acme/secret": {"acme-pull"}})
+    decisions = await decide(m, make_pod("ghcr.io/acme/secret:1"))
+    warnings, annotations = describe(decisions, dry_run=False)
+    assert warnings == [
+        "containers[c0]: not swapped: private source image that the pod's own pull secrets "
+        "cannot read"
+    ]
+    assert annotations == {"skipped": "c0=skipped-private"}

@@ -11,7 +11,7 @@ import ssl
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -47,7 +47,12 @@ def make_certs(folder: Path) -> Path:
 
 
 def start_https_process(
-    command: Sequence[str], port: int, cert_dir: Path, log: Path, timeout: float = 20
+    command: Sequence[str],
+    port: int,
+    cert_dir: Path,
+    log: Path,
+    timeout: float = 20,
+    env: Mapping[str, str] | None = None,
 ) -> Webhook:
     """Start ``command`` (which serves HTTPS on 127.0.0.1:port) and wait for ``/readyz``."""
     with log.open("wb") as out:
@@ -55,7 +60,7 @@ def start_https_process(
             list(command),
             stdout=out,
             stderr=subprocess.STDOUT,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
         )
     hook = Webhook(f"https://127.0.0.1:{port}", cert_dir, process, log)
     deadline = time.monotonic() + timeout
@@ -80,6 +85,7 @@ def start_webhook(
     *extra: str,
     cert_dir: Path | None = None,
     wrapper: Sequence[str] = (),
+    env: Mapping[str, str] | None = None,
 ) -> Webhook:
     """``swapper serve`` as a subprocess; ``wrapper`` prefixes the command (e.g. ``taskset``)."""
     cert_dir = cert_dir or make_certs(tmp / "certs")
@@ -100,7 +106,7 @@ def start_webhook(
         f"127.0.0.1:{port}",
         *extra,
     ]
-    return start_https_process(command, port, cert_dir, tmp / f"serve-{port}.log")
+    return start_https_process(command, port, cert_dir, tmp / f"serve-{port}.log", env=env)
 
 
 def stop(hook: Webhook) -> None:

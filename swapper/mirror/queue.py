@@ -20,6 +20,16 @@ from swapper.targets.memory import MemoryTarget
 
 
 @dataclass(frozen=True, slots=True)
+class Requester:
+    """Whose pod asks: a copy reads the source with this pod's pull secrets, and a private
+    image is swapped only for pods whose own secrets can read it."""
+
+    namespace: str
+    pull_secrets: tuple[str, ...] = ()  # the pod's spec.imagePullSecrets names
+    service_account: str = ""  # the pod's ServiceAccount; its secrets count when the pod has none
+
+
+@dataclass(frozen=True, slots=True)
 class CopyJob:
     """Copy ``source`` to ``target`` (a full reference in the target registry)."""
 
@@ -27,7 +37,9 @@ class CopyJob:
     target: str
     repository: str  # path of the target repository under the registry host
     namespace: str = ""
-    pull_secrets: tuple[str, ...] = field(default=())  # the pod's own secret names, for issue 3
+    pull_secrets: tuple[str, ...] = field(default=())  # the pod's own imagePullSecrets names
+    service_account: str = ""  # the pod's ServiceAccount (its secrets count when the pod has none)
+    recheck: bool = False  # imagePullPolicy Always on a tag: look at the source digest again
 
 
 @runtime_checkable
@@ -110,26 +122,3 @@ async def _wait(task: asyncio.Task[None], deadline: float, job: CopyJob) -> None
         raise CopyDeadlineExceeded(
             f"copy of {job.source} did not finish in {deadline:g}s"
         ) from None
-
-
-class UnavailableCopyQueue:
-    """The queue ``swapper serve`` uses until the mirroring engine is built in.
-
-    Every copy fails at once with reason ``unavailable``; decisions show ``copy: failed`` and
-    the reason is logged, so nothing pretends an image was mirrored.
-    """
-
-    def _fail(self, job: CopyJob) -> None:
-        raise CopyError(f"no copy engine in this build: {job.source} not copied", "unavailable")
-
-    def submit(self, job: CopyJob) -> None:
-        self._fail(job)
-
-    async def submit_and_wait(self, job: CopyJob, deadline: float) -> None:
-        self._fail(job)
-
-    async def copy_now(self, job: CopyJob, deadline: float) -> None:
-        self._fail(job)
-
-    async def aclose(self) -> None:
-        return None

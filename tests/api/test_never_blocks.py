@@ -51,6 +51,7 @@ def exists_config(tmp_path: Path, port: int) -> Path:
                 "imageCopyPolicy": "none",
                 "imageCopyDeadline": "500ms",
                 "admissionTimeout": "1s",
+                "source": {"checkAccess": False},
                 "target": {
                     "type": "generic",
                     "generic": {"registry": f"127.0.0.1:{port}/mirror", "insecure": True},

@@ -6,7 +6,7 @@ import pytest
 
 from swapper.errors import CopyDeadlineExceeded, CopyError, QueueFull
 from swapper.images import parse
-from swapper.mirror.queue import CopyJob, MemoryCopyQueue, UnavailableCopyQueue
+from swapper.mirror.queue import CopyJob, MemoryCopyQueue
 from swapper.targets.memory import MemoryTarget
 
 
@@ -44,10 +44,3 @@ async def test_a_failed_copy_raises_copy_error_to_its_waiter() -> None:
     queue.fail.add(job().target)
     with pytest.raises(CopyError):
         await queue.copy_now(job(), 1)
-
-
-async def test_the_unavailable_queue_fails_every_copy_with_its_reason() -> None:
-    queue = UnavailableCopyQueue()
-    with pytest.raises(CopyError) as info:
-        queue.submit(job())
-    assert info.value.reason == "unavailable"

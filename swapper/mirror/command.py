@@ -1,0 +1,130 @@
+"""``swapper mirror``: one copy from the command line, with the engine admission uses.
+
+Credentials come from ``--authfile`` (a docker ``config.json``: ``{"auths": {...}}``), matched
+to each registry the way the kubelet matches pull secrets; without one, registries are read
+anonymously. Progress (blobs, bytes, rate) is drawn on one line when stderr is a terminal, and
+printed as a line per finished blob otherwise.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO
+
+from swapper.errors import CredentialsError
+from swapper.images import ImageReference
+from swapper.kube.keyring import Keyring, parse_docker_config
+from swapper.oci import (
+    CopyEngine,
+    CopyResult,
+    Credentials,
+    CredentialsProvider,
+    HostConfig,
+    ProgressEvent,
+    RegistryClient,
+)
+
+MiB = 1024 * 1024
+_MILESTONES = frozenset({"blob-copied", "blob-skipped", "blob-mounted", "manifest-pushed"})
+
+
+def read_authfile(path: str) -> Keyring:
+    try:
+        doc = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise CredentialsError(f"cannot read --authfile {path}: {exc}") from None
+    return Keyring(parse_docker_config(doc, source=path).items())
+
+
+def keyring_credentials(keyring: Keyring, source: ImageReference) -> CredentialsProvider:
+    """Per host: the first credentials the keyring has for the repository on that host."""
+
+    async def provide(host: str) -> Credentials | None:
+        found = keyring.lookup(source.name if host == source.domain else host)
+        if not found:
+            return None
+        return Credentials(found[0].username, found[0].password or found[0].identity_token)
+
+    return provide
+
+
+@dataclass
+class Progress:
+    """Draws copy progress on ``out``."""
+
+    out: IO[str]
+    live: bool
+    started: float = 0.0
+    last_draw: float = 0.0
+
+    def __call__(self, event: ProgressEvent) -> None:
+        now = time.monotonic()
+        if not self.started:
+            self.started = now
+        if self.live:
+            if now - self.last_draw < 0.1 and event.kind not in _MILESTONES:
+                return
+            self.last_draw = now
+            self.out.write("\r" + self.line(event, now) + "\x1b[K")
+            self.out.flush()
+        elif event.kind in _MILESTONES:
+            self.out.write(f"{event.kind:13} {event.digest[:19]}  {event.size / MiB:8.1f} MiB\n")
+
+    def line(self, event: ProgressEvent, now: float) -> str:
+        elapsed = max(now - self.started, 1e-6)
+        return (
+            f"blobs {event.blobs_done}/{event.blobs_total}  "
+            f"{event.bytes_done / MiB:.1f}/{event.bytes_total / MiB:.1f} MiB  "
+            f"{event.bytes_done / MiB / elapsed:.1f} MiB/s"
+        )
+
+    def finish(self) -> None:
+        if self.live:
+            self.out.write("\n")
+
+
+def summary(result: CopyResult) -> str:
+    lines = [
+        f"copied {result.source} -> {result.target}",
+        f"digest {result.digest}"
+        + ("" if result.digest_preserved else f" (source index {result.source_digest})"),
+    ]
+    if result.platforms:
+        lines.append(f"platforms {', '.join(result.platforms)}")
+    lines.append(
+        f"blobs {result.blobs_copied} copied, {result.blobs_skipped} already there, "
+        f"{result.blobs_mounted} mounted; {result.bytes_copied / MiB:.1f} MiB "
+        f"in {result.duration:.1f}s" + (" (already present)" if result.already_present else "")
+    )
+    return "\n".join(lines)
+
+
+async def run_mirror(
+    source: ImageReference,
+    target: ImageReference,
+    *,
+    platforms: Sequence[str] = (),
+    authfile: str | None = None,
+    hosts: dict[str, HostConfig] | None = None,
+    out: IO[str] | None = None,
+) -> CopyResult:
+    keyring = read_authfile(authfile) if authfile else Keyring()
+    progress = Progress(out or sys.stderr, live=(out or sys.stderr).isatty())
+    async with RegistryClient(hosts=hosts or {}) as client:
+        engine = CopyEngine(client)
+        client.credentials = keyring_credentials(keyring, target)
+        try:
+            return await engine.copy(
+                source,
+                target,
+                platforms=tuple(platforms) or None,
+                source_credentials=keyring_credentials(keyring, source),
+                progress=progress,
+            )
+        finally:
+            progress.finish()

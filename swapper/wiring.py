@@ -1,0 +1,133 @@
+"""Builds the backends ``swapper serve`` runs with, from the config.
+
+- one :class:`~swapper.oci.RegistryClient` for every registry (per-host TLS settings from
+  ``mirror.hosts`` and the generic target, operator credentials from ``source.registries`` and
+  the target's credentials file), shared by the copy engine and the access checks;
+- :class:`~swapper.kube.source_credentials.SourceCredentials` when ``source.podPullSecrets`` is
+  on and a Kubernetes API is reachable (in a cluster, or ``$KUBECONFIG``);
+- the copy queue (:class:`~swapper.mirror.workers.WorkerQueue` over
+  :class:`~swapper.mirror.engine.EngineCopier`) and the private-image access checker.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from swapper.config import Config
+from swapper.kube.keyring import Keyring
+from swapper.logs import get_logger
+from swapper.metrics import Metrics
+from swapper.mirror.access import KeyringSource, OpenAccess, RegistryAccess, SourceAccess
+from swapper.mirror.engine import EngineCopier
+from swapper.mirror.queue import CopyQueue, Requester
+from swapper.mirror.workers import QueueSettings, WorkerQueue
+from swapper.oci import CopyEngine, Credentials, HostConfig, RegistryClient, static_credentials
+from swapper.targets.base import TargetRegistry
+
+log = get_logger("swapper.wiring")
+
+
+@dataclass
+class Backends:
+    queue: CopyQueue
+    access: SourceAccess
+    background: list[Any] = field(default_factory=list)  # objects with ``async run()``
+    ready_checks: list[Callable[[], bool]] = field(default_factory=list)
+    closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+
+
+def registry_hosts(config: Config) -> dict[str, HostConfig]:
+    hosts = {
+        host.lower(): HostConfig(
+            plain_http=h.insecure, verify_tls=not h.skip_verify, ca_file=h.ca_file or None
+        )
+        for host, h in config.mirror.hosts.items()
+    }
+    generic = config.target.generic
+    if config.target.type == "generic" and generic is not None:
+        hosts.setdefault(
+            generic.domain,
+            HostConfig(plain_http=generic.insecure, ca_file=generic.ca_file or None),
+        )
+    return hosts
+
+
+def operator_credentials(config: Config, target: TargetRegistry) -> dict[str, Credentials]:
+    found: dict[str, Credentials] = {}
+    for registry in config.source.registries:
+        options = registry.generic.generic_options if registry.generic else None
+        if options is not None and options.username:
+            found[options.domain.lower()] = Credentials(options.username, options.password)
+    target_creds = getattr(target, "credentials", None)
+    generic = config.target.generic
+    if target_creds is not None and generic is not None:
+        found[generic.domain] = Credentials(target_creds.username, target_creds.password)
+    return found
+
+
+def kube_api_client() -> Any | None:
+    """An API client when a cluster is reachable: in-cluster, or through ``$KUBECONFIG``."""
+    if not (os.environ.get("KUBERNETES_SERVICE_HOST") or os.environ.get("KUBECONFIG")):
+        return None
+    from swapper.kube import api_client
+
+    return api_client()
+
+
+def build_backends(
+    config: Config,
+    target: TargetRegistry,
+    metrics: Metrics,
+    kube: Any | None = None,
+) -> Backends:
+    """``kube``: a ``kubernetes`` API client, or None to find one (see :func:`kube_api_client`)."""
+    client = RegistryClient(
+        hosts=registry_hosts(config),
+        credentials=static_credentials(operator_credentials(config, target)),
+    )
+    background: list[Any] = []
+    ready_checks: list[Callable[[], bool]] = []
+    keyrings: KeyringSource | None = None
+    if config.source.pod_pull_secrets:
+        kube = kube if kube is not None else kube_api_client()
+        if kube is None:
+            log.warning(
+                "pod_pull_secrets_unavailable",
+                reason="no Kubernetes API (not in a cluster, no KUBECONFIG): private images "
+                "are copied with operator credentials only and swapped for no pod",
+            )
+        else:
+            from swapper.kube.source_credentials import SourceCredentials
+
+            store = SourceCredentials(kube)
+            background.append(store)
+            ready_checks.append(lambda: store.synced)
+
+            def keyrings(who: Requester) -> Keyring:
+                return store.keyring(who.namespace, who.pull_secrets, who.service_account)
+
+    engine = CopyEngine(client, max_concurrent_blobs=config.mirror.max_concurrent_blobs)
+    copier = EngineCopier(engine, target, keyrings, config.mirror.platforms, metrics)
+    settings = QueueSettings(
+        workers=config.mirror.workers,
+        max_queued=config.mirror.max_queued,
+        fresh_for=config.mirror.fresh_for,
+        recheck_every=config.mirror.recheck_every,
+    )
+    access: SourceAccess = OpenAccess()
+    if config.source.check_access:
+        access = RegistryAccess(client, keyrings or _no_keyring, config.source.shared_domains)
+    return Backends(
+        queue=WorkerQueue(copier, settings, metrics),
+        access=access,
+        background=background,
+        ready_checks=ready_checks,
+        closers=[client.aclose],
+    )
+
+
+def _no_keyring(_: Requester) -> Keyring:
+    return Keyring()

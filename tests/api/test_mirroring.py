@@ -1,0 +1,186 @@
+"""``swapper serve`` end to end: admission, copy, and private images kept private.
+
+Real parts: two Debian ``docker-registry`` processes (the source with bearer-token auth where
+only ``public/`` is anonymous, the target plain HTTP), the ``swapper serve`` process over HTTPS,
+and the real ``kubernetes`` client in it talking to the fake API server that holds the pods'
+pull secrets. Swap policy ``exists`` with ``immediate`` copies: a pod is swapped only once its
+image is really in the mirror.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import yaml
+from kube_fake import FakeKubeAPI, running_fake_kube_api
+from registries import (
+    Registry,
+    TokenServer,
+    get_manifest,
+    make_image,
+    make_layer,
+    push_image,
+    start_registry,
+)
+from webhook_process import Webhook, start_webhook, stop
+
+from swapper.images import parse
+
+
+class World:
+    def __init__(self, source: Registry, target: Registry, kube: FakeKubeAPI, hook: Webhook):
+        self.source = source
+        self.target = target
+        self.kube = kube
+        self.hook = hook
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+    tmp = tmp_path_factory.mktemp("mirroring")
+    tokens = TokenServer(tmp / "tokens", users={"alice": "alice-secret"}, public=("public/",))
+    tokens.start()
+    source = start_registry(tmp / "source", token_server=tokens)
+    target = start_registry(tmp / "target")
+    image = make_image([make_layer("mirroring-a"), make_layer("mirroring-b")])
+    push_image(source, "public/app", image, "1.0")
+    push_image(source, "private/app", image, "1.0")
+    auths = {source.host: {"username": "alice", "password": "alice-secret"}}
+    config = tmp / "config.yaml"
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "imageSwapPolicy": "exists",
+                "imageCopyPolicy": "immediate",
+                "imageCopyDeadline": "6s",
+                "admissionTimeout": "8s",
+                "target": {
+                    "type": "generic",
+                    "generic": {"registry": f"{target.host}/mirror", "insecure": True},
+                },
+                "mirror": {"hosts": {source.host: {"insecure": True}}},
+            }
+        )
+    )
+    with running_fake_kube_api() as kube:
+        kube.put(
+            "secrets",
+            {
+                "metadata": {"namespace": "team", "name": "alice-pull"},
+                "type": "kubernetes.io/dockerconfigjson",
+                "data": {
+                    ".dockerconfigjson": base64.b64encode(
+                        json.dumps({"auths": auths}).encode()
+                    ).decode()
+                },
+            },
+        )
+        kubeconfig = kube.write_kubeconfig(tmp / "kubeconfig")
+        hook = start_webhook(tmp, config, env={"KUBECONFIG": str(kubeconfig)})
+        try:
+            yield World(source, target, kube, hook)
+        finally:
+            stop(hook)
+            target.stop()
+            source.stop()
+            tokens.stop()
+
+
+def review(namespace: str, image: str, secrets: tuple[str, ...] = ()) -> bytes:
+    pod: dict[str, Any] = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "app", "namespace": namespace},
+        "spec": {"containers": [{"name": "app", "image": image}]},
+    }
+    if secrets:
+        pod["spec"]["imagePullSecrets"] = [{"name": s} for s in secrets]
+    return json.dumps(
+        {
+            "apiVersion": "admission.k8s.io/v1",
+            "kind": "AdmissionReview",
+            "request": {
+                "uid": str(uuid.uuid4()),
+                "kind": {"group": "", "version": "v1", "kind": "Pod"},
+                "resource": {"group": "", "version": "v1", "resource": "pods"},
+                "namespace": namespace,
+                "operation": "CREATE",
+                "object": pod,
+            },
+        }
+    ).encode()
+
+
+def admit(world: World, body: bytes) -> dict[str, Any]:
+    with world.hook.client() as client:
+        answer = client.post("/mutate", content=body, timeout=20)
+    assert answer.status_code == 200
+    response: dict[str, Any] = answer.json()["response"]
+    if "patch" in response:
+        response["patch"] = json.loads(base64.b64decode(response["patch"]))
+    return response
+
+
+def mirror_repo(source: str) -> str:
+    return f"mirror/{parse(source).mirror_path()}"
+
+
+def swapped_image(response: dict[str, Any]) -> str | None:
+    for op in response.get("patch", []):
+        if op["path"] == "/spec/containers/0/image":
+            return str(op["value"])
+    return None
+
+
+def test_a_public_image_is_copied_and_the_pod_swapped_to_it(world: World) -> None:
+    source = f"{world.source.host}/public/app:1.0"
+    response = admit(world, review("default", source))
+    assert swapped_image(response) == f"{world.target.host}/{mirror_repo(source)}:1.0"
+    copied = get_manifest(world.target, mirror_repo(source), "1.0")
+    original = get_manifest(world.source, "public/app", "1.0")
+    assert copied is not None and original is not None
+    assert copied[0] == original[0]  # byte for byte: the same digest
+
+
+def test_a_private_image_is_copied_with_the_pods_own_pull_secret(world: World) -> None:
+    source = f"{world.source.host}/private/app:1.0"
+    response = admit(world, review("team", source, ("alice-pull",)))
+    assert swapped_image(response) == f"{world.target.host}/{mirror_repo(source)}:1.0"
+    assert get_manifest(world.target, mirror_repo(source), "1.0")
+
+
+def test_a_pod_that_cannot_read_the_private_source_is_not_swapped_to_its_mirror(
+    world: World,
+) -> None:
+    source = f"{world.source.host}/private/app:1.0"
+    admit(world, review("team", source, ("alice-pull",)))  # the mirror has it now
+    response = admit(world, review("other", source))
+    assert swapped_image(response) is None
+    assert response["auditAnnotations"] == {"skipped": "app=skipped-private"}
+    assert any("private source image" in w for w in response["warnings"])
+
+
+def test_a_pull_secret_with_the_same_name_in_another_namespace_grants_nothing(
+    world: World,
+) -> None:
+    source = f"{world.source.host}/private/app:1.0"
+    response = admit(world, review("elsewhere", source, ("alice-pull",)))
+    assert swapped_image(response) is None
+
+
+def test_copy_metrics_are_exported(world: World) -> None:
+    admit(world, review("default", f"{world.source.host}/public/app:1.0"))
+    with world.hook.client() as client:
+        text = client.get("/metrics").text
+    values = {
+        line.split(" ")[0]: float(line.split(" ")[1])
+        for line in text.splitlines()
+        if line and not line.startswith("#")
+    }
+    assert values["swapper_copies_succeeded_total"] >= 1
+    assert values["swapper_copy_bytes_total"] > 0

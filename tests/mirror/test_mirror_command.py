@@ -1,0 +1,138 @@
+"""``swapper mirror`` as a user runs it: a subprocess copying between real registries."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from registries import (
+    Registry,
+    TokenServer,
+    get_manifest,
+    make_image,
+    make_layer,
+    multi_arch,
+    push_image,
+    push_index,
+    start_registry,
+)
+
+
+@pytest.fixture(scope="module")
+def registries(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Registry, Registry]]:
+    tmp = tmp_path_factory.mktemp("mirror-command")
+    tokens = TokenServer(tmp / "tokens", users={"alice": "alice-secret"}, public=("public/",))
+    tokens.start()
+    source = start_registry(tmp / "source", token_server=tokens)
+    target = start_registry(tmp / "target")
+    push_image(source, "private/app", make_image([make_layer("cli")]), "2.0")
+    push_index(source, "public/multi", multi_arch("cli-multi", layers=2), "1.0")
+    yield source, target
+    target.stop()
+    source.stop()
+    tokens.stop()
+
+
+def insecure(*registries: Registry) -> list[str]:
+    return [arg for r in registries for arg in ("--insecure", r.host)]
+
+
+def swapper(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "swapper", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def test_an_image_is_copied_with_credentials_from_an_authfile(
+    registries: tuple[Registry, Registry], tmp_path: Path
+) -> None:
+    source, target = registries
+    authfile = tmp_path / "auth.json"
+    authfile.write_text(
+        json.dumps({"auths": {source.host: {"username": "alice", "password": "alice-secret"}}})
+    )
+    result = swapper(
+        "mirror",
+        f"{source.host}/private/app:2.0",
+        f"{target.host}/copies/app:2.0",
+        "--authfile",
+        str(authfile),
+        *insecure(source, target),
+    )
+    assert result.returncode == 0, result.stderr
+    assert get_manifest(target, "copies/app", "2.0") == get_manifest(source, "private/app", "2.0")
+    assert "alice-secret" not in result.stdout + result.stderr
+    assert "digest sha256:" in result.stdout
+
+
+def test_without_credentials_a_private_image_fails_with_its_reason(
+    registries: tuple[Registry, Registry],
+) -> None:
+    source, target = registries
+    result = swapper(
+        "mirror",
+        f"{source.host}/private/app:2.0",
+        f"{target.host}/copies/denied:2.0",
+        *insecure(source, target),
+    )
+    assert result.returncode == 1
+    assert "copy failed (unauthorized)" in result.stderr
+    assert get_manifest(target, "copies/denied", "2.0") is None
+
+
+def test_one_platform_of_an_index_can_be_chosen(registries: tuple[Registry, Registry]) -> None:
+    source, target = registries
+    result = swapper(
+        "mirror",
+        f"{source.host}/public/multi:1.0",
+        f"{target.host}/copies/multi:1.0",
+        "--platform",
+        "linux/arm64",
+        *insecure(source, target),
+    )
+    assert result.returncode == 0, result.stderr
+    assert "platforms linux/arm64" in result.stdout
+    copied = get_manifest(target, "copies/multi", "1.0")
+    assert copied is not None
+    children = json.loads(copied[0])["manifests"]
+    assert [m["platform"]["architecture"] for m in children] == ["arm64"]
+
+
+def test_the_target_is_derived_from_a_config(
+    registries: tuple[Registry, Registry], tmp_path: Path
+) -> None:
+    source, target = registries
+    config = tmp_path / "config.yaml"
+    config.write_text(
+        f"target:\n  type: generic\n  generic:\n    registry: {target.host}/m\n    insecure: true\n"
+    )
+    result = swapper(
+        "mirror",
+        f"{source.host}/public/multi:1.0",
+        "--config",
+        str(config),
+        "--insecure",
+        source.host,
+    )
+    assert result.returncode == 0, result.stderr
+    repo = f"m/127.0.0.1_{source.host.split(':')[1]}/public/multi"
+    assert get_manifest(target, repo, "1.0") == get_manifest(source, "public/multi", "1.0")
+
+
+def test_a_malformed_platform_is_refused_before_copying(
+    registries: tuple[Registry, Registry],
+) -> None:
+    source, target = registries
+    result = swapper(
+        "mirror", f"{source.host}/public/multi:1.0", f"{target.host}/x:1", "--platform", "arm64"
+    )
+    assert result.returncode == 2
+    assert "--platform" in result.stderr

@@ -287,12 +287,30 @@ class PullSecret(_Model):
         return value
 
 
+class ExistenceCacheSettings(_Model):
+    """How long answers of the mirror's existence checks are kept (swapper's own key)."""
+
+    ttl: float = 60.0  # a present image is re-checked (in the background) after this
+    negative_ttl: float = Field(5.0, alias="negativeTtl")  # "not there" is asked again after this
+
+    @field_validator("ttl", "negative_ttl", mode="before")
+    @classmethod
+    def _seconds(cls, value: object) -> float:
+        seconds = parse_duration(value)
+        if not 0 < seconds <= 86_400:
+            raise ValueError("must be more than 0s and at most 24h")
+        return seconds
+
+
 class Target(_Model):
     type: Literal["aws", "gcp", "generic"] = "aws"
     aws: AWSRegistry | None = None
     gcp: GCPRegistry | None = None
     generic: GenericRegistry | None = None
     pull_secret: PullSecret = Field(default_factory=lambda: PullSecret(), alias="pullSecret")
+    existence_cache: ExistenceCacheSettings = Field(
+        default_factory=lambda: ExistenceCacheSettings(), alias="existenceCache"
+    )
 
     @model_validator(mode="after")
     def _selected_type_is_configured(self) -> Target:

@@ -54,7 +54,7 @@ def build_server(
     if queue is None:
         backends = build_backends(config, target, metrics)
         deps = Dependencies(
-            target=target,
+            target=backends.target,
             queue=backends.queue,
             metrics=metrics,
             background=[reloader, *backends.background],

@@ -26,12 +26,14 @@ from swapper.mirror.queue import CopyQueue, Requester
 from swapper.mirror.workers import QueueSettings, WorkerQueue
 from swapper.oci import CopyEngine, Credentials, HostConfig, RegistryClient, static_credentials
 from swapper.targets.base import TargetRegistry
+from swapper.targets.cache import ExistenceCache
 
 log = get_logger("swapper.wiring")
 
 
 @dataclass
 class Backends:
+    target: TargetRegistry  # the configured target behind the existence cache
     queue: CopyQueue
     access: SourceAccess
     background: list[Any] = field(default_factory=list)  # objects with ``async run()``
@@ -84,6 +86,11 @@ def build_backends(
     kube: Any | None = None,
 ) -> Backends:
     """``kube``: a ``kubernetes`` API client, or None to find one (see :func:`kube_api_client`)."""
+    cached = ExistenceCache(
+        target,
+        ttl=config.target.existence_cache.ttl,
+        negative_ttl=config.target.existence_cache.negative_ttl,
+    )
     client = RegistryClient(
         hosts=registry_hosts(config),
         credentials=static_credentials(operator_credentials(config, target)),
@@ -110,7 +117,9 @@ def build_backends(
                 return store.keyring(who.namespace, who.pull_secrets, who.service_account)
 
     engine = CopyEngine(client, max_concurrent_blobs=config.mirror.max_concurrent_blobs)
-    copier = EngineCopier(engine, target, keyrings, config.mirror.platforms, metrics)
+    copier = EngineCopier(
+        engine, target, keyrings, config.mirror.platforms, metrics, cached.record_present
+    )
     settings = QueueSettings(
         workers=config.mirror.workers,
         max_queued=config.mirror.max_queued,
@@ -120,8 +129,11 @@ def build_backends(
     access: SourceAccess = OpenAccess()
     if config.source.check_access:
         access = RegistryAccess(client, keyrings or _no_keyring, config.source.shared_domains)
+    queue = WorkerQueue(copier, settings, metrics, verify=cached.image_exists)
+    cached.on_missing = queue.forget
     return Backends(
-        queue=WorkerQueue(copier, settings, metrics),
+        target=cached,
+        queue=queue,
         access=access,
         background=background,
         ready_checks=ready_checks,

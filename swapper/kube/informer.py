@@ -19,7 +19,8 @@ import threading
 from collections.abc import Callable, Iterator
 from typing import Any, Generic, TypeVar
 
-from swapper.kube import REQUEST_TIMEOUT, KubeError, call_json, status_of
+from swapper.errors import KubeError
+from swapper.kube import REQUEST_TIMEOUT, call_json, status_of
 from swapper.logs import get_logger
 
 log = get_logger("swapper.kube")

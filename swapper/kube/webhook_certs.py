@@ -38,8 +38,8 @@ from kubernetes.client.exceptions import ApiException
 from urllib3.exceptions import HTTPError
 
 from swapper import certs
-from swapper.errors import CertificateError
-from swapper.kube import KubeError, call_json, describe_api_error, status_of
+from swapper.errors import CertificateError, KubeError
+from swapper.kube import call_json, describe_api_error, status_of
 
 TLS_SECRET_TYPE = "kubernetes.io/tls"  # noqa: S105 - a Secret type, not a password
 PREVIOUS_CA_GRACE = dt.timedelta(hours=1)

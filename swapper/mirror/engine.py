@@ -9,7 +9,7 @@ the next one is tried when a registry refuses one), or else with the operator's
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from swapper.errors import CopyError
 from swapper.metrics import Metrics
@@ -36,7 +36,9 @@ class EngineCopier:
         keyrings: KeyringSource | None = None,
         platforms: Sequence[str] = (),
         metrics: Metrics | None = None,
+        on_copied: Callable[[str], None] = lambda _: None,
     ) -> None:
+        self.on_copied = on_copied
         self.engine = engine
         self.target = target
         self.keyrings = keyrings
@@ -71,6 +73,7 @@ class EngineCopier:
                     continue  # the kubelet would try the pod's next credentials too
                 raise
             self._count(result)
+            self.on_copied(job.target)
             return result
         raise AssertionError("unreachable: the last provider re-raises")
 

@@ -7,13 +7,15 @@ What it promises (the :class:`~swapper.mirror.queue.CopyQueue` protocol, plus):
   the copy in flight. ``force`` starts a queued copy at once, outside the worker limit.
 - **Bounds.** ``workers`` copies run at once; at most ``max_queued`` wait. A hand-over beyond
   that raises :class:`~swapper.errors.QueueFull` (admission reports ``queue-full``).
-- **No hammering.** A target copied successfully within ``fresh_for`` seconds is not copied
-  again, unless the job asks for a ``recheck`` (a tag pulled with ``imagePullPolicy: Always``),
-  and then at most once per ``recheck_every`` seconds: the copier compares digests and pushes
-  only what changed. A failed target is held back for a backoff that doubles per consecutive
-  failure (from ``backoff_min`` up to ``backoff_max``, with jitter), or for what the registry
-  asked in ``Retry-After`` if longer. An ``immediate`` or ``force`` request for a held-back
-  target fails at once with the last reason.
+- **No hammering, and no stale belief.** A target copied successfully within ``fresh_for``
+  seconds is not copied again, but ``verify`` (the cached existence check) confirms in the
+  background that the mirror still has it; when it is gone, it is copied again at once. A job
+  with ``recheck`` (a tag pulled with ``imagePullPolicy: Always``) is copied again at most once
+  per ``recheck_every`` seconds: the copier compares digests and pushes only what changed. A
+  failed target is held back for a backoff that doubles per consecutive failure (from
+  ``backoff_min`` up to ``backoff_max``, with jitter), or for what the registry asked in
+  ``Retry-After`` if longer. An ``immediate`` or ``force`` request for a held-back target fails
+  at once with the last reason.
 - **Failures are contained.** Each failed copy is logged once (source, target, reason) and
   counted by reason; an exception from the copier never stops a worker.
 - **Waiters never cancel a copy.** A deadline ends the wait, not the copy others may share.
@@ -78,15 +80,18 @@ class WorkerQueue:
         copier: Copier,
         settings: QueueSettings | None = None,
         metrics: Metrics | None = None,
+        verify: Callable[[str], Awaitable[bool]] | None = None,
     ) -> None:
         self.copier = copier
+        self.verify = verify
         self.settings = settings or QueueSettings()
         self.metrics = metrics or Metrics()
         self._entries: dict[str, _Entry] = {}
         self._waiting: asyncio.Queue[_Entry] | None = None
         self._workers: list[asyncio.Task[None]] = []
         self._forced: set[asyncio.Task[None]] = set()
-        self._copied: dict[str, float] = {}  # target -> when it was last copied or checked
+        self._copied: dict[str, tuple[float, CopyJob]] = {}  # target -> (copied when, job)
+        self._verifying: set[str] = set()
         self._held: dict[str, _Held] = {}
         self._closed = False
 
@@ -96,14 +101,24 @@ class WorkerQueue:
         self._admit(job, wait=False)
 
     async def submit_and_wait(self, job: CopyJob, deadline: float) -> None:
+        await self._still_there(job.target)
         entry = self._admit(job, wait=True)
         if entry is not None:
             await self._wait(entry, deadline)
 
     async def copy_now(self, job: CopyJob, deadline: float) -> None:
+        await self._still_there(job.target)
         entry = self._admit(job, wait=True, now=True)
         if entry is not None:
             await self._wait(entry, deadline)
+
+    async def _still_there(self, target: str) -> None:
+        """Before a waiter is told "copied recently", make sure the mirror still has it."""
+        if self.verify is None or target not in self._copied:
+            return
+        with contextlib.suppress(Exception):  # a failed check proves nothing
+            if not await self.verify(target):
+                self._copied.pop(target, None)
 
     async def aclose(self) -> None:
         self._closed = True
@@ -116,6 +131,36 @@ class WorkerQueue:
                 entry.done.set_exception(CopyError("swapper is shutting down", "shutdown"))
         self._entries.clear()
         self._workers.clear()
+
+    def forget(self, target: str) -> None:
+        """``target`` is gone from the mirror although it was copied: copy it again now."""
+        copied = self._copied.pop(target, None)
+        if copied is None or self._closed:
+            return
+        try:
+            self.submit(copied[1])
+        except (QueueFull, CopyError) as exc:  # the next admission asks again
+            log.warning("recopy_not_started", target=target, error=str(exc))
+
+    def _verify_soon(self, target: str) -> None:
+        """Check in the background that a recently copied image is still in the mirror
+        (a lifecycle rule or a person may have deleted it); :meth:`forget` is called if not."""
+        if self.verify is None or target in self._verifying:
+            return
+        self._verifying.add(target)
+        task = asyncio.get_running_loop().create_task(self._verify(target))
+        self._forced.add(task)
+        task.add_done_callback(self._forced.discard)
+
+    async def _verify(self, target: str) -> None:
+        assert self.verify is not None
+        try:
+            if not await self.verify(target):
+                self.forget(target)
+        except Exception as exc:  # a failed check proves nothing; the next request asks again
+            log.debug("verify_failed", target=target, error=f"{type(exc).__name__}: {exc}")
+        finally:
+            self._verifying.discard(target)
 
     # -- state for tests and metrics ---------------------------------------------------------
 
@@ -152,11 +197,12 @@ class WorkerQueue:
             return None
         copied = self._copied.get(job.target)
         if copied is not None:
-            age = clock - copied
+            age = clock - copied[0]
             if age < self.settings.fresh_for and not (
                 job.recheck and age >= self.settings.recheck_every
             ):
                 self.metrics.copies_not_started.labels("fresh").inc()
+                self._verify_soon(job.target)
                 return None
         if not now and self.queued >= self.settings.max_queued:
             raise QueueFull(f"copy queue is full ({self.settings.max_queued} waiting)")
@@ -215,7 +261,7 @@ class WorkerQueue:
             if not entry.done.done():
                 entry.done.set_exception(error)
         else:
-            self._copied[job.target] = self.settings.clock()
+            self._copied[job.target] = (self.settings.clock(), job)
             self._held.pop(job.target, None)
             self.metrics.copies_succeeded.inc()
             if not entry.done.done():

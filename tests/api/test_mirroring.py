@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import json
+import time
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -62,6 +63,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
                 "target": {
                     "type": "generic",
                     "generic": {"registry": f"{target.host}/mirror", "insecure": True},
+                    "existenceCache": {"ttl": "1s"},
                 },
                 "mirror": {"hosts": {source.host: {"insecure": True}}},
             }
@@ -184,3 +186,24 @@ def test_copy_metrics_are_exported(world: World) -> None:
     }
     assert values["swapper_copies_succeeded_total"] >= 1
     assert values["swapper_copy_bytes_total"] > 0
+
+
+def test_an_image_deleted_from_the_mirror_is_copied_again_before_pods_use_it(
+    world: World,
+) -> None:
+    source = f"{world.source.host}/public/app:1.0"
+    admit(world, review("default", source))
+    repo = mirror_repo(source)
+    with world.target.client() as client:
+        digest = client.head(
+            f"/v2/{repo}/manifests/1.0",
+            headers={"Accept": "application/vnd.oci.image.manifest.v1+json"},
+        ).headers["docker-content-digest"]
+        assert client.delete(f"/v2/{repo}/manifests/{digest}").status_code == 202
+    assert get_manifest(world.target, repo, "1.0") is None  # a lifecycle rule expired it
+    time.sleep(1.2)  # the existence cache's ttl in this config is 1 s
+    response = admit(world, review("default", source))
+    assert swapped_image(response) == f"{world.target.host}/{repo}:1.0"
+    assert get_manifest(world.target, repo, "1.0") == get_manifest(
+        world.source, "public/app", "1.0"
+    )

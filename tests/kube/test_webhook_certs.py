@@ -15,8 +15,7 @@ from cryptography.x509.verification import PolicyBuilder, Store
 from kube_fake import FakeKubeAPI, running_fake_kube_api
 
 from swapper import certs
-from swapper.errors import CertificateError
-from swapper.kube import KubeError
+from swapper.errors import CertificateError, KubeError
 from swapper.kube.webhook_certs import (
     PREVIOUS_CA_GRACE,
     BootstrapRequest,

@@ -293,3 +293,51 @@ async def test_queue_depth_and_in_flight_are_exported(
     await settle()
     assert sample(metrics, "swapper_copies_in_flight") == 0
     assert sample(metrics, "swapper_copy_queue_depth") == 0
+
+
+async def test_a_copied_image_that_left_the_mirror_is_copied_again(
+    copier: Copier, clock: Clock, metrics: Metrics
+) -> None:
+    mirror: set[str] = set()
+
+    async def exists(target: str) -> bool:
+        return target in mirror
+
+    async def copy(job: CopyJob) -> None:
+        await copier(job)
+        mirror.add(job.target)
+
+    queue = WorkerQueue(copy, QueueSettings(workers=2, clock=clock), metrics, verify=exists)
+    try:
+        await queue.submit_and_wait(job(), 5)
+        mirror.clear()  # a lifecycle rule expired it
+        queue.submit(job())  # recently copied: not started, but verified behind the scenes
+        await settle()
+        await settle()
+        assert len(copier.calls) == 2
+        assert job().target in mirror
+    finally:
+        await queue.aclose()
+
+
+async def test_a_waiter_is_not_told_copied_recently_when_the_mirror_lost_it(
+    copier: Copier, clock: Clock, metrics: Metrics
+) -> None:
+    mirror: set[str] = set()
+
+    async def exists(target: str) -> bool:
+        return target in mirror
+
+    async def copy(job: CopyJob) -> None:
+        await copier(job)
+        mirror.add(job.target)
+
+    queue = WorkerQueue(copy, QueueSettings(workers=2, clock=clock), metrics, verify=exists)
+    try:
+        await queue.submit_and_wait(job(), 5)
+        mirror.clear()
+        await queue.submit_and_wait(job(), 5)
+        assert len(copier.calls) == 2
+        assert job().target in mirror
+    finally:
+        await queue.aclose()

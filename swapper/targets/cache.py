@@ -1,0 +1,129 @@
+"""Existence checks from a cache that stays true: a mirrored image that disappears is noticed.
+
+The reference project caches "the mirror has this image" for 24 h and never looks again, so
+when a lifecycle policy expires the image (or someone deletes it), every pod swapped to it in
+that day ends in ImagePullBackOff. Here:
+
+- a positive answer is served for ``ttl`` (with ±10% jitter so entries made together do not
+  expire together), then the registry is asked again: at most one request per image per
+  ``ttl`` however many pods use it, and a deleted image is noticed within one ``ttl``;
+- a negative answer is served for ``negative_ttl`` only (a copy may be about to land);
+- when a check finds that a present image is gone, ``on_missing(reference)`` is called (the copy
+  queue forgets that it copied it, so the next admission copies it again) and the entry turns
+  negative at once;
+- a finished copy records the image as present (:meth:`record_present`), so the first pods after
+  a copy need no check.
+
+Concurrent checks of one reference share one request. ``requests`` counts the registry checks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from swapper.images import ImageReference
+from swapper.logs import get_logger
+from swapper.targets.base import Credentials, TargetRegistry
+
+log = get_logger("swapper.targets")
+
+
+@dataclass
+class _Entry:
+    present: bool
+    fresh_until: float
+
+
+class ExistenceCache:
+    """A :class:`TargetRegistry` whose ``image_exists`` is cached; everything else delegates."""
+
+    def __init__(
+        self,
+        target: TargetRegistry,
+        ttl: float = 60.0,
+        negative_ttl: float = 5.0,
+        clock: Callable[[], float] = time.monotonic,
+        max_entries: int = 50_000,
+    ) -> None:
+        self.target = target
+        self.ttl = ttl
+        self.negative_ttl = negative_ttl
+        self.clock = clock
+        self.max_entries = max_entries
+        self.on_missing: Callable[[str], None] = lambda _: None
+        self.requests = 0
+        self._entries: dict[str, _Entry] = {}
+        self._inflight: dict[str, asyncio.Task[bool]] = {}
+
+    # -- the cached check ---------------------------------------------------------------------
+
+    async def image_exists(self, target: str) -> bool:
+        entry = self._entries.get(target)
+        if entry is not None and self.clock() < entry.fresh_until:
+            return entry.present
+        return await asyncio.shield(self._check(target))
+
+    def _check(self, target: str) -> asyncio.Task[bool]:
+        task = self._inflight.get(target)
+        if task is None:
+            task = asyncio.get_running_loop().create_task(self._ask(target))
+            self._inflight[target] = task
+            task.add_done_callback(lambda done: self._done(target, done))
+        return task
+
+    def _done(self, target: str, task: asyncio.Task[bool]) -> None:
+        self._inflight.pop(target, None)
+        if not task.cancelled():
+            task.exception()  # seen by the awaiting caller or, unawaited, only logged
+
+    async def _ask(self, target: str) -> bool:
+        self.requests += 1
+        try:
+            present = await self.target.image_exists(target)
+        except Exception as exc:  # the caller decides (admission: that container stays as is)
+            log.warning("existence_check_failed", target=target, error=f"{type(exc).__name__}")
+            raise
+        was = self._entries.get(target)
+        if was is not None and was.present and not present:
+            log.warning("mirrored_image_missing", target=target)
+            self.on_missing(target)
+        self._remember(target, present)
+        return present
+
+    def _remember(self, target: str, present: bool) -> None:
+        ttl = self.ttl * random.uniform(0.9, 1.1) if present else self.negative_ttl  # noqa: S311
+        self._entries[target] = _Entry(present, self.clock() + ttl)
+        if len(self._entries) > self.max_entries:  # drop the oldest insertions
+            for key in list(self._entries)[: len(self._entries) - self.max_entries]:
+                del self._entries[key]
+
+    def record_present(self, target: str) -> None:
+        """A copy to ``target`` just finished."""
+        self._remember(target, True)
+
+    def invalidate(self, target: str) -> None:
+        self._entries.pop(target, None)
+
+    # -- delegated ----------------------------------------------------------------------------
+
+    @property
+    def endpoint(self) -> str:
+        return self.target.endpoint
+
+    def is_origin(self, ref: ImageReference) -> bool:
+        return self.target.is_origin(ref)
+
+    async def ensure_repository(self, repository: str) -> None:
+        await self.target.ensure_repository(repository)
+
+    async def pull_credentials(self) -> Credentials | None:
+        return await self.target.pull_credentials()
+
+    async def aclose(self) -> None:
+        for task in list(self._inflight.values()):
+            task.cancel()
+        await self.target.aclose()

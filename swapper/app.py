@@ -23,9 +23,16 @@ from fastapi import FastAPI, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from swapper import logs
-from swapper.admission import AdmissionReviewResponse, Review, build_response, parse_review
+from swapper.admission import (
+    AdmissionReviewResponse,
+    PatchOperation,
+    Review,
+    build_response,
+    parse_review,
+)
 from swapper.config import Config
-from swapper.errors import AdmissionError
+from swapper.errors import AdmissionError, KubeError
+from swapper.kube.pull_secrets import PullSecrets
 from swapper.logs import get_logger
 from swapper.metrics import Metrics
 from swapper.mirror.access import OpenAccess, SourceAccess
@@ -58,10 +65,15 @@ class Dependencies:
     access: SourceAccess = field(default_factory=OpenAccess)
     ready_checks: list[Callable[[], bool]] = field(default_factory=list)  # all true: ready
     closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)  # on shutdown
+    pull_secrets: PullSecrets | None = None  # keeps the target pull secret in namespaces
 
 
 def _order(d: Decision) -> tuple[int, int]:
     return CONTAINER_FIELDS.index(d.container.field), d.container.index
+
+
+def _adds_secret(patch: list[PatchOperation]) -> bool:
+    return any(op["path"].startswith("/spec/imagePullSecrets") for op in patch)
 
 
 def _pod_name(review: Review) -> str:
@@ -79,6 +91,7 @@ class AdmissionHandler:
         self.config = config
         self.policy = Policy.from_config(config)
         self.mutator = Mutator(self.policy, deps.target, deps.queue, deps.access)
+        self.pull_secrets = deps.pull_secrets
         self.metrics = deps.metrics
         # Label lookups take a lock each; the label sets are few, so keep the children.
         self._decisions = functools.cache(self.metrics.container_decisions.labels)
@@ -86,7 +99,11 @@ class AdmissionHandler:
 
     async def __call__(self, review: Review) -> AdmissionReviewResponse:
         try:
-            if not self.mutator.may_wait(not (self.config.dry_run or review.dry_run)):
+            side_effects = not (self.config.dry_run or review.dry_run)
+            if not (
+                self.mutator.may_wait(side_effects)
+                or (side_effects and self.pull_secrets is not None)
+            ):
                 # Nothing can block (no registry call, no copy to wait for): no timer needed.
                 return await self._review(review)
             async with asyncio.timeout(self.config.admission_timeout):
@@ -123,9 +140,10 @@ class AdmissionHandler:
         audit_only = self.config.dry_run
         side_effects = not (audit_only or review.dry_run)
         settled, candidates = self.mutator.plan(review)
+        who = requester_of(review)
         decisions = settled
         if candidates:
-            resolved = await self.mutator.resolve(candidates, requester_of(review), side_effects)
+            resolved = await self.mutator.resolve(candidates, who, side_effects)
             if settled:
                 decisions = settled + resolved
                 decisions.sort(key=_order)
@@ -143,6 +161,11 @@ class AdmissionHandler:
                 may_add_secret=review.operation == "CREATE",
             )
         )
+        if patch and side_effects and self.pull_secrets is not None and _adds_secret(patch):
+            try:
+                await self.pull_secrets.ensure(review.namespace, who.service_account)
+            except KubeError as exc:  # the pod would reference a Secret that is not there
+                return self._unchanged(review, "pull-secret", str(exc))
         result = "dry_run" if audit_only else ("patched" if patch else "unchanged")
         self._requests(result).inc()
         return build_response(review.api_version, review.uid, patch, warnings, annotations)

@@ -278,6 +278,8 @@ class GenericRegistry(_Model):
 class PullSecret(_Model):
     enabled: bool = False
     name: str = "swapper-pull-secret"
+    # swapper's own key: delete the Secret from namespaces where no pod refers to it any more
+    cleanup: bool = False
 
     @field_validator("name")
     @classmethod

@@ -88,6 +88,13 @@ class Metrics:
             "swapper_copy_queue_depth", "Copies waiting for a worker.", registry=r
         )
         self.copies_in_flight = Gauge("swapper_copies_in_flight", "Copies running now.", registry=r)
+        self.pull_secret_writes = Counter(
+            "swapper_pull_secret_writes",
+            "Target pull secret provisioning, by result (created, updated, deleted, unmanaged: "
+            "a Secret of that name not managed by swapper, left alone; failed).",
+            ["result"],
+            registry=r,
+        )
         self.certificate_reloads = Counter(
             "swapper_tls_certificate_reloads",
             "Times the serving certificate was reloaded from disk.",

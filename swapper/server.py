@@ -61,6 +61,7 @@ def build_server(
             access=backends.access,
             ready_checks=backends.ready_checks,
             closers=backends.closers,
+            pull_secrets=backends.pull_secrets,
         )
     else:
         deps = Dependencies(target=target, queue=queue, metrics=metrics, background=[reloader])

@@ -18,6 +18,7 @@ from typing import Any
 
 from swapper.config import Config
 from swapper.kube.keyring import Keyring
+from swapper.kube.pull_secrets import PullSecrets
 from swapper.logs import get_logger
 from swapper.metrics import Metrics
 from swapper.mirror.access import KeyringSource, OpenAccess, RegistryAccess, SourceAccess
@@ -39,6 +40,7 @@ class Backends:
     background: list[Any] = field(default_factory=list)  # objects with ``async run()``
     ready_checks: list[Callable[[], bool]] = field(default_factory=list)
     closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+    pull_secrets: PullSecrets | None = None
 
 
 def registry_hosts(config: Config) -> dict[str, HostConfig]:
@@ -129,6 +131,27 @@ def build_backends(
     access: SourceAccess = OpenAccess()
     if config.source.check_access:
         access = RegistryAccess(client, keyrings or _no_keyring, config.source.shared_domains)
+    pull_secrets = None
+    if config.target.pull_secret.enabled:
+        kube = kube if kube is not None else kube_api_client()
+        if kube is None:
+            log.warning(
+                "pull_secret_unavailable",
+                reason="no Kubernetes API (not in a cluster, no KUBECONFIG): the target pull "
+                "secret is added to pods but not provisioned",
+            )
+        else:
+            from swapper.kube.pull_secrets import KubePullSecrets
+
+            pull_secrets = KubePullSecrets(
+                kube,
+                config.target.pull_secret.name,
+                cached,
+                config.target.endpoint.split("/", 1)[0],
+                cleanup=config.target.pull_secret.cleanup,
+                on_report=lambda result: metrics.pull_secret_writes.labels(result).inc(),
+            )
+            background.append(pull_secrets)
     queue = WorkerQueue(copier, settings, metrics, verify=cached.image_exists)
     cached.on_missing = queue.forget
     return Backends(
@@ -138,6 +161,7 @@ def build_backends(
         background=background,
         ready_checks=ready_checks,
         closers=[client.aclose],
+        pull_secrets=pull_secrets,
     )
 
 

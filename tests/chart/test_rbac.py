@@ -82,6 +82,23 @@ def test_the_target_pull_secret_is_writable_only_by_its_name() -> None:
     }
 
 
+def test_the_target_pull_secret_may_find_its_namespaces_without_listing_secrets() -> None:
+    rendered = render({"config": {"target": {"pullSecret": {"enabled": True}}}})
+    granted = grants(webhook_rules(rendered))
+    assert ("", "namespaces", "list", "*") in granted
+    assert not {g for g in granted if g[1] == "secrets" and g[2] in READ_ALL}
+    assert not {g for g in granted if g[1] == "pods" or g[2] == "delete"}
+
+
+def test_pull_secret_cleanup_may_list_pods_and_delete_only_that_secret() -> None:
+    rendered = render(
+        {"config": {"target": {"pullSecret": {"enabled": True, "name": "mp", "cleanup": True}}}}
+    )
+    granted = grants(webhook_rules(rendered))
+    assert ("", "pods", "list", "*") in granted
+    assert {g for g in granted if g[2] == "delete"} == {("", "secrets", "delete", "mp")}
+
+
 def test_no_cluster_role_is_rendered_when_no_permission_is_needed() -> None:
     rendered = render({"rbac": {"events": False}})
     assert [r["metadata"]["name"] for r in rendered.all("ClusterRole")] == [

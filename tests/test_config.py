@@ -167,7 +167,11 @@ def test_the_effective_config_uses_the_yaml_keys() -> None:
     effective = load_config({"target": GENERIC}).effective()
     assert effective["imageSwapPolicy"] == "exists"
     assert effective["target"]["generic"]["registry"] == "registry.local:5000"
-    assert effective["target"]["pullSecret"] == {"enabled": False, "name": "swapper-pull-secret"}
+    assert effective["target"]["pullSecret"] == {
+        "enabled": False,
+        "name": "swapper-pull-secret",
+        "cleanup": False,
+    }
 
 
 def test_a_generic_registry_host_that_would_read_as_docker_hub_is_refused() -> None:

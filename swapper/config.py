@@ -175,6 +175,9 @@ class AWSRegistry(_Model):
     role: str = ""
     registry_id: str = Field("", alias="registryId")
     endpoint_url: str = Field("", alias="endpointUrl")
+    # swapper's own key: override the registry host used for pushes and pod images, e.g. a
+    # pull-through mirror or tests; default the real ECR domain.
+    registry_host: str = Field("", alias="registryHost")
     prefix: str = ""
     ecr_options: ECROptions = Field(default_factory=lambda: ECROptions(), alias="ecrOptions")
     # Older k8s-image-swapper documentation puts these two next to accountId; accept them there.
@@ -202,14 +205,56 @@ class AWSRegistry(_Model):
     def _prefix(cls, value: str) -> str:
         return _check_prefix(value)
 
+    @field_validator("registry_host")
+    @classmethod
+    def _registry_host(cls, value: str) -> str:
+        match = _GENERIC_REGISTRY.match(value) if value else None
+        if value and (match is None or match.group("path")):
+            raise ValueError(f"{value!r} is not HOST[:PORT]")
+        return value.lower()
+
     @property
     def domain(self) -> str:
+        """The ECR registry host ``<registry>.dkr.ecr.<region>.amazonaws.com[.cn]``."""
         suffix = "amazonaws.com.cn" if self.region.startswith("cn-") else "amazonaws.com"
         return f"{self.registry_id or self.account_id}.dkr.ecr.{self.region}.{suffix}"
 
     @property
     def endpoint(self) -> str:
-        return f"{self.domain}/{self.prefix}" if self.prefix else self.domain
+        """Where mirrored images go: ``registryHost`` (or the ECR domain) ``[/prefix]``."""
+        host = self.registry_host or self.domain
+        return f"{host}/{self.prefix}" if self.prefix else host
+
+
+def _label_chars_ok(text: str) -> bool:
+    """GCP label characters: lowercase letters (international ones too), digits, ``_``, ``-``."""
+    return all(c in "_-" or c.isdigit() or (c.isalpha() and not c.isupper()) for c in text)
+
+
+def _check_gcp_labels(labels: dict[str, str]) -> dict[str, str]:
+    """Google Cloud's label rules: at most 64; a key is 1-63 characters starting with a
+    lowercase letter, a value 0-63; both lowercase letters, digits, ``_`` and ``-`` only
+    (international lowercase letters allowed) and under 128 bytes in UTF-8."""
+    if len(labels) > 64:
+        raise ValueError(f"has {len(labels)} labels; Google Cloud allows at most 64")
+    for key, value in labels.items():
+        if not 1 <= len(key) <= 63 or len(key.encode()) >= 128:
+            raise ValueError(f"label key {key!r} must be 1 to 63 characters")
+        if not (key[0].isalpha() and not key[0].isupper()) or not _label_chars_ok(key):
+            raise ValueError(
+                f"label key {key!r} must start with a lowercase letter and hold only lowercase "
+                "letters, digits, '_' and '-'"
+            )
+        if len(value) > 63 or len(value.encode()) >= 128:
+            raise ValueError(f"label {key}: value {value!r} is longer than 63 characters")
+        if not _label_chars_ok(value):
+            raise ValueError(
+                f"label {key}: value {value!r} may hold only lowercase letters, digits, '_' and '-'"
+            )
+    return labels
+
+
+_LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
 
 
 class GCPRegistry(_Model):
@@ -218,16 +263,64 @@ class GCPRegistry(_Model):
     repository_id: str = Field(alias="repositoryId")
     prefix: str = ""
     create_repository: bool = Field(False, alias="createRepository")
+    # Artifact Registry API (gRPC) endpoint: HOST[:PORT] or https://HOST[:PORT] over TLS;
+    # http://HOST:PORT (loopback hosts only) is plaintext, for tests. Default: the public API.
     endpoint_override: str = Field("", alias="endpoint")
+    # The Docker registry host images are pushed to and pulled from (tests point it elsewhere).
+    registry_host: str = Field("", alias="registryHost")
+    # Settings of a repository swapper creates (createRepository: true); never changed later.
+    labels: dict[str, str] = Field(default_factory=dict)
+    description: str = ""
+    immutable_tags: bool = Field(False, alias="immutableTags")
 
     @field_validator("prefix")
     @classmethod
     def _prefix(cls, value: str) -> str:
         return _check_prefix(value)
 
+    @field_validator("labels")
+    @classmethod
+    def _labels(cls, value: dict[str, str]) -> dict[str, str]:
+        return _check_gcp_labels(value)
+
+    @field_validator("registry_host")
+    @classmethod
+    def _registry_host(cls, value: str) -> str:
+        match = _GENERIC_REGISTRY.match(value)
+        if value and (match is None or match.group("path")):
+            raise ValueError(f"{value!r} is not HOST[:PORT]")
+        return value.lower()
+
+    @field_validator("endpoint_override")
+    @classmethod
+    def _endpoint_override(cls, value: str) -> str:
+        if not value:
+            return value
+        scheme, sep, address = value.rpartition("://")
+        match = _GENERIC_REGISTRY.match(address)
+        if (sep and scheme not in ("http", "https")) or match is None or match.group("path"):
+            raise ValueError(f"{value!r} is not [https://|http://]HOST[:PORT]")
+        if scheme == "http" and match.group("host").strip("[]").lower() not in _LOOPBACK_HOSTS:
+            raise ValueError(
+                f"{value!r}: plaintext http:// is only allowed to a loopback host (tests); "
+                "use HOST[:PORT] for TLS"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _creation_settings_need_create_repository(self) -> GCPRegistry:
+        given = {"labels", "description", "immutable_tags"} & self.model_fields_set
+        if given and not self.create_repository:
+            fields = type(self).model_fields
+            keys = ", ".join(sorted(fields[name].alias or name for name in given))
+            raise ValueError(
+                f"{keys}: only used when swapper creates the repository (createRepository: true)"
+            )
+        return self
+
     @property
     def domain(self) -> str:
-        return f"{self.location}-docker.pkg.dev"
+        return self.registry_host or f"{self.location}-docker.pkg.dev"
 
     @property
     def endpoint(self) -> str:

@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -25,7 +26,14 @@ from swapper.mirror.access import KeyringSource, OpenAccess, RegistryAccess, Sou
 from swapper.mirror.engine import EngineCopier
 from swapper.mirror.queue import CopyQueue, Requester
 from swapper.mirror.workers import QueueSettings, WorkerQueue
-from swapper.oci import CopyEngine, Credentials, HostConfig, RegistryClient, static_credentials
+from swapper.oci import (
+    CopyEngine,
+    Credentials,
+    CredentialsProvider,
+    HostConfig,
+    RegistryClient,
+    static_credentials,
+)
 from swapper.targets.base import TargetRegistry
 from swapper.targets.cache import ExistenceCache
 
@@ -56,6 +64,9 @@ def registry_hosts(config: Config) -> dict[str, HostConfig]:
             generic.domain,
             HostConfig(plain_http=generic.insecure, ca_file=generic.ca_file or None),
         )
+    if config.target.type == "aws":  # ECR takes blobs in parts of at least 5 MiB
+        host = config.target.endpoint.split("/", 1)[0].lower()
+        hosts[host] = dataclasses.replace(hosts.get(host, HostConfig()), upload="chunked")
     return hosts
 
 
@@ -70,6 +81,24 @@ def operator_credentials(config: Config, target: TargetRegistry) -> dict[str, Cr
     if target_creds is not None and generic is not None:
         found[generic.domain] = Credentials(target_creds.username, target_creds.password)
     return found
+
+
+def target_credentials(
+    config: Config, target: TargetRegistry, others: CredentialsProvider
+) -> CredentialsProvider:
+    """Push credentials for the target host from ``target.pull_credentials()`` (asked per copy,
+    so renewed tokens such as ECR's are picked up); other hosts, and a target that has none,
+    from ``others``."""
+    target_host = config.target.endpoint.split("/", 1)[0].lower()
+
+    async def provide(host: str) -> Credentials | None:
+        if host.lower() == target_host:
+            found = await target.pull_credentials()
+            if found is not None:
+                return Credentials(found.username, found.password)
+        return await others(host)
+
+    return provide
 
 
 def kube_api_client() -> Any | None:
@@ -95,7 +124,9 @@ def build_backends(
     )
     client = RegistryClient(
         hosts=registry_hosts(config),
-        credentials=static_credentials(operator_credentials(config, target)),
+        credentials=target_credentials(
+            config, target, static_credentials(operator_credentials(config, target))
+        ),
     )
     background: list[Any] = []
     ready_checks: list[Callable[[], bool]] = []

@@ -67,7 +67,7 @@ def test_explain_applies_filters_to_a_pod_manifest(tmp_path: Path) -> None:
     assert result.stdout.strip() == "containers[dns]: skipped by filter 0"
 
 
-def test_serve_refuses_a_target_whose_backend_is_not_built_in(tmp_path: Path) -> None:
+def test_serve_builds_the_ecr_target_without_contacting_aws(tmp_path: Path) -> None:
     config = tmp_path / "aws.yaml"
     config.write_text(
         yaml.safe_dump(
@@ -77,8 +77,11 @@ def test_serve_refuses_a_target_whose_backend_is_not_built_in(tmp_path: Path) ->
     result = swapper(
         "serve", "--config", str(config), "--tls-cert-file", "x", "--tls-key-file", "y"
     )
+    # The target was built (no AWS call is made before the first copy); the missing
+    # certificate is what stops it.
     assert result.returncode == 2
-    assert "target.type" in result.stderr
+    assert "target.type" not in result.stderr
+    assert "cannot read x" in result.stderr
 
 
 def test_serve_refuses_to_start_without_a_certificate() -> None:

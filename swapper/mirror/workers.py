@@ -34,7 +34,13 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from swapper.errors import CopyDeadlineExceeded, CopyError, QueueFull, TransientCopyError
+from swapper.errors import (
+    CopyDeadlineExceeded,
+    CopyError,
+    QueueFull,
+    RegistryError,
+    TransientCopyError,
+)
 from swapper.logs import get_logger
 from swapper.metrics import Metrics
 from swapper.mirror.queue import CopyJob
@@ -256,7 +262,7 @@ class WorkerQueue:
                 entry.done.set_exception(CopyError("copy cancelled", "shutdown"))
             raise
         except Exception as exc:
-            error = exc if isinstance(exc, CopyError) else CopyError(_describe(exc), "internal")
+            error = exc if isinstance(exc, CopyError) else _as_copy_error(exc)
             self._failed(job, error)
             if not entry.done.done():
                 entry.done.set_exception(error)
@@ -310,6 +316,12 @@ def _consume(future: asyncio.Future[None]) -> None:
     (it is logged once by the queue)."""
     with contextlib.suppress(asyncio.CancelledError):
         future.exception()
+
+
+def _as_copy_error(exc: BaseException) -> CopyError:
+    """A failure outside the copy engine: the target registry's API (``target``) or a bug."""
+    reason = "target" if isinstance(exc, RegistryError) else "internal"
+    return CopyError(_describe(exc), reason)
 
 
 def _describe(exc: BaseException) -> str:

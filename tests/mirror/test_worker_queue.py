@@ -7,7 +7,13 @@ from collections.abc import Iterator
 
 import pytest
 
-from swapper.errors import CopyDeadlineExceeded, CopyError, QueueFull, TransientCopyError
+from swapper.errors import (
+    CopyDeadlineExceeded,
+    CopyError,
+    QueueFull,
+    RegistryError,
+    TransientCopyError,
+)
 from swapper.images import parse
 from swapper.metrics import Metrics
 from swapper.mirror.queue import CopyJob, CopyQueue
@@ -341,3 +347,13 @@ async def test_a_waiter_is_not_told_copied_recently_when_the_mirror_lost_it(
         assert job().target in mirror
     finally:
         await queue.aclose()
+
+
+async def test_a_target_registry_api_failure_is_counted_as_target(
+    queue: WorkerQueue, copier: Copier, metrics: Metrics
+) -> None:
+    copier.errors[job().target] = RegistryError("CreateRepository: AccessDeniedException")
+    with pytest.raises(CopyError) as caught:
+        await queue.submit_and_wait(job(), 5)
+    assert caught.value.reason == "target"
+    assert sample(metrics, "swapper_copies_failed_total", reason="target") == 1

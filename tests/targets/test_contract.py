@@ -1,20 +1,30 @@
 """One contract, run over every TargetRegistry implementation.
 
-The generic target runs against a real ``docker-registry`` on loopback.
+The generic target runs against a real ``docker-registry`` on loopback; so does the Artifact
+Registry target's data plane (``registryHost``), with its API and token endpoint faked on
+loopback (``tests/gar_fake.py``). The ECR target runs against moto in server mode on loopback
+(``tests/moto_ecr.py``), which answers both its API calls and its existence checks.
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from gar_fake import FakeArtifactRegistry, TokenEndpoint, service_account_info
+from google.oauth2 import service_account
+from moto_ecr import ACCOUNT, REGION, MotoServer, running_moto
 from registry_process import Registry, running_registry
 
-from swapper.config import GenericRegistry
+from swapper.config import AWSRegistry, GCPRegistry, GenericRegistry
 from swapper.images import parse
+from swapper.oci import HostConfig
 from swapper.targets.base import TargetRegistry
+from swapper.targets.ecr import ECRTarget
+from swapper.targets.gar import CLOUD_PLATFORM_SCOPE, GARTarget
 from swapper.targets.generic import GenericTarget
 from swapper.targets.memory import MemoryTarget
 
@@ -26,6 +36,7 @@ class Backend:
     absent: str
     digest_ref: str  # the present image by digest
     remove: object  # callable deleting ``present``
+    pull_username: str | None = None  # None: pulls are anonymous
 
 
 @pytest.fixture(scope="module")
@@ -34,7 +45,81 @@ def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
         yield reg
 
 
-@pytest.fixture(params=["memory", "generic"])
+@asynccontextmanager
+async def gar_backend(registry: Registry, tmp_path: Path) -> AsyncIterator[Backend]:
+    """Artifact Registry: its API and token endpoint faked, images in ``registry``."""
+    tokens = TokenEndpoint().start()
+    api = FakeArtifactRegistry(valid_token=lambda token: token in tokens.issued).start()
+    api.add_repository("projects/proj/locations/us/repositories/mirror")
+    credentials = service_account.Credentials.from_service_account_info(
+        service_account_info(tokens.url), scopes=[CLOUD_PLATFORM_SCOPE]
+    )
+    config = GCPRegistry.model_validate(
+        {
+            "location": "us",
+            "projectId": "proj",
+            "repositoryId": "mirror",
+            "endpoint": api.endpoint,
+            "registryHost": registry.host,
+        }
+    )
+    target = GARTarget(
+        config,
+        hosts={registry.host: HostConfig(plain_http=True)},
+        credentials=credentials,
+    )
+    repo = f"proj/mirror/docker.io/library/app-{tmp_path.name[-8:].lower().strip('_')}"
+    digest = registry.push_image(repo, "1.0", payload=tmp_path.name.encode())
+    try:
+        yield Backend(
+            target,
+            f"{registry.host}/{repo}:1.0",
+            f"{registry.host}/{repo}:9.9",
+            f"{registry.host}/{repo}@{digest}",
+            lambda: registry.delete_manifest(repo, digest),
+            pull_username="oauth2accesstoken",
+        )
+    finally:
+        await target.aclose()
+        api.stop()
+        tokens.stop()
+
+
+@pytest.fixture(scope="module")
+def moto() -> Iterator[MotoServer]:
+    with running_moto() as server:
+        yield server
+
+
+@asynccontextmanager
+async def ecr_backend(moto: MotoServer, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Backend]:
+    """ECR: moto's ECR API, reached through ``endpointUrl`` with dummy credentials."""
+    for name, value in moto.environment().items():
+        monkeypatch.setenv(name, value)
+    moto.reset()
+    config = AWSRegistry.model_validate(
+        {"accountId": ACCOUNT, "region": REGION, "endpointUrl": moto.url, "prefix": "m"}
+    )
+    target = ECRTarget(config)
+    repo = "m/docker.io/library/app"
+    moto.client().create_repository(repositoryName=repo)
+    digest = moto.put_image(repo, "1.0")
+    try:
+        yield Backend(
+            target,
+            f"{config.endpoint}/docker.io/library/app:1.0",
+            f"{config.endpoint}/docker.io/library/app:9.9",
+            f"{config.endpoint}/docker.io/library/app@{digest}",
+            lambda: moto.client().batch_delete_image(
+                repositoryName=repo, imageIds=[{"imageDigest": digest}]
+            ),
+            pull_username="AWS",
+        )
+    finally:
+        await target.aclose()
+
+
+@pytest.fixture(params=["memory", "generic", "gar", "ecr"])
 async def backend(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Backend]:
     if request.param == "memory":
         endpoint = "mirror.local/m"
@@ -48,6 +133,15 @@ async def backend(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterat
             f"{endpoint}/docker.io/library/nginx@{digest}",
             lambda: memory.delete_image(present),
         )
+        return
+    if request.param == "gar":
+        async with gar_backend(request.getfixturevalue("registry"), tmp_path) as gar:
+            yield gar
+        return
+    if request.param == "ecr":
+        moto, monkeypatch = request.getfixturevalue("moto"), request.getfixturevalue("monkeypatch")
+        async with ecr_backend(moto, monkeypatch) as ecr:
+            yield ecr
         return
     registry: Registry = request.getfixturevalue("registry")
     repo = f"m/docker.io/library/app-{tmp_path.name[-8:].lower().strip('_')}"
@@ -88,5 +182,8 @@ async def test_ensure_repository_succeeds_and_is_repeatable(backend: Backend) ->
     await backend.target.ensure_repository("m/docker.io/library/redis")
 
 
-async def test_anonymous_targets_need_no_pull_credentials(backend: Backend) -> None:
-    assert await backend.target.pull_credentials() is None
+async def test_pull_credentials_are_none_for_anonymous_targets_else_the_expected_user(
+    backend: Backend,
+) -> None:
+    credentials = await backend.target.pull_credentials()
+    assert (credentials.username if credentials else None) == backend.pull_username

@@ -48,6 +48,7 @@ bench: venv apt
 	@dpkg -s valgrind >/dev/null 2>&1 || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq valgrind)
 	$(BIN)/python -m benchmarks.run
 	$(BIN)/python -m benchmarks.instructions
+	$(BIN)/python -m benchmarks.copy
 	$(BIN)/python -m benchmarks.ecr_calls
 
 clean:

@@ -140,6 +140,29 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _mirror(args: argparse.Namespace) -> int:
     # Only what a copy needs is imported: no pydantic (unless --config), kubernetes or fastapi.
+    # Meanwhile a thread builds the TLS context as swapper.oci.tls_context(ca_file=...) would:
+    # loading the system's CAs takes about 20 ms, outside the GIL. (ssl and threading are
+    # already imported, by asyncio: the thread imports nothing.)
+    import gc
+    import ssl
+    import threading
+
+    # A one-off copy makes little cyclic garbage: no collections while importing; afterwards
+    # only the objects made since are ever looked at (gc.freeze below).
+    gc.disable()
+    built: list[ssl.SSLContext | BaseException] = []
+
+    def build_tls_context() -> None:
+        try:
+            context = ssl.create_default_context()
+            if args.ca_file:
+                context.load_verify_locations(cafile=args.ca_file)
+            built.append(context)
+        except (OSError, ssl.SSLError) as exc:
+            built.append(exc)
+
+    tls_thread = threading.Thread(target=build_tls_context, daemon=True)
+    tls_thread.start()
     from swapper.errors import ConfigError, CopyError
     from swapper.images import parse
     from swapper.mirror.command import run_mirror, summary
@@ -171,10 +194,15 @@ def _mirror(args: argparse.Namespace) -> int:
         raise ConfigError([("--platform", str(exc))]) from None
     for host in args.insecure:
         hosts[host.lower()] = HostConfig(plain_http=True)
+    tls_thread.join()
+    if isinstance(built[0], BaseException):
+        raise ConfigError([("--ca-file", f"{args.ca_file}: {built[0]}")])
     for host in (source.domain, target.domain):
-        if args.ca_file and host not in hosts:
-            hosts[host] = HostConfig(ca_file=args.ca_file)
+        if host not in hosts:
+            hosts[host] = HostConfig(ca_file=args.ca_file, ssl_context=built[0])
     copy = run_mirror(source, target, platforms=platforms, authfile=args.authfile, hosts=hosts)
+    gc.freeze()
+    gc.enable()
     try:
         try:
             import uvloop  # TLS and sockets in C: less CPU per byte copied

@@ -8,32 +8,38 @@ printed as a line per finished blob otherwise.
 
 from __future__ import annotations
 
-import json
 import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
+from typing import IO, TYPE_CHECKING
 
 from swapper.errors import CredentialsError
 from swapper.images import ImageReference
-from swapper.kube.keyring import Keyring, parse_docker_config
 from swapper.oci import (
     CopyEngine,
     CopyResult,
     Credentials,
     CredentialsProvider,
     HostConfig,
+    Platform,
     ProgressEvent,
     RegistryClient,
 )
+
+if TYPE_CHECKING:
+    from swapper.kube.keyring import Keyring
 
 MiB = 1024 * 1024
 _MILESTONES = frozenset({"blob-copied", "blob-skipped", "blob-mounted", "manifest-pushed"})
 
 
 def read_authfile(path: str) -> Keyring:
+    import json
+
+    from swapper.kube.keyring import Keyring, parse_docker_config
+
     try:
         doc = json.loads(Path(path).read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
@@ -99,7 +105,7 @@ def summary(result: CopyResult) -> str:
     lines.append(
         f"blobs {result.blobs_copied} copied, {result.blobs_skipped} already there, "
         f"{result.blobs_mounted} mounted; {result.bytes_copied / MiB:.1f} MiB "
-        f"in {result.duration:.1f}s" + (" (already present)" if result.already_present else "")
+        f"in {result.duration:.3f}s" + (" (already present)" if result.already_present else "")
     )
     return "\n".join(lines)
 
@@ -108,22 +114,23 @@ async def run_mirror(
     source: ImageReference,
     target: ImageReference,
     *,
-    platforms: Sequence[str] = (),
+    platforms: Sequence[Platform | str] = (),
     authfile: str | None = None,
     hosts: dict[str, HostConfig] | None = None,
     out: IO[str] | None = None,
 ) -> CopyResult:
-    keyring = read_authfile(authfile) if authfile else Keyring()
+    keyring = read_authfile(authfile) if authfile else None  # None: anonymous everywhere
     progress = Progress(out or sys.stderr, live=(out or sys.stderr).isatty())
     async with RegistryClient(hosts=hosts or {}) as client:
         engine = CopyEngine(client)
-        client.credentials = keyring_credentials(keyring, target)
+        if keyring is not None:
+            client.credentials = keyring_credentials(keyring, target)
         try:
             return await engine.copy(
                 source,
                 target,
                 platforms=tuple(platforms) or None,
-                source_credentials=keyring_credentials(keyring, source),
+                source_credentials=keyring_credentials(keyring, source) if keyring else None,
                 progress=progress,
             )
         finally:

@@ -17,8 +17,8 @@ What is guaranteed: the target gets the source's manifests byte for byte (same d
 exception, a platform-filtered index, is reported in :class:`CopyResult`), each blob is
 verified against its digest while it streams through and no blob is ever held in memory
 whole, and the tag is written last, so a failed copy tags nothing. See ``_copy`` for the
-order of work and the platform rules, ``_auth`` for authentication, ``_network`` for why
-connections run on asyncio streams rather than httpx's default (anyio) backend.
+order of work and the platform rules, ``_auth`` for authentication, ``_http`` for the small
+HTTP/1.1 client underneath (and why it is not httpx).
 """
 
 from swapper.errors import CopyError, TransientCopyError
@@ -31,6 +31,7 @@ from swapper.oci._client import (
     RegistryClient,
     Repository,
     UploadMode,
+    tls_context,
 )
 from swapper.oci._copy import (
     CopyEngine,
@@ -40,6 +41,7 @@ from swapper.oci._copy import (
     ProgressKind,
     parse_platforms,
 )
+from swapper.oci._http import Timeout
 from swapper.oci._manifests import (
     DOCKER_MANIFEST,
     DOCKER_MANIFEST_LIST,
@@ -92,8 +94,10 @@ __all__ = [
     "RegistryClient",
     "Repository",
     "RetryPolicy",
+    "Timeout",
     "TransientCopyError",
     "UploadMode",
     "parse_platforms",
     "static_credentials",
+    "tls_context",
 ]

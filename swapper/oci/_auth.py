@@ -1,13 +1,13 @@
 """Registry authentication: challenges, credentials and a cache of scoped bearer tokens.
 
 A registry says how it wants to be authenticated in the ``WWW-Authenticate`` header of a 401
-(``GET /v2/`` is asked once per host): ``Basic realm=...`` or
-``Bearer realm=...,service=...``. For bearer, a token for the scopes a request needs
-(``repository:NAME:pull`` or ``repository:NAME:pull,push``, plus ``repository:OTHER:pull`` for a
-cross-repository mount) is fetched from the realm, with basic credentials when the caller has
-some, and kept until shortly before it expires. Tokens are keyed by host, identity and scopes:
-a token fetched with one pod's credentials is never used for a request made with another's
-(or with none).
+(``GET /v2/`` is asked once per host when there are credentials to send; anonymous requests
+learn it from their first 401): ``Basic realm=...`` or ``Bearer realm=...,service=...``.
+For bearer, a token for the scopes a request needs (``repository:NAME:pull`` or
+``repository:NAME:pull,push``, plus ``repository:OTHER:pull`` for a cross-repository mount) is
+fetched from the realm, with basic credentials when the caller has some, and kept until
+shortly before it expires. Tokens are keyed by host, identity and scopes: a token fetched with
+one pod's credentials is never used for a request made with another's (or with none).
 """
 
 from __future__ import annotations

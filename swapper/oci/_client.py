@@ -1,4 +1,4 @@
-"""The OCI distribution API over httpx: hosts, authentication, retries, manifests and blobs.
+"""The OCI distribution API: hosts, authentication, retries, manifests and blobs.
 
 :class:`RegistryClient` owns one connection pool per registry host (each host may have its own
 TLS settings) and the token cache. :meth:`RegistryClient.repository` gives a
@@ -16,13 +16,12 @@ from __future__ import annotations
 import asyncio
 import base64
 import ssl
-import urllib.request
 from collections.abc import AsyncIterable, AsyncIterator, Container, Mapping
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
+from urllib.parse import urlencode, urljoin, urlsplit, urlunsplit
 
-import httpx
 import orjson
 
 from swapper.errors import CopyError, TransientCopyError
@@ -35,6 +34,15 @@ from swapper.oci._auth import (
     TokenCache,
     parse_challenge,
 )
+from swapper.oci._http import (
+    HTTPClient,
+    Response,
+    Timeout,
+    TimeoutException,
+    TimeoutLike,
+    TransportError,
+    environment_proxy_url,
+)
 from swapper.oci._manifests import (
     MANIFEST_ACCEPT,
     MAX_MANIFEST_BYTES,
@@ -44,12 +52,11 @@ from swapper.oci._manifests import (
     digest_of,
     parse_manifest,
 )
-from swapper.oci._network import AsyncioTransport
 from swapper.oci._retry import TRANSIENT_STATUSES, RetryPolicy, retry_after
 
 MiB = 1024 * 1024
 MIN_CHUNK_SIZE = 5 * MiB  # ECR refuses smaller upload parts (except the last)
-DEFAULT_TIMEOUT = httpx.Timeout(connect=10.0, read=60.0, write=60.0, pool=None)
+DEFAULT_TIMEOUT = Timeout(connect=10.0, read=60.0, write=60.0)
 USER_AGENT = "swapper/0.1"
 _DOCKER_HUB_API = "registry-1.docker.io"
 _ERROR_BODY_LIMIT = 8192
@@ -66,6 +73,9 @@ class HostConfig:
     ``ca_file``: a PEM bundle trusted in addition to the system's CAs.
     ``upload``: ``monolithic`` sends a blob in one ``PUT``; ``chunked`` sends ``PATCH`` parts
     of ``chunk_size`` bytes (at least 5 MiB, as ECR requires) and a closing ``PUT``.
+    ``ssl_context``: a TLS context to use as it is (``verify_tls`` and ``ca_file`` are then not
+    read), for a caller that built it ahead: loading the system's CAs takes about 20 ms, which
+    ``swapper mirror`` spends in a thread while it is still importing.
     """
 
     plain_http: bool = False
@@ -73,6 +83,7 @@ class HostConfig:
     ca_file: str | None = None
     upload: UploadMode = "monolithic"
     chunk_size: int = 16 * MiB
+    ssl_context: ssl.SSLContext | None = field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         if self.chunk_size < MIN_CHUNK_SIZE:
@@ -90,7 +101,7 @@ class Mount:
 
 
 class _Host:
-    def __init__(self, domain: str, config: HostConfig, client: httpx.AsyncClient) -> None:
+    def __init__(self, domain: str, config: HostConfig, client: HTTPClient) -> None:
         self.domain = domain
         self.config = config
         self.client = client
@@ -100,53 +111,59 @@ class _Host:
         self.lock = asyncio.Lock()
 
 
-def _ssl_context(config: HostConfig) -> ssl.SSLContext:
-    context = ssl.create_default_context()  # the system's CAs
-    if not config.verify_tls:
+def tls_context(*, verify: bool = True, ca_file: str | None = None) -> ssl.SSLContext:
+    """The system's CAs plus ``ca_file``; or no verification at all (no CAs loaded then)."""
+    if not verify:
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
         context.check_hostname = False
         context.verify_mode = ssl.CERT_NONE
-    elif config.ca_file:
-        context.load_verify_locations(cafile=config.ca_file)
+        return context
+    context = ssl.create_default_context()  # the system's CAs
+    if ca_file:
+        context.load_verify_locations(cafile=ca_file)
     return context
 
 
 def _environment_proxy(scheme: str, host: str) -> bool:
     """Whether ``HTTPS_PROXY``/``HTTP_PROXY``/``ALL_PROXY`` apply to ``host`` (``NO_PROXY``)."""
-    proxies = urllib.request.getproxies_environment()
-    if scheme not in proxies and "all" not in proxies:
-        return False
-    return not urllib.request.proxy_bypass(host.rsplit(":", 1)[0].strip("[]"))
+    return environment_proxy_url(scheme, host) is not None
 
 
-async def _release(response: httpx.Response) -> None:
+def with_params(url: str, params: list[tuple[str, str]]) -> str:
+    """``url`` with ``params`` added to its query."""
+    parts = urlsplit(url)
+    query = urlencode(params)
+    return urlunsplit(parts._replace(query=f"{parts.query}&{query}" if parts.query else query))
+
+
+async def _release(response: Response) -> None:
     """Read what is left of a small body, then close: only a response read to its end lets
     its connection go back to the pool (closing it early closes the connection)."""
     try:
         received = 0
-        async for chunk in response.aiter_raw():
+        while chunk := await response.read_chunk():
             received += len(chunk)
             if received > _ERROR_BODY_LIMIT:
                 break
-    except httpx.HTTPError:
+    except TransportError:
         pass
     finally:
         await response.aclose()
 
 
-def _url(response: httpx.Response) -> str:
-    url = response.request.url
-    return str(url.copy_with(query=None))
+def _url(response: Response) -> str:
+    return urlunsplit(urlsplit(response.url)._replace(query=""))
 
 
-async def _error_detail(response: httpx.Response) -> str:
+async def _error_detail(response: Response) -> str:
     """The registry's error code and message, read from at most a few KiB of body."""
     body = bytearray()
     try:
-        async for chunk in response.aiter_raw():
+        async for chunk in response.aiter_bytes():
             body += chunk
             if len(body) >= _ERROR_BODY_LIMIT:
                 break
-    except httpx.HTTPError:
+    except TransportError:
         pass
     finally:
         await response.aclose()
@@ -158,11 +175,11 @@ async def _error_detail(response: httpx.Response) -> str:
         return ""
 
 
-async def status_error(response: httpx.Response, what: str) -> CopyError:
+async def status_error(response: Response, what: str) -> CopyError:
     """A CopyError (or TransientCopyError) for a response with an unexpected status."""
     status = response.status_code
     detail = await _error_detail(response)
-    message = f"{what}: {response.request.method} {_url(response)} answered {status}{detail}"
+    message = f"{what}: {response.method} {_url(response)} answered {status}{detail}"
     if status in TRANSIENT_STATUSES:
         reason = "rate-limited" if status == 429 else "server-error"
         return TransientCopyError(message, reason, retry_after(response))
@@ -171,13 +188,13 @@ async def status_error(response: httpx.Response, what: str) -> CopyError:
     return CopyError(message, reason=known.get(status, fallback))
 
 
-def transport_error(exc: httpx.TransportError, what: str) -> CopyError:
+def transport_error(exc: TransportError, what: str) -> CopyError:
     cause: BaseException | None = exc
     while cause is not None:
         if isinstance(cause, ssl.SSLCertVerificationError):
             return CopyError(f"{what}: TLS certificate not trusted: {cause}", reason="tls")
         cause = cause.__cause__ or cause.__context__
-    reason = "timeout" if isinstance(exc, httpx.TimeoutException) else "connection"
+    reason = "timeout" if isinstance(exc, TimeoutException) else "connection"
     name = type(exc).__name__
     return TransientCopyError(f"{what}: {name} {exc}".rstrip(), reason)
 
@@ -197,7 +214,7 @@ class RegistryClient:
         default: HostConfig | None = None,
         credentials: CredentialsProvider | None = None,
         retry: RetryPolicy | None = None,
-        timeout: httpx.Timeout = DEFAULT_TIMEOUT,
+        timeout: TimeoutLike | float = DEFAULT_TIMEOUT,
         max_connections_per_host: int = 32,
         trust_env: bool = True,
     ) -> None:
@@ -205,11 +222,8 @@ class RegistryClient:
         self._default = default or HostConfig()
         self.credentials = credentials
         self.retry = retry or RetryPolicy()
-        self._timeout = timeout
-        self._limits = httpx.Limits(
-            max_connections=max_connections_per_host,
-            max_keepalive_connections=max_connections_per_host,
-        )
+        self._timeout = Timeout.of(timeout)
+        self._max_connections = max_connections_per_host
         self._trust_env = trust_env
         self._hosts: dict[str, _Host] = {}
         self._contexts: dict[tuple[bool, str | None], ssl.SSLContext] = {}
@@ -249,30 +263,32 @@ class RegistryClient:
         if host is None:
             config = self.host_config(domain)
             key = (config.verify_tls, config.ca_file)
-            context = self._contexts.get(key)
+            context = config.ssl_context or self._contexts.get(key)
             if context is None:
-                context = self._contexts[key] = _ssl_context(config)
-            scheme = "http" if config.plain_http else "https"
-            api_host = _DOCKER_HUB_API if domain == DOCKER_HUB else domain
-            transport: httpx.AsyncBaseTransport | None = None
-            if not (self._trust_env and _environment_proxy(scheme, api_host)):
-                transport = AsyncioTransport(context, self._limits)
-            client = httpx.AsyncClient(
-                verify=context,
+                context = self._contexts[key] = tls_context(
+                    verify=config.verify_tls, ca_file=config.ca_file
+                )
+            client = HTTPClient(
+                context,
                 timeout=self._timeout,
-                limits=self._limits,
+                max_connections=self._max_connections,
                 headers={"User-Agent": USER_AGENT},
                 trust_env=self._trust_env,
-                transport=transport,
             )
             host = self._hosts[domain] = _Host(domain, config, client)
         return host
 
     # -- authentication ------------------------------------------------------------------
 
-    async def _challenge(self, host: _Host) -> Challenge:
+    async def _challenge(self, host: _Host, identity: Credentials | None) -> Challenge:
+        """How ``host`` wants to be authenticated. With credentials to send, ``GET /v2/`` asks
+        once (some registries hide private repositories behind a 404 for anonymous callers);
+        without, requests go anonymously and the first 401 teaches the challenge (one round trip
+        less per registry)."""
         if host.challenge is not None:
             return host.challenge
+        if identity is None:
+            return ANONYMOUS
         async with host.lock:
             if host.challenge is None:
                 response = await self._send_plain(host, "GET", f"{host.base_url}/v2/", "ping")
@@ -287,7 +303,7 @@ class RegistryClient:
     async def _authorization(
         self, host: _Host, identity: Credentials | None, scopes: tuple[str, ...]
     ) -> dict[str, str]:
-        challenge = await self._challenge(host)
+        challenge = await self._challenge(host, identity)
         if challenge.scheme == "bearer" and challenge.realm:
             token = await self.tokens.get_or_fetch(
                 (host.domain, identity, scopes),
@@ -305,15 +321,13 @@ class RegistryClient:
         identity: Credentials | None,
         scopes: tuple[str, ...],
     ) -> tuple[str, float]:
-        params: list[tuple[str, str | int | float | bool | None]] = [
-            ("scope", scope) for scope in scopes
-        ]
+        params = [("scope", scope) for scope in scopes]
         if challenge.service:
             params.insert(0, ("service", challenge.service))
-        url = httpx.URL(challenge.realm).copy_merge_params(params)
+        url = with_params(challenge.realm, params)
         headers = {"Authorization": _basic(identity)} if identity is not None else {}
         what = f"token for {' '.join(scopes)} from {challenge.realm}"
-        response = await self._send_plain(host, "GET", str(url), what, headers=headers)
+        response = await self._send_plain(host, "GET", url, what, headers=headers)
         if response.status_code != 200:
             error = await status_error(response, what)
             if response.status_code in (401, 403):
@@ -333,7 +347,7 @@ class RegistryClient:
     def _learn(
         self,
         host: _Host,
-        response: httpx.Response,
+        response: Response,
         identity: Credentials | None,
         scopes: tuple[str, ...],
     ) -> None:
@@ -352,14 +366,13 @@ class RegistryClient:
         url: str,
         what: str,
         headers: dict[str, str] | None = None,
-    ) -> httpx.Response:
+    ) -> Response:
         """A request without registry authentication (ping, token), retried when transient."""
         attempt = 0
         while True:
             try:
-                request = host.client.build_request(method, url, headers=headers)
-                response = await host.client.send(request, stream=True)
-            except httpx.TransportError as exc:
+                response = await host.client.send(method, url, headers=headers)
+            except TransportError as exc:
                 error = transport_error(exc, what)
                 if not isinstance(error, TransientCopyError) or attempt + 1 >= self.retry.attempts:
                     raise error from exc
@@ -375,7 +388,7 @@ class RegistryClient:
                     continue
             return response
 
-    def _wait(self, response: httpx.Response, attempt: int) -> float | None:
+    def _wait(self, response: Response, attempt: int) -> float | None:
         """Seconds to wait before trying a transient failure again, or None to give up."""
         if attempt + 1 >= self.retry.attempts:
             return None
@@ -397,7 +410,7 @@ class RegistryClient:
         content: bytes | AsyncIterable[bytes] | None = None,
         follow_redirects: bool = False,
         retry: bool = True,
-    ) -> httpx.Response:
+    ) -> Response:
         """Send an authenticated request; the response is streamed (close it).
 
         Replayable requests (no body, or ``bytes``) are retried on transient failures (unless
@@ -413,13 +426,14 @@ class RegistryClient:
         while True:
             auth = await self._authorization(host, identity, scopes)
             try:
-                request = host.client.build_request(
-                    method, url, headers={**(headers or {}), **auth}, content=content
-                )
                 response = await host.client.send(
-                    request, stream=True, follow_redirects=follow_redirects
+                    method,
+                    url,
+                    headers={**headers, **auth} if headers else auth,
+                    content=content,
+                    follow_redirects=follow_redirects,
                 )
-            except httpx.TransportError as exc:
+            except TransportError as exc:
                 error = transport_error(exc, what)
                 if (
                     not retry
@@ -478,6 +492,12 @@ class Repository:
     def name(self) -> str:
         return f"{self.domain}/{self.path}"
 
+    def warm(self, count: int) -> None:
+        """Have ``count`` connections to this registry opened in the background (TLS handshakes
+        out of the way of the transfers about to start)."""
+        host = self.client._host(self.domain)
+        host.client.warm(host.base_url, count)
+
     @property
     def config(self) -> HostConfig:
         return self.client.host_config(self.domain)
@@ -506,7 +526,7 @@ class Repository:
         content: bytes | AsyncIterable[bytes] | None = None,
         follow_redirects: bool = False,
         retry: bool = True,
-    ) -> httpx.Response:
+    ) -> Response:
         return await self.client.send(
             self.domain,
             method,
@@ -520,7 +540,7 @@ class Repository:
             retry=retry,
         )
 
-    async def _expect(self, response: httpx.Response, ok: Container[int], what: str) -> None:
+    async def _expect(self, response: Response, ok: Container[int], what: str) -> None:
         if response.status_code not in ok:
             raise await status_error(response, what)
 
@@ -542,7 +562,7 @@ class Repository:
                 body += chunk
                 if len(body) > MAX_MANIFEST_BYTES:
                     raise CopyError(f"{what} is larger than 4 MiB", reason="invalid-manifest")
-        except httpx.TransportError as exc:
+        except TransportError as exc:
             raise transport_error(exc, what) from exc
         finally:
             await response.aclose()
@@ -634,20 +654,19 @@ class Repository:
         await _release(response)
         return self._location(response, what)
 
-    def _location(self, response: httpx.Response, what: str) -> str:
+    def _location(self, response: Response, what: str) -> str:
         location = response.headers.get("location")
         if not location:
             raise CopyError(f"{what}: the registry sent no Location", reason="rejected")
-        return str(response.request.url.join(location))
+        return urljoin(response.url, location)
 
     async def mount_blob(self, digest: str, source_path: str) -> Mount:
         """Ask for ``digest`` from ``source_path`` (same registry) to be linked here."""
         what = f"mount {digest} from {source_path} into {self.name}"
         scopes = (*self._scopes, f"repository:{source_path}:pull")
-        url = httpx.URL(f"{self._base}/blobs/uploads/").copy_merge_params(
-            {"mount": digest, "from": source_path}
-        )
-        response = await self._send("POST", str(url), what, scopes=scopes)
+        params = [("mount", digest), ("from", source_path)]
+        url = with_params(f"{self._base}/blobs/uploads/", params)
+        response = await self._send("POST", url, what, scopes=scopes)
         await self._expect(response, (201, 202), what)
         await _release(response)
         if response.status_code == 201:
@@ -679,10 +698,10 @@ class Repository:
                 length = 0
             else:
                 content, length = chunks, size
-            url = httpx.URL(location).copy_merge_params({"digest": digest})
+            url = with_params(location, [("digest", digest)])
             response = await self._send(
                 "PUT",
-                str(url),
+                url,
                 what,
                 headers={
                     "Content-Type": "application/octet-stream",
@@ -730,9 +749,9 @@ class Repository:
         try:
             async with asyncio.timeout(2):
                 auth = await self.client._authorization(host, await self.identity(), self._scopes)
-                response = await host.client.request("DELETE", location, headers=auth)
-                await response.aclose()
-        except (CopyError, httpx.HTTPError, TimeoutError):
+                response = await host.client.send("DELETE", location, headers=auth)
+                await _release(response)
+        except (CopyError, TransportError, TimeoutError):
             pass
 
 

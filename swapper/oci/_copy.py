@@ -2,9 +2,14 @@
 
 Order of work for ``copy(source, target)``:
 
-1. ``GET`` the source manifest (by digest when the reference has one, checked against it).
-2. ``HEAD`` the target reference: when it already resolves to what would be pushed, stop
-   (``already_present``): two requests in all.
+1. ``HEAD`` the source reference and the target reference, at once (a source pinned by digest
+   is not asked: its digest is known). When the target already resolves to the source's digest
+   (or to the platform-filtered index this engine pushed for that source digest), stop
+   (``already_present``): one request on each side, and no ``GET`` on the source, which is
+   what Docker Hub counts against its pull limit; an ``imagePullPolicy: Always`` re-check
+   costs this much.
+2. Otherwise ``GET`` the source manifest (by digest when the reference has one, checked
+   against it) and compare again (the tag may have moved since the ``HEAD``).
 3. For an index: the children (all, or those of the selected platforms) are copied
    concurrently; a child the target already has (``HEAD`` by digest) is skipped whole.
 4. For a manifest: its blobs are copied concurrently, at most ``max_concurrent_blobs``
@@ -13,9 +18,10 @@ Order of work for ``copy(source, target)``:
    (present: skipped); else a cross-repository mount from a repository of the same target
    registry where the engine saw that blob before (or the source repository, when it is on
    the target registry); else ``GET`` from the source streamed into the upload (whose session
-   is opened while the download starts), hashed on the way through. The last chunk is held
-   back until the digest and size match, so a corrupted blob is never completed on the
-   target; the registry checks the digest too. A transient failure restarts that blob.
+   is opened while the download starts): each chunk is passed on as received (no copy) and
+   hashed once on the way through; the chunk that completes the blob is held back until the
+   digest and size match, so a corrupted blob is never completed on the target; the
+   registry checks the digest too. A transient failure restarts that blob.
 5. A manifest is pushed (by digest) only when all its blobs are there, an index only when all
    its children are there, and the tag last: a copy that fails leaves no tag behind, at most
    some untagged blobs and child manifests that the next attempt reuses.
@@ -42,14 +48,13 @@ from collections import OrderedDict
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Coroutine, Iterable, Sequence
 from contextlib import aclosing
 from dataclasses import dataclass
-from typing import Any, Literal
-
-import httpx
+from typing import Any, Generic, Literal, TypeVar
 
 from swapper.errors import CopyError, TransientCopyError
 from swapper.images import ImageReference, parse
 from swapper.oci._auth import CredentialsProvider
 from swapper.oci._client import RegistryClient, Repository, transport_error
+from swapper.oci._http import TransportError
 from swapper.oci._manifests import (
     Descriptor,
     Manifest,
@@ -58,6 +63,11 @@ from swapper.oci._manifests import (
     filtered_index,
     select_children,
 )
+
+_A = TypeVar("_A")
+_B = TypeVar("_B")
+_K = TypeVar("_K")
+_V = TypeVar("_V")
 
 ProgressKind = Literal[
     "blob-started",
@@ -105,7 +115,9 @@ class CopyResult:
     media_type: str
     already_present: bool
     filtered: bool  # an index filtered by platform was pushed: digest != source_digest
-    platforms: tuple[str, ...]  # platforms of the index children copied; () for a manifest
+    # platforms of the index children copied; () for a manifest, and when already present
+    # (nothing was read from the source then)
+    platforms: tuple[str, ...]
     manifests_pushed: int
     manifests_skipped: int
     blobs_copied: int
@@ -131,6 +143,26 @@ def parse_platforms(value: str | Sequence[str] | None) -> tuple[Platform, ...] |
     if not items or any(item.lower() == "all" for item in items):
         return None
     return tuple(Platform.parse(item) for item in items)
+
+
+class _Bounded(Generic[_K, _V]):
+    """A dict that forgets its least recently used entries beyond ``size``."""
+
+    def __init__(self, size: int) -> None:
+        self._size = size
+        self._items: OrderedDict[_K, _V] = OrderedDict()
+
+    def get(self, key: _K) -> _V | None:
+        value = self._items.get(key)
+        if value is not None:
+            self._items.move_to_end(key)
+        return value
+
+    def put(self, key: _K, value: _V) -> None:
+        self._items[key] = value
+        self._items.move_to_end(key)
+        while len(self._items) > self._size:
+            self._items.popitem(last=False)
 
 
 class _KnownBlobs:
@@ -175,6 +207,11 @@ class CopyEngine:
         self.client = client
         self.max_concurrent_blobs = max_concurrent_blobs
         self.known = _KnownBlobs(known_blobs)
+        # (target repository, filtered index digest) -> (source index digest, platforms): a
+        # re-check of a platform-filtered copy then needs no GET on the source either.
+        self.filtered: _Bounded[tuple[str, str], tuple[str, tuple[Platform, ...] | None]] = (
+            _Bounded(4096)
+        )
 
     async def copy(
         self,
@@ -258,13 +295,34 @@ class _Job:
         selectors: tuple[Platform, ...] | None,
     ) -> CopyResult:
         started = time.perf_counter()
-        top = await self.src.get_manifest(src_ref.digest or src_ref.tag or "latest")
-        if dst_ref.digest is not None and dst_ref.digest != top.digest:
-            raise CopyError(
-                f"{dst_ref} pins {dst_ref.digest} but {src_ref} is {top.digest}",
-                reason="digest-mismatch",
-            )
+        source_reference = src_ref.digest or src_ref.tag or "latest"
         reference = dst_ref.tag or dst_ref.digest or "latest"
+        # HEAD first, source and target at once: a HEAD is no pull for Docker Hub's rate limit,
+        # and an image the target already has is then done without a GET on the source (a
+        # source pinned by digest is not asked at all).
+        if src_ref.digest is not None:
+            source_digest: str | None = src_ref.digest
+            existing = await self.dst.head_manifest(reference)
+        else:
+            head, existing = await _both(
+                self.src.head_manifest(source_reference), self.dst.head_manifest(reference)
+            )
+            if head is None:
+                raise CopyError(f"{src_ref} does not exist (HEAD answered 404)", reason="not-found")
+            source_digest = head.digest or None  # None: the registry sent no digest
+        if source_digest is not None:
+            _check_pin(src_ref, dst_ref, source_digest)
+            if existing is not None and dst_ref.digest in (None, existing.digest):
+                pushed_for = self.engine.filtered.get((self.dst.name, existing.digest))
+                if existing.digest == source_digest or pushed_for == (source_digest, selectors):
+                    return self.present(src_ref, dst_ref, existing, source_digest, started)
+        top = await self.src.get_manifest(source_reference)
+        _check_pin(src_ref, dst_ref, top.digest)
+        if existing is None or existing.digest != top.digest:
+            # Blobs will be read: their connections' handshakes happen while the manifests are
+            # (a few wasted when the registry redirects downloads elsewhere).
+            ahead = self.engine.max_concurrent_blobs
+            self.src.warm(ahead if top.is_index else min(ahead, len(top.blobs)))
         push = top
         children: tuple[Descriptor, ...] = top.children if top.is_index else ()
         existing = await self.dst.head_manifest(reference)
@@ -280,6 +338,7 @@ class _Job:
             children = selected
             if left_out:
                 filtered = filtered_index(top, selected)
+                self.engine.filtered.put((self.dst.name, filtered.digest), (top.digest, selectors))
                 if existing is not None and existing.digest == filtered.digest:
                     return self.result(src_ref, dst_ref, top, filtered, children, started, True)
                 if not await self._all_present(left_out):
@@ -297,6 +356,33 @@ class _Job:
         self.manifests_pushed += 1
         self.emit("manifest-pushed", push.digest, len(push.data))
         return self.result(src_ref, dst_ref, top, push, children, started, present=False)
+
+    def present(
+        self,
+        src_ref: ImageReference,
+        dst_ref: ImageReference,
+        existing: Descriptor,
+        source_digest: str,
+        started: float,
+    ) -> CopyResult:
+        """The target already has the image (nothing was read from the source)."""
+        return CopyResult(
+            source=str(src_ref),
+            target=str(dst_ref),
+            digest=existing.digest,
+            source_digest=source_digest,
+            media_type=existing.media_type,
+            already_present=True,
+            filtered=existing.digest != source_digest,
+            platforms=(),
+            manifests_pushed=0,
+            manifests_skipped=0,
+            blobs_copied=0,
+            blobs_skipped=0,
+            blobs_mounted=0,
+            bytes_copied=0,
+            duration=time.perf_counter() - started,
+        )
 
     def result(
         self,
@@ -431,7 +517,7 @@ class _Job:
                         verified, blob.digest, blob.size, location=location, retry=False
                     )
                 return
-            except (TransientCopyError, httpx.TransportError) as exc:
+            except (TransientCopyError, TransportError) as exc:
                 error = (
                     exc
                     if isinstance(exc, TransientCopyError)
@@ -466,11 +552,12 @@ class _Job:
     async def _verified(
         self, chunks: AsyncIterator[bytes], blob: Descriptor, sent: list[int]
     ) -> AsyncGenerator[bytes, None]:
-        """Pass ``chunks`` through, hashing them; the last is held until the digest matches."""
+        """Pass ``chunks`` through as they are, hashing them once; the chunk that completes the
+        blob is held back until the source's stream has ended and digest and size match."""
         hasher = hashlib.new(check_digest(blob.digest))
         size = blob.size
         seen = 0
-        held: bytes | None = None
+        last: bytes | None = None
         async for chunk in chunks:
             if not chunk:
                 continue
@@ -481,10 +568,11 @@ class _Job:
                     reason="digest-mismatch",
                 )
             hasher.update(chunk)
-            if held is not None:
-                yield held
-                self._sent(blob, sent, len(held))
-            held = chunk
+            if seen < size:
+                yield chunk
+                self._sent(blob, sent, len(chunk))
+            else:
+                last = chunk
         digest = f"{blob.digest.split(':', 1)[0]}:{hasher.hexdigest()}"
         if seen != size or digest != blob.digest:
             raise CopyError(
@@ -492,9 +580,9 @@ class _Job:
                 f"{digest} (expected {size} bytes)",
                 reason="digest-mismatch",
             )
-        if held is not None:
-            yield held
-            self._sent(blob, sent, len(held))
+        if last is not None:
+            yield last
+            self._sent(blob, sent, len(last))
 
     def _sent(self, blob: Descriptor, sent: list[int], count: int) -> None:
         sent[0] += count
@@ -513,6 +601,24 @@ async def _abandon(session: asyncio.Task[str], repository: Repository) -> None:
     task = asyncio.current_task()
     if task is None or not task.cancelling():  # a deadline does not wait for tidying up
         await repository.cancel_upload(session.result())
+
+
+def _check_pin(src_ref: ImageReference, dst_ref: ImageReference, digest: str) -> None:
+    if dst_ref.digest is not None and dst_ref.digest != digest:
+        raise CopyError(
+            f"{dst_ref} pins {dst_ref.digest} but {src_ref} is {digest}", reason="digest-mismatch"
+        )
+
+
+async def _both(first: Coroutine[Any, Any, _A], second: Coroutine[Any, Any, _B]) -> tuple[_A, _B]:
+    """Both results; on a failure the other is cancelled and the first error raised."""
+    try:
+        async with asyncio.TaskGroup() as group:
+            one = group.create_task(first)
+            two = group.create_task(second)
+    except BaseExceptionGroup as failures:
+        raise _first_error(failures) from None
+    return one.result(), two.result()
 
 
 def _first_error(group: BaseExceptionGroup[BaseException]) -> BaseException:

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import random
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
+from typing import TYPE_CHECKING
 
-import httpx
+if TYPE_CHECKING:
+    from swapper.oci._http import Response
 
 # Statuses worth another go: the registry (or something in front of it) is overloaded or
 # restarting. 501 and 505 say the request will never work and are not retried.
@@ -37,11 +36,13 @@ class RetryPolicy:
 
     def delay(self, attempt: int) -> float:
         """Seconds to wait after failed try number ``attempt`` (0-based)."""
+        import random  # only when something failed: not at start-up
+
         ceiling = min(self.max_delay, self.base_delay * (2**attempt))
         return float(ceiling * random.uniform(0.5, 1.0))  # noqa: S311 (jitter, not secrecy)
 
 
-def retry_after(response: httpx.Response) -> float | None:
+def retry_after(response: Response) -> float | None:
     """Seconds from a ``Retry-After`` header (delta-seconds or an HTTP date), or None."""
     value = response.headers.get("retry-after")
     if not value:
@@ -49,6 +50,9 @@ def retry_after(response: httpx.Response) -> float | None:
     value = value.strip()
     if value.isdigit():
         return float(value)
+    from datetime import UTC, datetime  # rare: not imported at start-up
+    from email.utils import parsedate_to_datetime
+
     try:
         when = parsedate_to_datetime(value)
     except (TypeError, ValueError):

@@ -45,7 +45,6 @@ import google.auth.credentials
 import google.auth.exceptions
 import google.auth.transport.requests
 import grpc
-import httpx
 from google.api_core import exceptions as api_exceptions
 from google.api_core import retry as api_retry
 from google.api_core.future import polling
@@ -167,7 +166,7 @@ class GARTarget:
             hosts={domain: host_config},
             credentials=registry_credentials,
             retry=registry_retry or RetryPolicy(attempts=3, base_delay=0.2, max_delay=2.0),
-            timeout=httpx.Timeout(api_timeout),
+            timeout=api_timeout,
         )
 
     # -- TargetRegistry ------------------------------------------------------------------

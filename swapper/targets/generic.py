@@ -1,32 +1,24 @@
 """A generic OCI distribution registry as the target (``target.type: generic``).
 
-Existence is a ``HEAD /v2/<name>/manifests/<reference>``. Auth: anonymous, basic (username and
-password from ``credentialsFile``, a YAML/JSON file with ``username`` and ``password``), and
-bearer tokens obtained from the registry's ``WWW-Authenticate`` challenge. Repositories need no
-creation on a generic registry; ``ensure_repository`` is a no-op.
+Existence is a ``HEAD /v2/<name>/manifests/<reference>`` through :mod:`swapper.oci`'s client
+(anonymous, basic, or bearer tokens from the registry's ``WWW-Authenticate`` challenge, with
+its retries and token cache). Credentials, when the registry needs them, are ``username`` and
+``password`` from ``credentialsFile`` (a YAML/JSON file, e.g. a mounted Secret).
+Repositories need no creation on a generic registry; ``ensure_repository`` is a no-op.
 """
 
 from __future__ import annotations
 
-import ssl
 from pathlib import Path
 
-import httpx
 import yaml
 
 from swapper.config import GenericRegistry
-from swapper.errors import ConfigError, RegistryError
+from swapper.errors import ConfigError, CopyError, RegistryError
 from swapper.images import ImageReference, is_at_endpoint, parse
+from swapper.oci import Credentials as OCICredentials
+from swapper.oci import HostConfig, RegistryClient, RetryPolicy
 from swapper.targets.base import Credentials
-
-MANIFEST_TYPES = ", ".join(
-    (
-        "application/vnd.oci.image.index.v1+json",
-        "application/vnd.oci.image.manifest.v1+json",
-        "application/vnd.docker.distribution.manifest.list.v2+json",
-        "application/vnd.docker.distribution.manifest.v2+json",
-    )
-)
 
 
 def read_credentials(path: str) -> Credentials:
@@ -39,28 +31,28 @@ def read_credentials(path: str) -> Credentials:
     return Credentials(str(data["username"]), str(data["password"]))
 
 
-def _parse_challenge(header: str) -> dict[str, str]:
-    scheme, _, rest = header.partition(" ")
-    params: dict[str, str] = {"scheme": scheme.lower()}
-    for part in httpx.Headers({"x": rest}).get_list("x", split_commas=True):
-        key, _, value = part.strip().partition("=")
-        params[key.strip().lower()] = value.strip().strip('"')
-    return params
-
-
 class GenericTarget:
     def __init__(self, config: GenericRegistry, timeout: float = 5.0) -> None:
         self.config = config
         self.credentials = (
             read_credentials(config.credentials_file) if config.credentials_file else None
         )
-        verify: ssl.SSLContext | bool = True
-        if config.ca_file:
-            verify = ssl.create_default_context(cafile=config.ca_file)
-        scheme = "http" if config.insecure else "https"
-        self._base = f"{scheme}://{config.domain}"
-        self._client = httpx.AsyncClient(verify=verify, timeout=timeout)
-        self._tokens: dict[str, str] = {}
+        host = HostConfig(plain_http=config.insecure, ca_file=config.ca_file or None)
+        identity = (
+            OCICredentials(self.credentials.username, self.credentials.password)
+            if self.credentials
+            else None
+        )
+
+        async def provide(domain: str) -> OCICredentials | None:
+            return identity if domain == config.domain else None
+
+        self._client = RegistryClient(
+            hosts={config.domain: host},
+            credentials=provide,
+            retry=RetryPolicy(attempts=3, base_delay=0.2, max_delay=2.0),
+            timeout=timeout,
+        )
 
     @property
     def endpoint(self) -> str:
@@ -71,53 +63,13 @@ class GenericTarget:
 
     async def image_exists(self, target: str) -> bool:
         ref = parse(target)
-        reference = ref.digest or ref.tag or "latest"
-        url = f"{self._base}/v2/{ref.path}/manifests/{reference}"
-        scope = f"repository:{ref.path}:pull"
-        response = await self._head(url, scope)
-        if response.status_code == 200:
-            return True
-        if response.status_code == 404:
-            return False
-        raise RegistryError(f"HEAD {url} answered {response.status_code}")
-
-    async def _head(self, url: str, scope: str) -> httpx.Response:
-        headers = {"Accept": MANIFEST_TYPES}
-        token = self._tokens.get(scope)
-        auth: httpx.Auth | None = None
-        if token:
-            headers["Authorization"] = f"Bearer {token}"
-        elif self.credentials:
-            auth = httpx.BasicAuth(self.credentials.username, self.credentials.password)
-        response = await self._client.head(
-            url, headers=headers, auth=auth or httpx.USE_CLIENT_DEFAULT
-        )
-        if response.status_code != 401:
-            return response
-        challenge = _parse_challenge(response.headers.get("www-authenticate", ""))
-        if challenge["scheme"] != "bearer" or "realm" not in challenge:
-            return response
-        self._tokens[scope] = await self._token(challenge, scope)
-        headers["Authorization"] = f"Bearer {self._tokens[scope]}"
-        return await self._client.head(url, headers=headers)
-
-    async def _token(self, challenge: dict[str, str], scope: str) -> str:
-        params = {"scope": scope}
-        if "service" in challenge:
-            params["service"] = challenge["service"]
-        auth = (
-            httpx.BasicAuth(self.credentials.username, self.credentials.password)
-            if self.credentials
-            else None
-        )
-        response = await self._client.get(challenge["realm"], params=params, auth=auth)
-        if response.status_code != 200:
-            raise RegistryError(f"token endpoint answered {response.status_code}")
-        body = response.json()
-        token = body.get("token") or body.get("access_token")
-        if not isinstance(token, str):
-            raise RegistryError("token endpoint returned no token")
-        return token
+        try:
+            found = await self._client.repository(ref).head_manifest(
+                ref.digest or ref.tag or "latest"
+            )
+        except CopyError as exc:
+            raise RegistryError(str(exc)) from exc
+        return found is not None
 
     async def ensure_repository(self, repository: str) -> None:
         return None

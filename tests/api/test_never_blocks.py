@@ -103,7 +103,8 @@ def test_a_target_that_refuses_connections_leaves_each_container_unchanged(
     assert "patch" not in response
     warnings = response["warnings"]
     assert isinstance(warnings, list) and len(warnings) == 3
-    assert all("not swapped: ConnectError" in w for w in warnings)
+    assert all("not swapped: RegistryError: manifest" in w for w in warnings)
+    assert all("Connection refused" in w for w in warnings)
     assert 'swapper_container_decisions_total{decision="error",dry_run="false"} 3.0' in metrics
     decisions = [
         json.loads(line)

@@ -152,7 +152,8 @@ async def test_a_429_on_a_manifest_waits_for_retry_after_before_asking_again(
 
     await copy(engine, source_proxy, proxy, fresh_repo)
 
-    limited, retried = [e for e in source_proxy.log if e.path.endswith("/manifests/1")][:2]
+    gets = [e for e in source_proxy.log if e.method == "GET" and e.path.endswith("/manifests/1")]
+    limited, retried = gets[:2]  # (after the HEAD that comes first)
     assert limited.status == 429 and retried.status == 200
     assert retried.started - limited.finished >= 0.95
     assert_same_image(source, "faulty", target, fresh_repo, "1", image.digest)

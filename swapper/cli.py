@@ -15,6 +15,9 @@ from typing import TYPE_CHECKING, Any
 from swapper.errors import SwapperError
 
 if TYPE_CHECKING:
+    import ssl
+    import threading
+
     from swapper.config import Config
     from swapper.targets.base import TargetRegistry
 
@@ -163,6 +166,22 @@ def _mirror(args: argparse.Namespace) -> int:
 
     tls_thread = threading.Thread(target=build_tls_context, daemon=True)
     tls_thread.start()
+    try:
+        return _mirror_copy(args, tls_thread, built)
+    finally:
+        # Never exit while the thread is inside OpenSSL: interpreter shutdown under a running
+        # daemon thread can crash the process.
+        tls_thread.join()
+        gc.enable()
+
+
+def _mirror_copy(
+    args: argparse.Namespace,
+    tls_thread: threading.Thread,
+    built: list[ssl.SSLContext | BaseException],
+) -> int:
+    import gc
+
     from swapper.errors import ConfigError, CopyError
     from swapper.images import parse
     from swapper.mirror.command import run_mirror, summary
@@ -181,13 +200,14 @@ def _mirror(args: argparse.Namespace) -> int:
         from swapper.images import target_reference
 
         target = parse(target_reference(source, config.target.endpoint))
-        generic = config.target.generic
-        if generic is not None:
-            hosts[generic.domain] = HostConfig(
-                plain_http=generic.insecure, ca_file=generic.ca_file or None
-            )
     else:
         raise ConfigError([("TARGET", "give a TARGET reference, or --config to derive it")])
+    registry = None
+    if config is not None:  # the configured target: its hosts, repository and push token
+        from swapper.wiring import registry_hosts
+
+        hosts.update(registry_hosts(config))
+        registry = build_target(config)
     try:
         platforms = parse_platforms(",".join(args.platform) or None) or ()
     except ValueError as exc:
@@ -200,7 +220,14 @@ def _mirror(args: argparse.Namespace) -> int:
     for host in (source.domain, target.domain):
         if host not in hosts:
             hosts[host] = HostConfig(ca_file=args.ca_file, ssl_context=built[0])
-    copy = run_mirror(source, target, platforms=platforms, authfile=args.authfile, hosts=hosts)
+    copy = run_mirror(
+        source,
+        target,
+        platforms=platforms,
+        authfile=args.authfile,
+        hosts=hosts,
+        target_registry=registry,
+    )
     gc.freeze()
     gc.enable()
     try:

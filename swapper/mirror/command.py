@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, TYPE_CHECKING
 
-from swapper.errors import CredentialsError
+from swapper.errors import CopyError, CredentialsError, RegistryError
 from swapper.images import ImageReference
 from swapper.oci import (
     CopyEngine,
@@ -30,6 +30,7 @@ from swapper.oci import (
 
 if TYPE_CHECKING:
     from swapper.kube.keyring import Keyring
+    from swapper.targets.base import TargetRegistry
 
 MiB = 1024 * 1024
 _MILESTONES = frozenset({"blob-copied", "blob-skipped", "blob-mounted", "manifest-pushed"})
@@ -118,13 +119,23 @@ async def run_mirror(
     authfile: str | None = None,
     hosts: dict[str, HostConfig] | None = None,
     out: IO[str] | None = None,
+    target_registry: TargetRegistry | None = None,
 ) -> CopyResult:
+    """Copy ``source`` to ``target``. With ``target_registry`` (``--config``), the repository
+    is made ready first (ECR creates it) and pushes use the registry's own credentials."""
     keyring = read_authfile(authfile) if authfile else None  # None: anonymous everywhere
     progress = Progress(out or sys.stderr, live=(out or sys.stderr).isatty())
     async with RegistryClient(hosts=hosts or {}) as client:
         engine = CopyEngine(client)
         if keyring is not None:
             client.credentials = keyring_credentials(keyring, target)
+        if target_registry is not None:
+            client.credentials = _registry_credentials(target_registry, target, client.credentials)
+            repository = target.path
+            try:
+                await target_registry.ensure_repository(repository)
+            except RegistryError as exc:
+                raise CopyError(f"preparing {target.name}: {exc}", "target") from exc
         try:
             return await engine.copy(
                 source,
@@ -135,3 +146,18 @@ async def run_mirror(
             )
         finally:
             progress.finish()
+            if target_registry is not None:
+                await target_registry.aclose()
+
+
+def _registry_credentials(
+    registry: TargetRegistry, target: ImageReference, others: CredentialsProvider | None
+) -> CredentialsProvider:
+    async def provide(host: str) -> Credentials | None:
+        if host == target.domain:
+            pushed = await registry.pull_credentials()
+            if pushed is not None:
+                return Credentials(pushed.username, pushed.password)
+        return await others(host) if others is not None else None
+
+    return provide

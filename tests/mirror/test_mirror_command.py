@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from moto_ecr import ACCOUNT, REGION, running_moto
 from registries import (
     Registry,
     TokenServer,
@@ -136,3 +138,50 @@ def test_a_malformed_platform_is_refused_before_copying(
     )
     assert result.returncode == 2
     assert "--platform" in result.stderr
+
+
+def test_with_an_ecr_config_the_repository_is_created_and_the_push_uses_the_ecr_token(
+    registries: tuple[Registry, Registry], tmp_path: Path
+) -> None:
+    source, _ = registries
+    mirror = start_registry(tmp_path / "ecr-data-plane", users={"AWS": f"{ACCOUNT}-auth-token"})
+    try:
+        with running_moto() as moto:
+            config = tmp_path / "ecr.yaml"
+            config.write_text(
+                json.dumps(
+                    {
+                        "target": {
+                            "type": "aws",
+                            "aws": {
+                                "accountId": ACCOUNT,
+                                "region": REGION,
+                                "endpointUrl": moto.url,
+                                "registryHost": mirror.host,
+                                "prefix": "mirror",
+                            },
+                        },
+                        "mirror": {"hosts": {mirror.host: {"insecure": True}}},
+                    }
+                )
+            )
+            result = subprocess.run(
+                [
+                    *(sys.executable, "-m", "swapper", "mirror", f"{source.host}/public/multi:1.0"),
+                    *("--config", str(config), "--insecure", source.host),
+                ],
+                capture_output=True,
+                text=True,
+                timeout=120,
+                check=False,
+                env={**os.environ, **moto.environment()},
+            )
+            assert result.returncode == 0, result.stderr
+            repo = f"mirror/127.0.0.1_{source.host.split(':')[1]}/public/multi"
+            names = [
+                r["repositoryName"] for r in moto.client().describe_repositories()["repositories"]
+            ]
+            assert names == [repo]
+        assert get_manifest(mirror, repo, "1.0") == get_manifest(source, "public/multi", "1.0")
+    finally:
+        mirror.stop()

@@ -6,7 +6,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol, runtime_checkable
 
-from swapper.images import ImageReference
+from swapper.images import ImageReference, parse
+from swapper.oci import RegistryClient
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,3 +47,11 @@ class TargetRegistry(Protocol):
     async def aclose(self) -> None:
         """Release connections."""
         ...
+
+
+async def manifest_exists(client: RegistryClient, target: str) -> bool:
+    """Whether the registry has the manifest a full reference names (a ``HEAD``, by digest when
+    the reference has one, else by tag, ``latest`` when it has neither). Raises ``CopyError``."""
+    ref = parse(target)
+    found = await client.repository(ref).head_manifest(ref.digest or ref.tag or "latest")
+    return found is not None

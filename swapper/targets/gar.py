@@ -55,11 +55,11 @@ from google.cloud.artifactregistry_v1.services.artifact_registry.transports impo
 
 from swapper.config import GCPRegistry
 from swapper.errors import CopyError, RegistryError
-from swapper.images import ImageReference, is_at_endpoint, parse
+from swapper.images import ImageReference, is_at_endpoint
 from swapper.logs import get_logger
 from swapper.oci import Credentials as OCICredentials
 from swapper.oci import HostConfig, RegistryClient, RetryPolicy
-from swapper.targets.base import Credentials
+from swapper.targets.base import Credentials, manifest_exists
 
 __all__ = ["CLOUD_PLATFORM_SCOPE", "TOKEN_USERNAME", "GARTarget"]
 
@@ -179,15 +179,12 @@ class GARTarget:
         return is_at_endpoint(ref, self.config.endpoint)
 
     async def image_exists(self, target: str) -> bool:
-        ref = parse(target)
-        reference = ref.digest or ref.tag or "latest"
         try:
-            found = await self._registry.repository(ref).head_manifest(reference)
+            return await manifest_exists(self._registry, target)
         except CopyError as exc:
             if exc.reason in ("unauthorized", "denied"):
                 raise RegistryError(f"checking {target}: {exc}; {_PULL_HINT}") from exc
             raise
-        return found is not None
 
     async def ensure_repository(self, repository: str) -> None:
         """Docker image paths need no creation inside an Artifact Registry repository: this

@@ -15,10 +15,10 @@ import yaml
 
 from swapper.config import GenericRegistry
 from swapper.errors import ConfigError, CopyError, RegistryError
-from swapper.images import ImageReference, is_at_endpoint, parse
+from swapper.images import ImageReference, is_at_endpoint
 from swapper.oci import Credentials as OCICredentials
 from swapper.oci import HostConfig, RegistryClient, RetryPolicy
-from swapper.targets.base import Credentials
+from swapper.targets.base import Credentials, manifest_exists
 
 
 def read_credentials(path: str) -> Credentials:
@@ -62,14 +62,10 @@ class GenericTarget:
         return is_at_endpoint(ref, self.config.endpoint)
 
     async def image_exists(self, target: str) -> bool:
-        ref = parse(target)
         try:
-            found = await self._client.repository(ref).head_manifest(
-                ref.digest or ref.tag or "latest"
-            )
+            return await manifest_exists(self._client, target)
         except CopyError as exc:
             raise RegistryError(str(exc)) from exc
-        return found is not None
 
     async def ensure_repository(self, repository: str) -> None:
         return None

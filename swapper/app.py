@@ -140,10 +140,9 @@ class AdmissionHandler:
         audit_only = self.config.dry_run
         side_effects = not (audit_only or review.dry_run)
         settled, candidates = self.mutator.plan(review)
-        who = requester_of(review)
         decisions = settled
         if candidates:
-            resolved = await self.mutator.resolve(candidates, who, side_effects)
+            resolved = await self.mutator.resolve(candidates, requester_of(review), side_effects)
             if settled:
                 decisions = settled + resolved
                 decisions.sort(key=_order)
@@ -163,7 +162,8 @@ class AdmissionHandler:
         )
         if patch and side_effects and self.pull_secrets is not None and _adds_secret(patch):
             try:
-                await self.pull_secrets.ensure(review.namespace, who.service_account)
+                account = requester_of(review).service_account
+                await self.pull_secrets.ensure(review.namespace, account)
             except KubeError as exc:  # the pod would reference a Secret that is not there
                 return self._unchanged(review, "pull-secret", str(exc))
         result = "dry_run" if audit_only else ("patched" if patch else "unchanged")

@@ -1,0 +1,71 @@
+"""The log output: decision lines rendered with orjson, buffered until flushed, redacted."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterator
+from pathlib import Path
+
+import orjson
+import pytest
+
+from swapper import logs
+
+
+@pytest.fixture
+def unbuffered(tmp_path: Path) -> Iterator[tuple[io.FileIO, Path]]:
+    """A raw file, as ``sys.stderr.buffer`` is under ``PYTHONUNBUFFERED``."""
+    path = tmp_path / "log"
+    raw = io.FileIO(path, "wb")
+    logs.configure("info", "json", stream=raw)  # type: ignore[arg-type]
+    yield raw, path
+    logs.configure("info", "json", stream=io.BytesIO())
+    raw.close()
+
+
+def _record(**extra: object) -> dict[str, object]:
+    return {"uid": "u1", "namespace": "shop", "container": "web", **extra}
+
+
+def test_decision_lines_on_an_unbuffered_stream_wait_for_the_flush(
+    unbuffered: tuple[io.FileIO, Path],
+) -> None:
+    _, path = unbuffered
+    logs.info_lines("decision", [_record(), _record(container="init")], None)
+    assert path.read_bytes() == b""
+    logs.flush()
+    lines = [orjson.loads(line) for line in path.read_bytes().splitlines()]
+    assert [line["container"] for line in lines] == ["web", "init"]
+    assert {line["event"] for line in lines} == {"decision"}
+    assert {line["level"] for line in lines} == {"info"}
+    assert all(line["timestamp"].endswith("Z") for line in lines)
+
+
+def test_replacing_the_buffered_view_leaves_the_stream_open(
+    unbuffered: tuple[io.FileIO, Path],
+) -> None:
+    raw, path = unbuffered
+    logs.info_lines("decision", [_record()], None)
+    logs.configure("info", "json", stream=io.BytesIO())  # the buffered view is dropped
+    raw.write(b"after\n")
+    assert path.read_bytes().splitlines()[-1] == b"after"
+
+
+def test_reconfiguring_writes_out_the_lines_still_buffered(
+    unbuffered: tuple[io.FileIO, Path],
+) -> None:
+    _, path = unbuffered
+    logs.info_lines("decision", [_record()], None)
+    logs.configure("info", "json", stream=io.BytesIO())
+    assert orjson.loads(path.read_bytes())["uid"] == "u1"
+
+
+def test_credential_keys_are_redacted_in_decision_lines(
+    unbuffered: tuple[io.FileIO, Path],
+) -> None:
+    _, path = unbuffered
+    logs.info_lines("decision", [_record(password="hunter2", token="t0ken")], None)
+    logs.flush()
+    text = path.read_text()
+    assert "hunter2" not in text and "t0ken" not in text
+    assert orjson.loads(text)["password"] == "[redacted]"

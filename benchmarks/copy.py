@@ -43,6 +43,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from benchmarks import stop_servers_on_sigterm
+
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "benchmarks" / "out" / "copy.md"
 SWAPPER = ROOT / ".venv" / "bin" / "swapper"
@@ -232,6 +234,7 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--only", help="run one scenario (substring of its name)")
     args = parser.parse_args()
+    stop_servers_on_sigterm()
     sys.path.insert(0, str(ROOT / "tests"))
     import registries
 

@@ -43,6 +43,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from benchmarks import stop_servers_on_sigterm
+
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
@@ -259,6 +261,7 @@ def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--admissions", type=int, default=1000)
     args = parser.parse_args()
+    stop_servers_on_sigterm()
     os.environ.update(ENV)  # dummy credentials; nothing of the machine's AWS set-up
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
     devnull = open(os.devnull, "wb")  # noqa: SIM115

@@ -26,6 +26,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from benchmarks import stop_servers_on_sigterm
 from benchmarks.run import (
     CONFIG,
     POD,
@@ -169,6 +170,7 @@ def main() -> int:
     parser.add_argument("--run-phase", choices=PHASES, help=argparse.SUPPRESS)
     parser.add_argument("--times", type=int, default=0, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    stop_servers_on_sigterm()
     if args.run_phase:  # the child run under callgrind
         function = phase_functions()[args.run_phase]
         for _ in range(args.times):

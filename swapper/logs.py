@@ -104,10 +104,11 @@ def get_logger(name: str) -> Any:
 
 
 class _DeferredFlush:
-    """The structlog output: lines are buffered and written out by :func:`flush` (after each
-    admission request's turn of the event loop, every second by :func:`flush_periodically`,
-    and at exit) instead of after every line: under load, one write system call for the
-    lines of several requests instead of one per container."""
+    """The structlog output: in the server, lines are buffered and written out once the event
+    loop's current turn is done (and every second by :func:`flush_periodically`, and at exit)
+    instead of after every line: under load, one write system call for the lines of several
+    requests instead of one per container. Outside an event loop (the CLI, worker threads) a
+    line is written at once."""
 
     def __init__(self, raw: IO[bytes]) -> None:
         if isinstance(raw, io.RawIOBase):
@@ -120,8 +121,8 @@ class _DeferredFlush:
     def write(self, data: bytes) -> int:
         return self.raw.write(data)
 
-    def flush(self) -> None:  # called by structlog after every line: deferred
-        return None
+    def flush(self) -> None:  # called after every line: deferred to the loop's turn, if any
+        flush_soon()
 
     def sync(self) -> None:
         with contextlib.suppress(OSError, ValueError):  # a broken stream must not fail a request
@@ -130,15 +131,14 @@ class _DeferredFlush:
 
 _output: _DeferredFlush | None = None
 _fast_json = False
-_flush_scheduled = False
+_flush_loop: object | None = None  # the loop a flush is scheduled on
 
 
 def flush_soon() -> None:
     """Flush once the event loop has run what is ready now: under load, the lines of many
-    requests share one write; when idle, a request's lines are written right after it."""
-    global _flush_scheduled
-    if _flush_scheduled:
-        return
+    requests share one write; when idle, a request's lines are written right after it.
+    Outside a running loop, flush now."""
+    global _flush_loop
     import asyncio
 
     try:
@@ -146,13 +146,14 @@ def flush_soon() -> None:
     except RuntimeError:
         flush()
         return
-    _flush_scheduled = True
-    loop.call_soon(_scheduled_flush)
+    if _flush_loop is not loop:  # (a loop closed with a flush pending is not waited for)
+        _flush_loop = loop
+        loop.call_soon(_scheduled_flush)
 
 
 def _scheduled_flush() -> None:
-    global _flush_scheduled
-    _flush_scheduled = False
+    global _flush_loop
+    _flush_loop = None
     flush()
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 from collections.abc import Iterator
 from pathlib import Path
@@ -69,3 +70,43 @@ def test_credential_keys_are_redacted_in_decision_lines(
     text = path.read_text()
     assert "hunter2" not in text and "t0ken" not in text
     assert orjson.loads(text)["password"] == "[redacted]"
+
+
+def test_a_line_logged_outside_an_event_loop_is_written_at_once(
+    unbuffered: tuple[io.FileIO, Path],
+) -> None:
+    _, path = unbuffered
+    logs.get_logger("swapper.test").info("started", target="mirror.example.com")
+    assert orjson.loads(path.read_bytes())["event"] == "started"
+
+
+def test_lines_logged_in_an_event_loop_are_written_after_its_turn(
+    unbuffered: tuple[io.FileIO, Path],
+) -> None:
+    _, path = unbuffered
+    seen: list[bytes] = []
+
+    async def request() -> None:
+        logs.get_logger("swapper.test").info("first")
+        logs.info_lines("decision", [_record()], None)
+        seen.append(path.read_bytes())  # still buffered: one write for the whole turn
+        await asyncio.sleep(0)
+        await asyncio.sleep(0)
+        seen.append(path.read_bytes())
+
+    asyncio.run(request())
+    assert seen[0] == b""
+    assert [orjson.loads(line)["event"] for line in seen[1].splitlines()] == ["first", "decision"]
+
+
+def test_each_new_event_loop_gets_its_own_flush(unbuffered: tuple[io.FileIO, Path]) -> None:
+    _, path = unbuffered
+
+    async def log_and_leave() -> None:
+        logs.get_logger("swapper.test").info("in-loop")
+
+    asyncio.run(log_and_leave())
+    asyncio.run(log_and_leave())
+    logs.get_logger("swapper.test").info("outside")
+    events = [orjson.loads(line)["event"] for line in path.read_bytes().splitlines()]
+    assert events == ["in-loop", "in-loop", "outside"]

@@ -1,3 +1,3 @@
-from swapper.cli import main
+from swapper.cli import console
 
-raise SystemExit(main())
+console()

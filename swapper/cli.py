@@ -141,6 +141,28 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
 
 
+def console() -> None:
+    """The ``swapper`` command: :func:`main`, then exit.
+
+    ``swapper mirror`` leaves without tearing the interpreter down: once its copy is done and
+    its output written, nothing is left to clean up (connections closed, the TLS thread
+    joined), and unloading every module would keep its user waiting about 25 ms more.
+    """
+    code = main()
+    if len(sys.argv) > 1 and sys.argv[1] == "mirror":
+        import contextlib
+        import os
+
+        logs = sys.modules.get("swapper.logs")  # imported only with --config
+        if logs is not None:
+            logs.flush()
+        with contextlib.suppress(OSError, ValueError):  # a closed pipe: nothing more to say
+            sys.stdout.flush()
+            sys.stderr.flush()
+        os._exit(code)
+    sys.exit(code)
+
+
 def _mirror(args: argparse.Namespace) -> int:
     # Only what a copy needs is imported: no pydantic (unless --config), kubernetes or fastapi.
     # Meanwhile a thread builds the TLS context as swapper.oci.tls_context(ca_file=...) would:

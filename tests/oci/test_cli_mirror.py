@@ -4,6 +4,7 @@ through its CA bundle (``--ca-file``, loaded while the command still starts up).
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -18,12 +19,16 @@ from registries import (
 
 
 def swapper(*args: str) -> subprocess.CompletedProcess[str]:
+    # Buffered output, as a user's shell gives it: the command ends with os._exit, which must
+    # come after its summary is written out.
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}
     return subprocess.run(
         [sys.executable, "-m", "swapper", *args],
         capture_output=True,
         text=True,
         timeout=120,
         check=False,
+        env=env,
     )
 
 

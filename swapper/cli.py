@@ -125,7 +125,10 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    return _run(_parser().parse_args(argv))
+
+
+def _run(args: argparse.Namespace) -> int:
     try:
         if args.command == "serve":
             return _serve(args)
@@ -148,12 +151,13 @@ def console() -> None:
     its output written, nothing is left to clean up (connections closed, the TLS thread
     joined), and unloading every module would keep its user waiting about 25 ms more.
     """
-    code = main()
-    if len(sys.argv) > 1 and sys.argv[1] == "mirror":
+    args = _parser().parse_args()
+    code = _run(args)
+    if args.command == "mirror":
         import contextlib
         import os
 
-        logs = sys.modules.get("swapper.logs")  # imported only with --config
+        logs = sys.modules.get("swapper.logs")  # if the copy imported it
         if logs is not None:
             logs.flush()
         with contextlib.suppress(OSError, ValueError):  # a closed pipe: nothing more to say

@@ -6,7 +6,7 @@ STAMP   := $(VENV)/.installed
 APT_PKGS := docker-registry hey wrk skopeo
 SHELL   := /bin/bash
 
-.PHONY: all venv apt lint typecheck unit chart-test test demo bench clean
+.PHONY: all venv apt lint typecheck unit chart-test kube-binaries e2e test demo bench clean
 
 all: test
 
@@ -32,14 +32,31 @@ typecheck: venv
 	$(BIN)/mypy swapper
 
 unit: venv
-	$(BIN)/pytest -q --ignore=tests/chart
+	$(BIN)/pytest -q --ignore=tests/chart --ignore=tests/e2e
 
 # The Helm chart: lint, render with tests/chart/values/*, validate every object against the
 # Kubernetes OpenAPI schemas, assert its safety properties (Helm from the helm-python-sdk wheel).
 chart-test: venv
 	$(BIN)/pytest -q tests/chart
 
-test: apt lint typecheck unit chart-test
+# The real control plane for the end-to-end tests: kube-apiserver and kubectl built with Go from
+# k8s.io/kubernetes, etcd from go.etcd.io/etcd/server/v3, each at a pinned release, once, into
+# $(E2E_CACHE) (outside the work tree, keyed by version). About 12 minutes on a fresh 2-core
+# machine for both Kubernetes versions; seconds once cached.
+E2E_CACHE ?= $(HOME)/.cache/swapper-e2e
+KUBE_VERSIONS ?= $(shell $(PY) tests/e2e/binaries.py --list)
+kube-binaries:
+	SWAPPER_E2E_CACHE=$(E2E_CACHE) $(PY) tests/e2e/binaries.py --versions $(KUBE_VERSIONS)
+
+# The end-to-end tests: the chart installed into a real API server that calls swapper serve;
+# the whole suite once per Kubernetes version in KUBE_VERSIONS (newest and oldest claimed).
+e2e: venv apt kube-binaries
+	@set -e; for version in $(KUBE_VERSIONS); do \
+	  echo "== end-to-end tests on Kubernetes $$version"; \
+	  SWAPPER_E2E_CACHE=$(E2E_CACHE) SWAPPER_E2E_KUBE=$$version $(BIN)/pytest -q tests/e2e; \
+	done
+
+test: apt lint typecheck unit chart-test e2e
 
 demo: venv apt
 	$(BIN)/python tests/demo.py

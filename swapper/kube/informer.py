@@ -71,6 +71,8 @@ class Informer(Generic[T]):
         self.items: dict[Key, T] = {}
         self.synced = threading.Event()
         self.lists = 0  # full lists done (the first, and one after every 410 or failure)
+        self.expired = 0  # watches answered 410 Gone: relisted at once, not a failure
+        self.failures = 0  # errors that were retried after a backoff
         self._response: Any = None
 
     @staticmethod
@@ -155,9 +157,11 @@ class Informer(Generic[T]):
                 version = self.watch(version, stop)
                 failures = 0
             except Gone:
-                version = ""  # list again
+                self.expired += 1
+                version = ""  # list again, at once: an expired version is not a failure
             except Exception as exc:
                 failures += 1
+                self.failures += 1
                 version = ""
                 delay = min(self.max_backoff, 0.5 * 2**failures) * random.uniform(0.5, 1.0)  # noqa: S311
                 log.warning(

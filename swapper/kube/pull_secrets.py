@@ -20,7 +20,9 @@ Artifact Registry tokens 1 h):
 - A failure is reported as an Event on the pod's ServiceAccount (so ``kubectl describe`` shows
   why) and raised as :class:`~swapper.errors.KubeError`: admission then leaves the pod as it is.
 
-Writes carry the ``resourceVersion`` that was read; a 409 Conflict reads again and retries.
+Writes carry the ``resourceVersion`` that was read; a 409 Conflict reads again and retries. A
+Secret that already holds the current credentials is never written again (compared by
+fingerprint), so several replicas, or a restarted one, do not take turns rewriting it.
 Credentials are never logged; log lines name namespaces and the Secret.
 """
 
@@ -183,7 +185,9 @@ class KubePullSecrets:
             namespace = str((item.get("metadata") or {}).get("name") or "")
             secret = self._read(namespace)
             if secret is not None and _managed(secret):
-                self._current[namespace] = "unknown"  # rewritten on the next refresh
+                # What it holds now: rewritten on the next refresh only if that is not current
+                # (another replica, or this one before a restart, may have written it already).
+                self._current[namespace] = _stored_fingerprint(secret) or "unknown"
                 self._written_at[namespace] = self.clock()
 
     # -- the Kubernetes side (threads) ----------------------------------------------------------
@@ -235,6 +239,12 @@ class KubePullSecrets:
                         "left as it is",
                     )
                 self._current[namespace] = wanted  # not ours: never written, not asked again
+                return
+            if existing is not None and _stored_fingerprint(existing) == wanted:
+                # Already current (written by another replica): writing it again would only
+                # make the replicas take turns rewriting the same Secret.
+                self._current[namespace] = wanted
+                self._written_at[namespace] = self.clock()
                 return
             body = self._body(credentials, existing)
             try:
@@ -304,6 +314,15 @@ class KubePullSecrets:
             call_json(self.core.create_namespaced_event, namespace, event)
         except Exception as exc:
             log.warning("event_failed", namespace=namespace, error=f"{type(exc).__name__}")
+
+
+def _stored_fingerprint(secret: dict[str, Any]) -> str | None:
+    """The :func:`fingerprint` of the credentials a Secret holds (None if unreadable)."""
+    try:
+        raw = base64.b64decode((secret.get("data") or {}).get(".dockerconfigjson") or "")
+    except (ValueError, TypeError):
+        return None
+    return hashlib.sha256(raw).hexdigest() if raw else None
 
 
 def _managed(secret: dict[str, Any]) -> bool:

@@ -224,6 +224,9 @@ is limited to the one TLS Secret. Call with $ and a kind: "namespaced" or "clust
     - --label=app.kubernetes.io/name={{ include "swapper.name" . }}
     - --label=app.kubernetes.io/instance={{ .Release.Name }}
     - --label=app.kubernetes.io/managed-by=swapper-certs-bootstrap
+    {{- range .Values.certificates.extraSANs }}
+    - --san={{ . }}
+    {{- end }}
   securityContext:
     {{- include "swapper.containerSecurityContext" . | nindent 4 }}
   resources:

@@ -1,0 +1,81 @@
+"""End-to-end tests against a real kube-apiserver and etcd (see e2e/cluster.py).
+
+One control plane serves the whole session. On it the chart is installed as a user would
+(e2e/install.py), with two Debian ``docker-registry`` processes as source (bearer tokens, only
+``public/`` anonymous) and target (basic auth, so a target pull secret is needed), and
+``swapper serve`` runs as the chart's ServiceAccount.
+
+The binaries are built by ``make kube-binaries`` (which ``make test`` and ``make e2e`` call); if
+they are missing the session builds them first (see e2e/binaries.py for how long that takes).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+import pytest
+import yaml
+from e2e import binaries
+from e2e.cluster import Cluster, running_cluster
+from e2e.install import Installed, install
+from e2e.serving import Webhook, point_webhook, start_swapper, stop
+from e2e.world import MIRROR_USER, PRIVATE_USER, Registries, e2e_values
+from registries import (
+    TokenServer,
+    make_image,
+    make_layer,
+    push_image,
+    start_registry,
+)
+
+
+@pytest.fixture(scope="session")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    built = binaries.ensure()
+    with running_cluster(tmp_path_factory.mktemp("cluster"), built) as running:
+        yield running
+
+
+@pytest.fixture(scope="session")
+def registries(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registries]:
+    tmp = tmp_path_factory.mktemp("registries")
+    tokens = TokenServer(tmp / "tokens", users=dict([PRIVATE_USER]), public=("public/",))
+    tokens.start()
+    source = start_registry(tmp / "source", token_server=tokens)
+    target = start_registry(tmp / "target", users=dict([MIRROR_USER]))
+    image = make_image([make_layer("e2e-a"), make_layer("e2e-b")])
+    for repo in ("public/app", "public/sidecar", "public/debug", "public/other", "private/app"):
+        push_image(source, repo, image, "1.0")
+    credentials = tmp / "mirror-credentials.yaml"
+    credentials.write_text(yaml.safe_dump({"username": MIRROR_USER[0], "password": MIRROR_USER[1]}))
+    try:
+        yield Registries(tokens, source, target, image, credentials)
+    finally:
+        target.stop()
+        source.stop()
+        tokens.stop()
+
+
+@pytest.fixture(scope="session")
+def installed(
+    cluster: Cluster, registries: Registries, tmp_path_factory: pytest.TempPathFactory
+) -> Installed:
+    return install(cluster, e2e_values(registries), tmp_path_factory.mktemp("install"))
+
+
+@pytest.fixture(scope="session")
+def swapper(installed: Installed, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Webhook]:
+    """One replica of the chart's webhook, registered by URL with the API server."""
+    hook = start_swapper(installed, tmp_path_factory.mktemp("swapper"))
+    point_webhook(installed, hook.url)
+    try:
+        yield hook
+    finally:
+        stop(hook)
+
+
+@pytest.fixture
+def repoint(installed: Installed, swapper: Webhook) -> Iterator[Callable[[str], None]]:
+    """Point the webhook at another URL for one test; back at ``swapper`` afterwards."""
+    yield lambda url: point_webhook(installed, url)
+    point_webhook(installed, swapper.url)

@@ -14,7 +14,9 @@ it, that pod would read an image it could never pull from the source. So before 
   every pod may be swapped to their images.
 
 Answers are cached per repository (public) and per credential and repository (private), for
-``ttl`` seconds; a "no" is cached for ``negative_ttl``. When the source cannot be asked (down,
+``ttl`` seconds; a "no" is cached for ``negative_ttl``. A reference that does not exist (404)
+says nothing about the repository's other tags: that "no" is cached for that reference only,
+so a pod naming a missing tag does not make a public repository look private. When the source cannot be asked (down,
 timing out, rate limiting) the last answer is used even if older, and with no answer the
 image is not swapped: a pod keeps its original reference rather than gain access it may not
 have. Credentials are held as a SHA-256 fingerprint in the cache keys, never in clear.
@@ -38,7 +40,8 @@ from swapper.oci import Credentials, RegistryClient
 
 log = get_logger("swapper.mirror")
 
-_DENIED = frozenset({"unauthorized", "denied", "not-found"})
+_DENIED = frozenset({"unauthorized", "denied"})
+_MISSING = "missing"  # the manifest is not there: a "no" for this reference only
 
 
 @runtime_checkable
@@ -91,6 +94,10 @@ def _reference(source: ImageReference) -> str:
     return source.digest or source.tag or "latest"
 
 
+def _missing_key(source: ImageReference) -> str:
+    return f"{source.name}@{_reference(source)}"
+
+
 @dataclass
 class _Answer:
     readable: bool
@@ -116,7 +123,7 @@ class RegistryAccess:
         self.negative_ttl = negative_ttl
         self.clock = clock
         self._answers: dict[tuple[str, str], _Answer] = {}  # (fingerprint or "", repo)
-        self._inflight: dict[tuple[str, str], asyncio.Future[bool | None]] = {}
+        self._inflight: dict[tuple[str, str], asyncio.Future[bool | str | None]] = {}
         self.requests = 0  # registry round trips made, for tests and benchmarks
 
     def _fresh(self, key: tuple[str, str]) -> bool | None:
@@ -128,17 +135,24 @@ class RegistryAccess:
             answer.readable if age < (self.ttl if answer.readable else self.negative_ttl) else None
         )
 
+    def _fresh_for(self, fingerprint: str, source: ImageReference) -> bool | None:
+        """The repository's cached answer, else that of this very reference (a missing one)."""
+        found = self._fresh((fingerprint, source.name))
+        if found is None and self._fresh((fingerprint, _missing_key(source))) is False:
+            return False
+        return found
+
     def known(self, source: ImageReference, who: Requester) -> bool | None:
         if source.domain in self.shared:
             return True
         repo = source.name
-        public = self._fresh(("", repo))
+        public = self._fresh_for("", source)
         if public:
             return True
         if public is None:
             return None
         for auth in self.keyrings(who).lookup(repo):
-            readable = self._fresh((_fingerprint(auth), repo))
+            readable = self._fresh_for(_fingerprint(auth), source)
             if readable is None:
                 return None
             if readable:
@@ -158,31 +172,40 @@ class RegistryAccess:
         return False
 
     async def _ask(self, source: ImageReference, auth: RegistryAuth | None) -> bool:
-        key = (_fingerprint(auth) if auth else "", source.name)
-        fresh = self._fresh(key)
+        fingerprint = _fingerprint(auth) if auth else ""
+        key = (fingerprint, source.name)
+        fresh = self._fresh_for(fingerprint, source)
         if fresh is not None:
             return fresh
-        pending = self._inflight.get(key)
+        asking = (fingerprint, _missing_key(source))  # one request per reference at a time
+        pending = self._inflight.get(asking)
         if pending is None:
             pending = asyncio.get_running_loop().create_future()
-            self._inflight[key] = pending
+            self._inflight[asking] = pending
             try:
                 pending.set_result(await self._head(source, auth))
             except BaseException as exc:
                 pending.set_exception(exc)
                 raise
             finally:
-                del self._inflight[key]
+                del self._inflight[asking]
         result = await asyncio.shield(pending)
+        if result == _MISSING:
+            self._answers[asking] = _Answer(False, self.clock())
+            return False
         if result is None:
             # The source could not tell: keep the last answer, however old, or say no; either
             # way it is not asked again before the cache runs out.
             last = self._answers.get(key)
             result = last.readable if last else False
-        self._answers[key] = _Answer(result, self.clock())
-        return result
+        readable = result is True
+        self._answers[key] = _Answer(readable, self.clock())
+        return readable
 
-    async def _head(self, source: ImageReference, auth: RegistryAuth | None) -> bool | None:
+    async def _head(
+        self, source: ImageReference, auth: RegistryAuth | None
+    ) -> bool | str | None:
+        """True: readable; False: denied; ``_MISSING``: no such manifest; None: unknown."""
         identity = (
             Credentials(auth.username, auth.password or auth.identity_token) if auth else None
         )
@@ -193,10 +216,12 @@ class RegistryAccess:
         self.requests += 1
         repository = self.client.repository(source, credentials=provide)
         try:
-            return await repository.head_manifest(_reference(source)) is not None
+            found = await repository.head_manifest(_reference(source))
         except CopyError as exc:
             if exc.reason in _DENIED:
                 return False
+            if exc.reason == "not-found":
+                return _MISSING
             log.warning(
                 "source_access_unknown",
                 repository=source.name,
@@ -204,3 +229,4 @@ class RegistryAccess:
                 reason=exc.reason,
             )
             return None
+        return True if found is not None else _MISSING

@@ -44,7 +44,8 @@ def registries(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registries]
     source = start_registry(tmp / "source", token_server=tokens)
     target = start_registry(tmp / "target", users=dict([MIRROR_USER]))
     image = make_image([make_layer("e2e-a"), make_layer("e2e-b")])
-    for repo in ("public/app", "public/sidecar", "public/debug", "public/other", "private/app"):
+    repos = ("public/app", "public/sidecar", "public/debug", "public/other", "public/tags")
+    for repo in (*repos, "private/app"):
         push_image(source, repo, image, "1.0")
     credentials = tmp / "mirror-credentials.yaml"
     credentials.write_text(yaml.safe_dump({"username": MIRROR_USER[0], "password": MIRROR_USER[1]}))

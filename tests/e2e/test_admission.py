@@ -284,3 +284,16 @@ def test_a_container_added_by_a_later_webhook_is_swapped_on_reinvocation(
     ]
     rounds = {k for k in events[-1]["annotations"] if k.startswith("mutation.webhook.admission")}
     assert any("round_1" in k for k in rounds), rounds  # swapper was called a second time
+
+
+def test_a_pod_naming_a_missing_tag_does_not_stop_the_repositorys_other_tags_being_swapped(
+    cluster: Cluster, registries: Registries, swapper: Webhook
+) -> None:
+    namespace = cluster.namespace("e2e-missing-tag")
+    missing = registries.source_ref("public/tags", "no-such-tag")
+    first = create_pod(cluster, namespace, pod("typo", {"c": missing}))
+    assert images(first) == {"c": missing}  # nothing to mirror: left as it is
+    second = create_pod(
+        cluster, namespace, pod("right", {"c": registries.source_ref("public/tags")})
+    )
+    assert images(second) == {"c": registries.mirror_ref("public/tags")}

@@ -162,3 +162,24 @@ async def test_registries_shared_by_the_operator_are_readable_by_every_pod(
     assert checker.known(source, pod()) is True
     assert await checker.allows(source, pod()) is True
     assert checker.requests == 0
+
+
+async def test_a_missing_tag_does_not_make_the_public_repository_look_private(
+    registry: Registry, access: tuple[RegistryAccess, Clock]
+) -> None:
+    checker, _ = access
+    assert await checker.allows(parse(f"{registry.host}/public/app:no-such-tag"), pod()) is False
+    assert checker.known(parse(f"{registry.host}/public/app:1.0"), pod()) is None  # not cached
+    assert await checker.allows(parse(f"{registry.host}/public/app:1.0"), pod()) is True
+
+
+async def test_a_missing_tag_is_remembered_for_that_tag(
+    registry: Registry, access: tuple[RegistryAccess, Clock]
+) -> None:
+    checker, _ = access
+    missing = parse(f"{registry.host}/public/app:no-such-tag")
+    assert await checker.allows(missing, pod()) is False
+    asked = checker.requests
+    assert checker.known(missing, pod()) is False
+    assert await checker.allows(missing, pod()) is False
+    assert checker.requests == asked

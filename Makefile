@@ -31,7 +31,7 @@ lint: venv
 typecheck: venv
 	$(BIN)/mypy swapper
 
-unit: venv
+unit: venv kube-binaries
 	$(BIN)/pytest -q --ignore=tests/chart --ignore=tests/e2e
 
 # The Helm chart: lint, render with tests/chart/values/*, validate every object against the

@@ -5,8 +5,8 @@ One control plane serves the whole session. On it the chart is installed as a us
 ``public/`` anonymous) and target (basic auth, so a target pull secret is needed), and
 ``swapper serve`` runs as the chart's ServiceAccount.
 
-The binaries are built by ``make kube-binaries`` (which ``make test`` and ``make e2e`` call); if
-they are missing the session builds them first (see e2e/binaries.py for how long that takes).
+The control plane itself is the session fixture ``cluster`` of tests/conftest.py, shared with
+tests/kube.
 """
 
 from __future__ import annotations
@@ -15,8 +15,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 import yaml
-from e2e import binaries
-from e2e.cluster import Cluster, running_cluster
+from e2e.cluster import Cluster
 from e2e.install import Installed, install
 from e2e.serving import Webhook, point_webhook, start_swapper, stop
 from e2e.world import MIRROR_USER, PRIVATE_USER, Registries, e2e_values
@@ -27,13 +26,6 @@ from registries import (
     push_image,
     start_registry,
 )
-
-
-@pytest.fixture(scope="session")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    built = binaries.ensure()
-    with running_cluster(tmp_path_factory.mktemp("cluster"), built) as running:
-        yield running
 
 
 @pytest.fixture(scope="session")

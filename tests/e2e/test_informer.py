@@ -151,3 +151,31 @@ def test_a_watch_that_expires_after_compaction_is_relisted_without_losing_state(
         namespace, docker_config_secret(namespace, "later", host, ("u", "later"))
     )
     assert _wait(lambda: (namespace, "later") in informer.items)  # and it watches again
+
+
+def test_service_accounts_pull_secret_lists_are_followed_through_the_watch(
+    cluster: Cluster, installed: Installed, core: Any, tmp_path: Path
+) -> None:
+    from kubernetes import client
+
+    from swapper.kube.source_credentials import SourceCredentials
+
+    kubeconfig = installed.swapper_kubeconfig(tmp_path / "swapper.kubeconfig")
+    store = SourceCredentials(cluster.api_client(kubeconfig), watch_timeout=5)
+    namespace = cluster.namespace("e2e-informer-accounts")
+    store.start()
+    try:
+        assert _wait(lambda: store.synced)
+        core.create_namespaced_service_account(
+            namespace, {"metadata": {"name": "ci"}, "imagePullSecrets": [{"name": "one"}]}
+        )
+        assert _wait(lambda: store.secret_names(namespace, (), "ci") == ("one",))
+        core.patch_namespaced_service_account(
+            "ci", namespace, {"imagePullSecrets": [{"name": "two"}, {"name": "three"}]}
+        )
+        assert _wait(lambda: store.secret_names(namespace, (), "ci") == ("two", "three"))
+        client.CoreV1Api(cluster.api_client()).delete_namespaced_service_account("ci", namespace)
+        assert _wait(lambda: store.secret_names(namespace, (), "ci") == ())
+        assert all(i.failures == 0 for i in (*store.secrets, store.service_accounts))
+    finally:
+        store.stop()

@@ -174,3 +174,30 @@ def test_the_tls_secret_name_can_be_chosen() -> None:
     assert "--secret=webhook-tls" in job_args(rendered)
     tls = next(v for v in rendered.pod["volumes"] if v["name"] == "tls")
     assert tls["secret"]["secretName"] == "webhook-tls"
+
+
+def test_extra_sans_are_passed_to_the_bootstrap_job() -> None:
+    rendered = render({"certificates": {"extraSANs": ["swapper.internal.example.org", "10.0.4.7"]}})
+    sans = [a for a in job_args(rendered) if a.startswith("--san=")]
+    assert sans == ["--san=swapper.internal.example.org", "--san=10.0.4.7"]
+
+
+def test_without_extra_sans_the_job_names_only_the_service() -> None:
+    assert not [a for a in job_args(render()) if a.startswith("--san")]
+
+
+def test_extra_sans_reach_the_cert_manager_certificate_as_dns_names_and_ip_addresses() -> None:
+    rendered = render(
+        {"certificates": {"extraSANs": ["swapper.internal.example.org", "10.0.4.7", "fd00::7"]}},
+        file="cert-manager",
+    )
+    spec = rendered.one("Certificate", "swapper")["spec"]
+    service = rendered.one("Service")["metadata"]["name"]
+    expected = [*certs.service_dns_names(service, "swapper-system"), "swapper.internal.example.org"]
+    assert spec["dnsNames"] == expected
+    assert spec["ipAddresses"] == ["10.0.4.7", "fd00::7"]
+
+
+def test_an_extra_san_with_spaces_or_slashes_is_refused() -> None:
+    message = render_error({"certificates": {"extraSANs": ["https://swapper.example.org/"]}})
+    assert "extraSANs" in message

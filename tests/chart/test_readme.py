@@ -8,12 +8,13 @@ import re
 from chart.rendering import CHART, KUBERNETES_VERSIONS, REPO, VALUES_DIR, VALUES_FILES
 
 README = (CHART / "README.md").read_text(encoding="utf-8")
-TESTS = REPO / "tests" / "chart"
+# The chart's offline tests, and the end-to-end tests that install it into a real API server.
+TESTS = (REPO / "tests" / "chart", REPO / "tests" / "e2e")
 
 
 def chart_test_names() -> set[str]:
     names = set()
-    for path in TESTS.glob("test_*.py"):
+    for path in (p for folder in TESTS for p in folder.glob("test_*.py")):
         tree = ast.parse(path.read_text(encoding="utf-8"))
         names |= {n.name for n in tree.body if isinstance(n, ast.FunctionDef)}
     return names

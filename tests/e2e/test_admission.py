@@ -137,7 +137,7 @@ def test_a_server_side_dry_run_returns_the_mutated_pod_and_leaves_nothing_behind
     assert listed.items == []
 
 
-def test_an_ephemeral_container_added_like_kubectl_debug_is_swapped(
+def test_an_ephemeral_container_added_by_kubectl_debug_is_swapped(
     cluster: Cluster, registries: Registries, swapper: Webhook
 ) -> None:
     from kubernetes import client
@@ -145,12 +145,11 @@ def test_an_ephemeral_container_added_like_kubectl_debug_is_swapped(
     namespace = cluster.namespace("e2e-debug")
     create_pod(cluster, namespace, pod("web", {"web": registries.source_ref("public/app")}))
     debug = registries.source_ref("public/debug")
+    # kubectl debug patches the pods/ephemeralcontainers subresource (no -i: nothing attaches)
+    cluster.kubectl("debug", "-n", namespace, "web", f"--image={debug}", "--container=debugger")
     core = client.CoreV1Api(cluster.api_client())
-    patch = {"spec": {"ephemeralContainers": [{"name": "debugger", "image": debug}]}}
-    updated = core.patch_namespaced_pod_ephemeralcontainers(
-        "web", namespace, patch, _preload_content=False
-    )
-    assert images(json.loads(updated.data), "ephemeralContainers") == {
+    stored = json.loads(core.read_namespaced_pod("web", namespace, _preload_content=False).data)
+    assert images(stored, "ephemeralContainers") == {
         "debugger": registries.mirror_ref("public/debug")
     }
 

@@ -1,14 +1,14 @@
 """The certificates and keys a test API server needs, made with ``cryptography``.
 
-One CA signs the API server's serving certificate (for 127.0.0.1 and localhost) and the client
-certificates; an ``O=system:masters`` client certificate is the admin. The service-account
-signing key is a separate RSA key, as kube-apiserver expects.
+The CA and the API server's serving certificate come from swapper's own generator
+(:func:`swapper.certs.generate`, as for the ``kubernetes`` Service in ``default``, plus
+127.0.0.1 and localhost). The same CA signs an ``O=system:masters`` client certificate, the
+admin. The service-account signing key is a separate RSA key, as kube-apiserver expects.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import ipaddress
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,7 +17,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-_DAY = dt.timedelta(days=1)
+from swapper import certs
 
 
 def _pem_key(key: ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey) -> bytes:
@@ -26,13 +26,6 @@ def _pem_key(key: ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey) -> bytes:
         serialization.PrivateFormat.PKCS8,
         serialization.NoEncryption(),
     )
-
-
-def _name(common_name: str, organization: str = "") -> x509.Name:
-    parts = [x509.NameAttribute(NameOID.COMMON_NAME, common_name)]
-    if organization:
-        parts.append(x509.NameAttribute(NameOID.ORGANIZATION_NAME, organization))
-    return x509.Name(parts)
 
 
 @dataclass(frozen=True)
@@ -58,79 +51,55 @@ class Pki:
         return self.folder / "sa.pub"
 
 
+def _write(path: Path, data: bytes, private: bool = False) -> None:
+    path.write_bytes(data)
+    if private:
+        path.chmod(0o600)
+
+
+def _client_certificate(made: certs.GeneratedCerts, user: str, group: str) -> tuple[bytes, bytes]:
+    """A client-auth certificate for ``user`` in ``group``, signed by ``made``'s CA."""
+    ca = x509.load_pem_x509_certificate(made.ca_cert_pem)
+    ca_key = serialization.load_pem_private_key(made.ca_key_pem, password=None)
+    assert isinstance(ca_key, ec.EllipticCurvePrivateKey)
+    key = ec.generate_private_key(ec.SECP256R1())
+    now = dt.datetime.now(dt.UTC)
+    subject = x509.Name(
+        [
+            x509.NameAttribute(NameOID.COMMON_NAME, user),
+            x509.NameAttribute(NameOID.ORGANIZATION_NAME, group),
+        ]
+    )
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(ca.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=2))
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )
+    return cert.public_bytes(serialization.Encoding.PEM), _pem_key(key)
+
+
 def make_pki(folder: Path) -> Pki:
     """CA, ``apiserver`` serving pair, ``admin`` client pair and the service-account keys."""
     folder.mkdir(parents=True, exist_ok=True)
     pki = Pki(folder)
-    now = dt.datetime.now(dt.UTC)
-    ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca_name = _name("swapper-e2e-ca")
-    ca = (
-        x509.CertificateBuilder()
-        .subject_name(ca_name)
-        .issuer_name(ca_name)
-        .public_key(ca_key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - _DAY)
-        .not_valid_after(now + 30 * _DAY)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=True,
-                crl_sign=True,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
-        .sign(ca_key, hashes.SHA256())
-    )
-    pki.ca_cert.write_bytes(ca.public_bytes(serialization.Encoding.PEM))
-
-    def issue(name: str, subject: x509.Name, usage: x509.ObjectIdentifier, sans: list[str]) -> None:
-        key = ec.generate_private_key(ec.SECP256R1())
-        builder = (
-            x509.CertificateBuilder()
-            .subject_name(subject)
-            .issuer_name(ca_name)
-            .public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - _DAY)
-            .not_valid_after(now + 30 * _DAY)
-            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-            .add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
-        )
-        if sans:
-            names: list[x509.GeneralName] = []
-            for san in sans:
-                try:
-                    names.append(x509.IPAddress(ipaddress.ip_address(san)))
-                except ValueError:
-                    names.append(x509.DNSName(san))
-            builder = builder.add_extension(x509.SubjectAlternativeName(names), critical=False)
-        cert = builder.sign(ca_key, hashes.SHA256())
-        pki.cert(name).write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-        pki.key(name).write_bytes(_pem_key(key))
-        pki.key(name).chmod(0o600)
-
-    issue(
-        "apiserver",
-        _name("kube-apiserver"),
-        ExtendedKeyUsageOID.SERVER_AUTH,
-        ["127.0.0.1", "localhost", "kubernetes", "kubernetes.default.svc"],
-    )
-    issue("admin", _name("e2e-admin", "system:masters"), ExtendedKeyUsageOID.CLIENT_AUTH, [])
+    made = certs.generate("kubernetes", "default", ["127.0.0.1", "localhost"], days=2)
+    _write(pki.ca_cert, made.ca_cert_pem)
+    _write(pki.cert("apiserver"), made.cert_pem)
+    _write(pki.key("apiserver"), made.key_pem, private=True)
+    admin_cert, admin_key = _client_certificate(made, "e2e-admin", "system:masters")
+    _write(pki.cert("admin"), admin_cert)
+    _write(pki.key("admin"), admin_key, private=True)
     sa_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    pki.service_account_key.write_bytes(_pem_key(sa_key))
-    pki.service_account_key.chmod(0o600)
-    pki.service_account_public_key.write_bytes(
-        sa_key.public_key().public_bytes(
-            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-        )
+    _write(pki.service_account_key, _pem_key(sa_key), private=True)
+    public = sa_key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
     )
+    _write(pki.service_account_public_key, public)
     return pki

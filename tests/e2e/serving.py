@@ -15,7 +15,6 @@ from __future__ import annotations
 import base64
 import copy
 import socket
-import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -25,7 +24,7 @@ from typing import Any
 import yaml
 from e2e.cluster import kube_env
 from e2e.install import Installed
-from webhook_process import Webhook, free_port, start_https_process, stop
+from webhook_process import Webhook, free_port, start_webhook, stop
 
 
 def serving_pair(installed: Installed, folder: Path) -> Path:
@@ -50,20 +49,7 @@ def start_swapper(
     config_file = folder / f"config-{name}.yaml"
     config_file.write_text(yaml.safe_dump(effective))
     kubeconfig = installed.swapper_kubeconfig(folder / f"swapper-{name}.kubeconfig")
-    port = free_port()
-    command = [
-        sys.executable,
-        "-m",
-        "swapper",
-        "serve",
-        f"--config={config_file}",
-        f"--tls-cert-file={tls / 'tls.crt'}",
-        f"--tls-key-file={tls / 'tls.key'}",
-        f"--listen-address=127.0.0.1:{port}",
-    ]
-    return start_https_process(
-        command, port, tls, folder / f"serve-{name}.log", timeout=60, env=kube_env(kubeconfig)
-    )
+    return start_webhook(folder, config_file, cert_dir=tls, env=kube_env(kubeconfig))
 
 
 def point_webhook(installed: Installed, url: str) -> None:

@@ -53,18 +53,24 @@ def pods(cluster: Cluster, registries: Registries) -> Pods:
     return Pods(cluster, registries)
 
 
+def namespace_with_secret(
+    cluster: Cluster, registries: Registries, name: str, user: tuple[str, str] = PRIVATE_USER
+) -> str:
+    """A new namespace holding the pull secret ``SECRET`` with ``user``'s credentials."""
+    from kubernetes import client
+
+    namespace = cluster.namespace(name)
+    core = client.CoreV1Api(cluster.api_client())
+    core.create_namespaced_secret(
+        namespace, docker_config_secret(namespace, SECRET, registries.source.host, user)
+    )
+    return namespace
+
+
 @pytest.fixture(scope="module")
 def team(cluster: Cluster, registries: Registries, swapper: Webhook) -> str:
     """A namespace whose pull secret, created after swapper started, reads the private image."""
-    from kubernetes import client
-
-    namespace = cluster.namespace("e2e-private-team")
-    core = client.CoreV1Api(cluster.api_client())
-    core.create_namespaced_secret(
-        namespace,
-        docker_config_secret(namespace, SECRET, registries.source.host, PRIVATE_USER),
-    )
-    return namespace
+    return namespace_with_secret(cluster, registries, "e2e-private-team")
 
 
 def test_a_pod_whose_own_pull_secret_reads_the_private_source_is_swapped(
@@ -109,12 +115,8 @@ def test_a_deleted_pull_secret_stops_granting_the_private_image(
 ) -> None:
     from kubernetes import client
 
-    namespace = cluster.namespace("e2e-private-revoked")
+    namespace = namespace_with_secret(cluster, registries, "e2e-private-revoked")
     core = client.CoreV1Api(cluster.api_client())
-    core.create_namespaced_secret(
-        namespace,
-        docker_config_secret(namespace, SECRET, registries.source.host, PRIVATE_USER),
-    )
     mirrored = registries.mirror_ref("private/app")
     assert _until(lambda: pods.image_of_new_pod(namespace, secrets=(SECRET,)) == mirrored)
     core.delete_namespaced_secret(SECRET, namespace)
@@ -127,10 +129,8 @@ def test_a_pull_secret_whose_credentials_change_is_followed(
 ) -> None:
     from kubernetes import client
 
-    namespace = cluster.namespace("e2e-private-rotated")
+    namespace = namespace_with_secret(cluster, registries, "e2e-private-rotated", ("alice", "no"))
     core = client.CoreV1Api(cluster.api_client())
-    wrong = docker_config_secret(namespace, SECRET, registries.source.host, ("alice", "nope"))
-    core.create_namespaced_secret(namespace, wrong)
     source = registries.source_ref("private/app")
     assert pods.image_of_new_pod(namespace, secrets=(SECRET,)) == source
     right = docker_config_secret(namespace, SECRET, registries.source.host, PRIVATE_USER)

@@ -2,9 +2,10 @@
 
 Real parts: two Debian ``docker-registry`` processes (the source with bearer-token auth where
 only ``public/`` is anonymous, the target plain HTTP), the ``swapper serve`` process over HTTPS,
-and the real ``kubernetes`` client in it talking to the fake API server that holds the pods'
-pull secrets. Swap policy ``exists`` with ``immediate`` copies: a pod is swapped only once its
-image is really in the mirror.
+and the real ``kubernetes`` client in it talking to the session's real API server (the
+``cluster`` fixture) as a ServiceAccount that may only list and watch Secrets and
+ServiceAccounts: that is how it learns the pods' pull secrets. Swap policy ``exists`` with
+``immediate`` copies: a pod is swapped only once its image is really in the mirror.
 """
 
 from __future__ import annotations
@@ -13,12 +14,14 @@ import base64
 import json
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
-from kube_fake import FakeKubeAPI, running_fake_kube_api
+from e2e.cluster import Cluster
 from registries import (
     Registry,
     TokenServer,
@@ -32,17 +35,73 @@ from webhook_process import Webhook, start_webhook, stop
 
 from swapper.images import parse
 
+# This module's namespaces on the shared API server (the AdmissionReviews name them).
+HOME = "api-mirroring"  # swapper's ServiceAccount
+TEAM = "api-mirroring-team"  # holds alice-pull
+OTHER = "api-mirroring-other"
+ELSEWHERE = "api-mirroring-elsewhere"
+RBAC = "rbac.authorization.k8s.io"
+READER = "api-mirroring-swapper"  # its ClusterRole and ClusterRoleBinding, deleted at the end
+
 
 class World:
-    def __init__(self, source: Registry, target: Registry, kube: FakeKubeAPI, hook: Webhook):
+    def __init__(self, source: Registry, target: Registry, hook: Webhook):
         self.source = source
         self.target = target
-        self.kube = kube
         self.hook = hook
 
 
+def _eventually(attempt: Callable[[], object], within: float = 15.0) -> None:
+    from kubernetes.client.exceptions import ApiException
+
+    deadline = time.monotonic() + within
+    while True:
+        try:
+            attempt()
+            return
+        except ApiException:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+
+
+@contextmanager
+def pull_secret_reader(cluster: Cluster, kubeconfig: Path) -> Iterator[Path]:
+    """A kubeconfig for a ServiceAccount that may list and watch Secrets and ServiceAccounts
+    everywhere (what swapper's informers need), and nothing else; its RBAC is removed on exit."""
+    from kubernetes import client
+
+    cluster.namespace(HOME)
+    cluster.service_account(HOME, "swapper")
+    rbac = client.RbacAuthorizationV1Api(cluster.api_client())
+    rules = [
+        {"apiGroups": [""], "resources": ["secrets", "serviceaccounts"], "verbs": ["list", "watch"]}
+    ]
+    rbac.create_cluster_role({"metadata": {"name": READER}, "rules": rules})
+    try:
+        rbac.create_cluster_role_binding(
+            {
+                "metadata": {"name": READER},
+                "roleRef": {"apiGroup": RBAC, "kind": "ClusterRole", "name": READER},
+                "subjects": [{"kind": "ServiceAccount", "name": "swapper", "namespace": HOME}],
+            }
+        )
+        try:
+            cluster.service_account_kubeconfig(HOME, "swapper", kubeconfig)
+            core = client.CoreV1Api(cluster.api_client(kubeconfig))
+            _eventually(lambda: core.list_secret_for_all_namespaces(limit=1))  # RBAC in effect
+            _eventually(lambda: core.list_service_account_for_all_namespaces(limit=1))
+            yield kubeconfig
+        finally:
+            rbac.delete_cluster_role_binding(READER)
+    finally:
+        rbac.delete_cluster_role(READER)
+
+
 @pytest.fixture(scope="module")
-def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+def world(cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+    from kubernetes import client
+
     tmp = tmp_path_factory.mktemp("mirroring")
     tokens = TokenServer(tmp / "tokens", users={"alice": "alice-secret"}, public=("public/",))
     tokens.start()
@@ -69,11 +128,13 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
             }
         )
     )
-    with running_fake_kube_api() as kube:
-        kube.put(
-            "secrets",
+    try:
+        for namespace in (TEAM, OTHER, ELSEWHERE):
+            cluster.namespace(namespace)
+        client.CoreV1Api(cluster.api_client()).create_namespaced_secret(
+            TEAM,
             {
-                "metadata": {"namespace": "team", "name": "alice-pull"},
+                "metadata": {"name": "alice-pull"},
                 "type": "kubernetes.io/dockerconfigjson",
                 "data": {
                     ".dockerconfigjson": base64.b64encode(
@@ -82,15 +143,16 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
                 },
             },
         )
-        kubeconfig = kube.write_kubeconfig(tmp / "kubeconfig")
-        hook = start_webhook(tmp, config, env={"KUBECONFIG": str(kubeconfig)})
-        try:
-            yield World(source, target, kube, hook)
-        finally:
-            stop(hook)
-            target.stop()
-            source.stop()
-            tokens.stop()
+        with pull_secret_reader(cluster, tmp / "swapper.kubeconfig") as kubeconfig:
+            hook = start_webhook(tmp, config, env={"KUBECONFIG": str(kubeconfig)})
+            try:
+                yield World(source, target, hook)
+            finally:
+                stop(hook)
+    finally:
+        target.stop()
+        source.stop()
+        tokens.stop()
 
 
 def review(namespace: str, image: str, secrets: tuple[str, ...] = ()) -> bytes:
@@ -151,7 +213,7 @@ def test_a_public_image_is_copied_and_the_pod_swapped_to_it(world: World) -> Non
 
 def test_a_private_image_is_copied_with_the_pods_own_pull_secret(world: World) -> None:
     source = f"{world.source.host}/private/app:1.0"
-    response = admit(world, review("team", source, ("alice-pull",)))
+    response = admit(world, review(TEAM, source, ("alice-pull",)))
     assert swapped_image(response) == f"{world.target.host}/{mirror_repo(source)}:1.0"
     assert get_manifest(world.target, mirror_repo(source), "1.0")
 
@@ -160,8 +222,8 @@ def test_a_pod_that_cannot_read_the_private_source_is_not_swapped_to_its_mirror(
     world: World,
 ) -> None:
     source = f"{world.source.host}/private/app:1.0"
-    admit(world, review("team", source, ("alice-pull",)))  # the mirror has it now
-    response = admit(world, review("other", source))
+    admit(world, review(TEAM, source, ("alice-pull",)))  # the mirror has it now
+    response = admit(world, review(OTHER, source))
     assert swapped_image(response) is None
     assert response["auditAnnotations"] == {"skipped": "app=skipped-private"}
     assert any("private source image" in w for w in response["warnings"])
@@ -171,7 +233,7 @@ def test_a_pull_secret_with_the_same_name_in_another_namespace_grants_nothing(
     world: World,
 ) -> None:
     source = f"{world.source.host}/private/app:1.0"
-    response = admit(world, review("elsewhere", source, ("alice-pull",)))
+    response = admit(world, review(ELSEWHERE, source, ("alice-pull",)))
     assert swapped_image(response) is None
 
 

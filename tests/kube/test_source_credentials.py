@@ -189,8 +189,10 @@ def test_only_pull_secrets_are_transferred_from_the_api_server(
     core.create_namespaced_secret(team, pull_secret(team, "last", "ghcr.io", "robot"))
     core.create_namespaced_secret(team, legacy_pull_secret(team, "last-legacy", "quay.io", "l"))
     eventually(  # both watches got past the Opaque Secret created after the list
-        lambda: (team, "last") in credentials.secrets[0].items
-        and (team, "last-legacy") in credentials.secrets[1].items
+        lambda: (
+            (team, "last") in credentials.secrets[0].items
+            and (team, "last-legacy") in credentials.secrets[1].items
+        )
     )
     assert received
     assert set(received) <= set(PULL_SECRET_TYPES)

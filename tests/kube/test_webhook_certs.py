@@ -351,7 +351,9 @@ def test_renewing_before_the_validity_ends_is_required() -> None:
 # -- the command line, as the chart's Job runs it -------------------------------------------------
 
 
-def bootstrap_cli(kubeconfig: Path, namespace: str, *extra: str) -> subprocess.CompletedProcess[str]:
+def bootstrap_cli(
+    kubeconfig: Path, namespace: str, *extra: str
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [
             sys.executable,
@@ -418,7 +420,9 @@ def test_the_command_exits_2_naming_the_object_when_the_api_server_is_unreachabl
                 "apiVersion": "v1",
                 "kind": "Config",
                 # a port nothing listens on: every connection is refused
-                "clusters": [{"name": "c", "cluster": {"server": f"http://127.0.0.1:{free_port()}"}}],
+                "clusters": [
+                    {"name": "c", "cluster": {"server": f"http://127.0.0.1:{free_port()}"}}
+                ],
                 "users": [{"name": "u", "user": {"token": "t"}}],
                 "contexts": [{"name": "c", "context": {"cluster": "c", "user": "u"}}],
                 "current-context": "c",
@@ -484,7 +488,9 @@ def test_a_secret_changed_between_read_and_write_is_re_read_and_written_again(
 def test_a_secret_created_by_a_concurrent_run_is_reused(kube_api: FakeKubeAPI) -> None:
     made = certs.generate("swapper", "ops")  # what a parallel Job creates just before our create
     kube_api.before(
-        "POST", "/api/v1/namespaces/ops/secrets", lambda: kube_api.put("secrets", tls_secret(made, "ops"))
+        "POST",
+        "/api/v1/namespaces/ops/secrets",
+        lambda: kube_api.put("secrets", tls_secret(made, "ops")),
     )
     result = fake_run(kube_api)
     assert result.secret == "unchanged"

@@ -160,6 +160,8 @@ class Informer(Generic[T]):
                 self.expired += 1
                 version = ""  # list again, at once: an expired version is not a failure
             except Exception as exc:
+                if stop.is_set():
+                    break  # the watch was interrupted to stop: not a failure
                 failures += 1
                 self.failures += 1
                 version = ""

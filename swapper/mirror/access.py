@@ -16,10 +16,11 @@ it, that pod would read an image it could never pull from the source. So before 
 Answers are cached per repository (public) and per credential and repository (private), for
 ``ttl`` seconds; a "no" is cached for ``negative_ttl``. A reference that does not exist (404)
 says nothing about the repository's other tags: that "no" is cached for that reference only,
-so a pod naming a missing tag does not make a public repository look private. When the source cannot be asked (down,
-timing out, rate limiting) the last answer is used even if older, and with no answer the
-image is not swapped: a pod keeps its original reference rather than gain access it may not
-have. Credentials are held as a SHA-256 fingerprint in the cache keys, never in clear.
+so a pod naming a missing tag does not make a public repository look private. When the
+source cannot be asked (down, timing out, rate limiting) the last answer is used even if
+older, and with no answer the image is not swapped: a pod keeps its original reference
+rather than gain access it may not have. Credentials are held as a SHA-256 fingerprint in
+the cache keys, never in clear.
 """
 
 from __future__ import annotations
@@ -202,9 +203,7 @@ class RegistryAccess:
         self._answers[key] = _Answer(readable, self.clock())
         return readable
 
-    async def _head(
-        self, source: ImageReference, auth: RegistryAuth | None
-    ) -> bool | str | None:
+    async def _head(self, source: ImageReference, auth: RegistryAuth | None) -> bool | str | None:
         """True: readable; False: denied; ``_MISSING``: no such manifest; None: unknown."""
         identity = (
             Credentials(auth.username, auth.password or auth.identity_token) if auth else None

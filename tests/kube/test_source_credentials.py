@@ -222,6 +222,16 @@ def test_stopping_ends_the_informer_threads(credentials: SourceCredentials) -> N
     assert time.monotonic() - began < 5
 
 
+def test_stopping_is_not_counted_or_logged_as_a_failure(
+    credentials: SourceCredentials, capsys: pytest.CaptureFixture[str]
+) -> None:
+    started(credentials)
+    credentials.stop()
+    informers = [*credentials.secrets, credentials.service_accounts]
+    assert [i.failures for i in informers] == [0] * len(informers)
+    assert "informer_failed" not in capsys.readouterr().err
+
+
 def test_nothing_is_known_before_the_first_list(credentials: SourceCredentials) -> None:
     assert not credentials.synced
     assert credentials.keyring("team", ["ghcr"]).lookup("ghcr.io/acme/app") == []

@@ -41,8 +41,8 @@ chart-test: venv
 
 # The real control plane for the end-to-end tests: kube-apiserver and kubectl built with Go from
 # k8s.io/kubernetes, etcd from go.etcd.io/etcd/server/v3, each at a pinned release, once, into
-# $(E2E_CACHE) (outside the work tree, keyed by version). About 12 minutes on a fresh 2-core
-# machine for both Kubernetes versions; seconds once cached.
+# $(E2E_CACHE) (outside the work tree, keyed by version). About 15 minutes on a fresh 2-core
+# machine for both Kubernetes versions; nothing once cached.
 E2E_CACHE ?= $(HOME)/.cache/swapper-e2e
 KUBE_VERSIONS ?= $(shell $(PY) tests/e2e/binaries.py --list)
 kube-binaries:

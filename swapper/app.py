@@ -1,6 +1,7 @@
 """The FastAPI application, built by a factory so tests need no environment.
 
-Endpoints: ``POST /mutate`` (AdmissionReview v1 and v1beta1), ``GET /healthz`` (the process
+Endpoints: ``POST /mutate`` (AdmissionReview v1 and v1beta1; ``POST /webhook`` is the same
+handler, the path estahn/k8s-image-swapper's chart registers), ``GET /healthz`` (the process
 answers), ``GET /readyz`` (config, certificates and backends are loaded), ``GET /metrics``.
 
 The admission handler never blocks a pod on swapper's own failure: any error, a slow backend or a
@@ -241,6 +242,9 @@ def create_app(config: Config, deps: Dependencies) -> FastAPI:
         openapi_url=None,
     )
 
+    # /webhook is the path of estahn/k8s-image-swapper's MutatingWebhookConfiguration: a kept
+    # webhook configuration (failurePolicy Ignore) would otherwise leave every pod unswapped.
+    @app.post("/webhook")
     @app.post("/mutate")
     async def mutate(request: Request) -> Response:
         started = time.perf_counter()

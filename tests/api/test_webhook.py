@@ -91,3 +91,39 @@ def test_audit_mode_counts_would_swaps_and_logs_one_line_per_decision(
     assert {line["container"] for line in mine} == {"migrate", "web", "metrics"}
     assert all(line["dry_run"] is True and line["reason"] == "swapped" for line in mine)
     assert all(line["namespace"] == "shop" and line["target"] for line in mine)
+
+
+@pytest.mark.parametrize("request_file", REQUESTS, ids=lambda p: p.name.split(".")[0])
+def test_the_reference_charts_webhook_path_gets_the_same_answer_as_mutate(
+    webhook: Webhook, request_file: Path
+) -> None:
+    # estahn/k8s-image-swapper's MutatingWebhookConfiguration calls POST /webhook.
+    with webhook.client() as client:
+        answer = client.post("/webhook", content=request_file.read_bytes())
+    assert answer.status_code == 200
+    assert decoded(answer.json()) == expected_response("admission", request_file)
+
+
+def test_a_body_that_is_not_an_admission_review_gets_400_on_the_webhook_path_too(
+    webhook: Webhook,
+) -> None:
+    with webhook.client() as client:
+        answer = client.post("/webhook", content=b"{")
+    assert answer.status_code == 400
+    assert answer.json()["error"]
+
+
+def test_the_webhook_path_is_counted_like_mutate(webhook: Webhook) -> None:
+    request = (FIXTURES / "admission" / "not-a-pod.request.json").read_bytes()
+
+    def unchanged(text: str) -> float:
+        for line in text.splitlines():
+            if line.startswith('swapper_admission_requests_total{result="unchanged"}'):
+                return float(line.split()[-1])
+        return 0.0
+
+    with webhook.client() as client:
+        before = unchanged(client.get("/metrics").text)
+        client.post("/webhook", content=request)
+        after = unchanged(client.get("/metrics").text)
+    assert after == before + 1

@@ -22,11 +22,37 @@ if TYPE_CHECKING:
     from swapper.targets.base import TargetRegistry
 
 
+class _HelpFormatter(argparse.HelpFormatter):
+    """Every option's help ends with its default, when it has one worth showing."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        default = action.default
+        if (
+            "%(default)" in text
+            or not action.option_strings
+            or default in (None, False, [], "", argparse.SUPPRESS)
+        ):
+            return text
+        return f"{text} (default: %(default)s)"
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("swapper")
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        return "unknown"
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="swapper",
         description="Kubernetes admission webhook that mirrors pod images to your own registry.",
+        formatter_class=_HelpFormatter,
     )
+    parser.add_argument("--version", action="version", version=f"swapper {_version()}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     serve = sub.add_parser("serve", help="run the admission webhook over HTTPS")
@@ -40,21 +66,30 @@ def _parser() -> argparse.ArgumentParser:
         type=float,
         default=10.0,
         metavar="SECONDS",
-        help="how often the certificate files are checked for rotation (default 10)",
+        help="how often the certificate files are checked for rotation",
     )
 
     check = sub.add_parser(
         "check-config", help="validate a config file, print the effective config"
     )
-    check.add_argument("file", metavar="FILE")
+    check.add_argument("file", metavar="FILE", help="the config file, or - for standard input")
 
     explain = sub.add_parser(
         "explain", help="print the decision for each image or pod container, contacting nothing"
     )
-    explain.add_argument("--config", required=True, metavar="FILE")
-    explain.add_argument("--namespace", default="default", help="namespace for filters")
-    explain.add_argument("-f", "--pod", metavar="POD.yaml", help="a pod manifest (YAML or JSON)")
-    explain.add_argument("images", nargs="*", metavar="IMAGE")
+    explain.add_argument("--config", required=True, metavar="FILE", help="YAML config file")
+    explain.add_argument(
+        "--namespace", default="default", help="namespace of pods whose manifest names none"
+    )
+    explain.add_argument(
+        "-f",
+        "--pod",
+        metavar="FILE",
+        help="manifests (YAML or JSON, several documents allowed, - for standard input): Pods, "
+        "or Deployments, StatefulSets, DaemonSets, ReplicaSets, Jobs, CronJobs (their pod "
+        "template)",
+    )
+    explain.add_argument("images", nargs="*", metavar="IMAGE", help="images to explain")
 
     mirror = sub.add_parser(
         "mirror", help="copy one image now, with the engine admission uses (progress on stderr)"
@@ -72,7 +107,7 @@ def _parser() -> argparse.ArgumentParser:
         action="append",
         default=[],
         metavar="OS/ARCH[/VARIANT]",
-        help="copy only these platforms of an index (repeat, or comma-separated; default all)",
+        help="copy only these platforms of an index (repeat, or comma-separated); default: all",
     )
     mirror.add_argument(
         "--authfile", metavar="FILE", help='docker config.json with registry credentials ("auths")'
@@ -82,20 +117,28 @@ def _parser() -> argparse.ArgumentParser:
         action="append",
         default=[],
         metavar="HOST[:PORT]",
-        help="speak plain HTTP to this registry (repeat)",
+        help="speak plain HTTP to this registry (repeat, or comma-separated)",
     )
     mirror.add_argument("--ca-file", metavar="PEM", help="extra CA bundle for HTTPS registries")
 
     certs = sub.add_parser("certs", help="certificate tooling")
     certs_sub = certs.add_subparsers(dest="certs_command", required=True, metavar="COMMAND")
     gen = certs_sub.add_parser("generate", help="a CA and a serving certificate for the webhook")
-    gen.add_argument("--service", default="swapper")
-    gen.add_argument("--namespace", default="swapper")
+    gen.add_argument("--service", default="swapper", help="the webhook's Service name")
+    gen.add_argument("--namespace", default="swapper", help="the Service's namespace")
     gen.add_argument("--san", action="append", default=[], help="extra DNS name or IP (repeat)")
-    gen.add_argument("--days", type=int, default=365)
-    gen.add_argument("--out", default="certs/dev", help="output folder (default certs/dev)")
-    gen.add_argument("--ca-cert", help="reuse this CA certificate (renewal keeps the caBundle)")
+    gen.add_argument("--days", type=int, default=365, help="serving certificate validity")
+    gen.add_argument("--out", default="certs/dev", help="output folder")
+    gen.add_argument(
+        "--ca-cert",
+        help="sign with this CA certificate; default: the CA already in --out, else a new one",
+    )
     gen.add_argument("--ca-key", help="the key of --ca-cert")
+    gen.add_argument(
+        "--force",
+        action="store_true",
+        help="make a new CA even if --out holds one (every caBundle made from the old one breaks)",
+    )
     boot = certs_sub.add_parser(
         "bootstrap",
         help="create or renew the webhook's TLS Secret in the cluster and set the caBundle "
@@ -121,6 +164,9 @@ def _parser() -> argparse.ArgumentParser:
     boot.add_argument(
         "--kubeconfig", help="default: the pod's service account in a cluster, else $KUBECONFIG"
     )
+    for subparsers in (sub, certs_sub):
+        for command in subparsers.choices.values():
+            command.formatter_class = _HelpFormatter
     return parser
 
 
@@ -129,6 +175,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
+    """Run the command; a user error is one line per problem on stderr and exit code 2."""
+    from swapper.errors import ConfigError
+
     try:
         if args.command == "serve":
             return _serve(args)
@@ -139,8 +188,20 @@ def _run(args: argparse.Namespace) -> int:
         if args.command == "mirror":
             return _mirror(args)
         return _certs(args)
+    except ConfigError as exc:
+        for key, message in exc.problems:
+            where = exc.source if key == "(file)" else f"{exc.source}: {key}"
+            line = message if exc.source in message else f"{where}: {message}"
+            print(f"swapper: {line}", file=sys.stderr)
+        return 2
     except SwapperError as exc:
         print(f"swapper: {exc}", file=sys.stderr)
+        return 2
+    except BrokenPipeError:  # the reader went away (``| head``): nothing left to tell it
+        return 0
+    except OSError as exc:  # a file named on the command line that cannot be read or written
+        name = f"{exc.filename}: " if exc.filename else ""
+        print(f"swapper: {name}{exc.strerror or exc}", file=sys.stderr)
         return 2
 
 
@@ -152,7 +213,11 @@ def console() -> None:
     joined), and unloading every module would keep its user waiting about 25 ms more.
     """
     args = _parser().parse_args()
-    code = _run(args)
+    try:
+        code = _run(args)
+    except KeyboardInterrupt:
+        print("swapper: interrupted", file=sys.stderr)
+        code = 130
     if args.command == "mirror":
         import contextlib
         import os
@@ -217,9 +282,7 @@ def _mirror_copy(
     hosts: dict[str, HostConfig] = {}
     config = None
     if args.config:
-        from swapper.config import load_config_file
-
-        config = load_config_file(args.config)
+        config = _load_config(args.config)
     if args.target:
         target = parse(args.target)
     elif config is not None:
@@ -238,8 +301,9 @@ def _mirror_copy(
         platforms = parse_platforms(",".join(args.platform) or None) or ()
     except ValueError as exc:
         raise ConfigError([("--platform", str(exc))]) from None
-    for host in args.insecure:
-        hosts[host.lower()] = HostConfig(plain_http=True)
+    insecure = [h.strip().lower() for arg in args.insecure for h in arg.split(",") if h.strip()]
+    for host in insecure:
+        hosts[host] = HostConfig(plain_http=True)
     tls_thread.join()
     if isinstance(built[0], BaseException):
         raise ConfigError([("--ca-file", f"{args.ca_file}: {built[0]}")])
@@ -265,9 +329,27 @@ def _mirror_copy(
             result = uvloop.run(copy)
     except CopyError as exc:
         print(f"swapper: copy failed ({exc.reason}): {exc}", file=sys.stderr)
+        hint = _plain_http_hint(exc, [source.domain, target.domain], insecure)
+        if hint:
+            print(f"swapper: {hint}", file=sys.stderr)
         return 1
     print(summary(result))
     return 0
+
+
+def _plain_http_hint(exc: Exception, domains: list[str], insecure: list[str]) -> str:
+    """For a TLS failure against a registry that may speak plain HTTP: the flag to pass."""
+    text = str(exc)
+    if getattr(exc, "reason", "") != "tls" and not any(
+        marker in text for marker in ("SSL", "TLS", "WRONG_VERSION_NUMBER", "record layer")
+    ):
+        return ""
+    named = [d for d in domains if d in text and d.lower() not in insecure]
+    candidates = named or [d for d in dict.fromkeys(domains) if d.lower() not in insecure]
+    if not candidates:
+        return ""
+    flags = " ".join(f"--insecure {d}" for d in candidates)
+    return f"if {' or '.join(candidates)} is a plain-HTTP registry, add {flags}"
 
 
 def _check_config(args: argparse.Namespace) -> int:
@@ -278,6 +360,13 @@ def _check_config(args: argparse.Namespace) -> int:
     config = load_config_file(args.file)
     print(yaml.safe_dump(config.effective(), sort_keys=False), end="")
     return 0
+
+
+def _load_config(path: str) -> Config:
+    """The config file at ``path``; ``-`` reads it from standard input."""
+    from swapper.config import load_config_file
+
+    return load_config_file("/dev/stdin" if path == "-" else path)
 
 
 def build_target(config: Config) -> TargetRegistry:
@@ -312,14 +401,19 @@ def build_target(config: Config) -> TargetRegistry:
 
 def _serve(args: argparse.Namespace) -> int:
     from swapper import logs
-    from swapper.config import load_config_file, split_address
+    from swapper.config import split_address
 
-    config = load_config_file(args.config)
+    config = _load_config(args.config)
     overrides: dict[str, Any] = {}
     if args.dry_run:
         overrides["dry_run"] = True
     if args.listen_address:
-        split_address(args.listen_address)
+        try:
+            split_address(args.listen_address)
+        except ValueError as exc:
+            from swapper.errors import ConfigError
+
+            raise ConfigError([("--listen-address", str(exc))], "command line") from None
         overrides["listen_address"] = args.listen_address
     if args.tls_cert_file:
         overrides["tls_cert_file"] = args.tls_cert_file
@@ -339,32 +433,108 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
-def _explain(args: argparse.Namespace) -> int:
+#: Workload kinds whose pod template ``explain --pod`` reads, and where the template is.
+POD_TEMPLATES: dict[str, tuple[str, ...]] = {
+    "Deployment": ("spec", "template"),
+    "StatefulSet": ("spec", "template"),
+    "DaemonSet": ("spec", "template"),
+    "ReplicaSet": ("spec", "template"),
+    "ReplicationController": ("spec", "template"),
+    "Job": ("spec", "template"),
+    "CronJob": ("spec", "jobTemplate", "spec", "template"),
+}
+
+
+def pods_of(document: Any, source: str) -> list[tuple[str, dict[str, Any]]]:
+    """The pods a manifest describes, each with a title: a Pod itself, a workload's pod
+    template (named and placed like the workload), or the items of a ``List``."""
+    from swapper.errors import ConfigError
+
+    if document is None:
+        return []
+    if not isinstance(document, dict):
+        raise ConfigError(
+            [("(file)", "a manifest must be a mapping (kind, metadata, spec)")], source
+        )
+    kind = str(document.get("kind") or "Pod")
+    found = document.get("metadata")
+    metadata: dict[str, Any] = found if isinstance(found, dict) else {}
+    name = str(metadata.get("name") or "")
+    if kind == "List":
+        return [pod for item in document.get("items") or [] for pod in pods_of(item, source)]
+    if kind == "Pod":
+        return [(f"Pod {name}".rstrip(), document)]
+    path = POD_TEMPLATES.get(kind)
+    if path is None:
+        known = ", ".join(["Pod", *POD_TEMPLATES, "List"])
+        raise ConfigError(
+            [("kind", f"{kind!r} has no pod to explain; expected one of {known}")], source
+        )
+    template: Any = document
+    for key in path:
+        template = template.get(key) if isinstance(template, dict) else None
+    if not isinstance(template, dict):
+        raise ConfigError([(".".join(path), f"{kind} {name} has no pod template")], source)
+    template_meta = dict(template.get("metadata") or {})
+    template_meta.setdefault("name", name)
+    if metadata.get("namespace"):
+        template_meta.setdefault("namespace", metadata["namespace"])
+    return [(f"{kind} {name}".rstrip(), {**template, "metadata": template_meta})]
+
+
+def _read_manifests(path: str) -> list[tuple[str, dict[str, Any]]]:
     import yaml
 
-    from swapper.config import load_config_file
+    from swapper.errors import ConfigError
 
-    config = load_config_file(args.config)
+    source = "standard input" if path == "-" else path
+    text = sys.stdin.read() if path == "-" else Path(path).read_text(encoding="utf-8")
+    try:
+        documents = list(yaml.safe_load_all(text))
+    except yaml.YAMLError as exc:
+        reason = " ".join(str(exc).split())
+        raise ConfigError([("(file)", f"not valid YAML: {reason}")], source) from None
+    pods = [pod for document in documents for pod in pods_of(document, source)]
+    if not pods:
+        raise ConfigError([("(file)", "no manifest in it")], source)
+    return pods
+
+
+def _explain(args: argparse.Namespace) -> int:
+    from swapper.errors import ConfigError
+
+    config = _load_config(args.config)
     if args.pod:
-        pod = yaml.safe_load(Path(args.pod).read_text(encoding="utf-8"))
-        if not isinstance(pod, dict):
-            print(f"swapper: {args.pod} is not a pod manifest", file=sys.stderr)
-            return 2
+        pods = _read_manifests(args.pod)
     elif args.images:
-        pod = {
-            "metadata": {"name": "explain", "namespace": args.namespace},
-            "spec": {
-                "containers": [
-                    {"name": f"c{i}", "image": image} for i, image in enumerate(args.images)
-                ]
-            },
-        }
+        containers = [{"name": f"c{i}", "image": image} for i, image in enumerate(args.images)]
+        pods = [("", {"metadata": {"name": "explain"}, "spec": {"containers": containers}})]
     else:
-        print("swapper: give IMAGE arguments or --pod FILE", file=sys.stderr)
-        return 2
-    for line in asyncio.run(explain(config, pod, args.namespace)):
-        print(line)
+        raise ConfigError([("IMAGE", "give IMAGE arguments or --pod FILE")], "command line")
+    for title, pod in pods:
+        if len(pods) > 1:
+            print(f"# {title}")
+        for line in asyncio.run(explain(config, pod, args.namespace)):
+            print(line)
+    for note in explain_notes(config):
+        print(f"note: {note}")
     return 0
+
+
+def explain_notes(config: Config) -> list[str]:
+    """What ``explain`` assumed instead of asking (it contacts nothing)."""
+    notes = []
+    if config.image_swap_policy == "exists":
+        notes.append(
+            "imageSwapPolicy is exists: every image was taken to be in the mirror; swapper "
+            "serve swaps only those that are there, or that a copy puts there in time"
+        )
+    if config.source.check_access:
+        notes.append(
+            "source.checkAccess: the source registries were not asked; swapper serve swaps a "
+            "private image only for pods whose own pull secrets can read it"
+        )
+    return notes
 
 
 async def explain(config: Config, pod: dict[str, Any], namespace: str) -> list[str]:
@@ -400,7 +570,14 @@ async def explain(config: Config, pod: dict[str, Any], namespace: str) -> list[s
         candidates, requester_of(review), side_effects=False
     )
     decisions.sort(key=lambda d: (CONTAINER_FIELDS.index(d.container.field), d.container.index))
-    return describe(decisions, dry_run=True)[0]
+    lines = []
+    for decision in decisions:
+        line = " ".join(describe([decision], dry_run=True)[0])
+        if decision.filter_index is not None:
+            expression = config.source.filters[decision.filter_index].jmespath
+            line += f" ({expression})"
+        lines.append(line)
+    return lines
 
 
 def _certs(args: argparse.Namespace) -> int:

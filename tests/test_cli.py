@@ -64,7 +64,9 @@ def test_explain_applies_filters_to_a_pod_manifest(tmp_path: Path) -> None:
     result = swapper(
         "explain", "--config", str(FIXTURES / "configs" / "webhook.yaml"), "--pod", str(pod)
     )
-    assert result.stdout.strip() == "containers[dns]: skipped by filter 0"
+    assert result.stdout.strip().splitlines()[0] == (
+        "containers[dns]: skipped by filter 0 (obj.metadata.namespace == 'kube-system')"
+    )
 
 
 def test_serve_builds_the_ecr_target_without_contacting_aws(tmp_path: Path) -> None:

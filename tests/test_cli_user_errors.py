@@ -1,0 +1,186 @@
+"""The command line as a new user meets it: one clean line per mistake, never a traceback."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from helpers import FIXTURES
+
+CONFIG = str(FIXTURES / "configs" / "webhook.yaml")
+
+
+def swapper(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "swapper", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        input=stdin,
+    )
+
+
+def one_clean_line(result: subprocess.CompletedProcess[str]) -> str:
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, lines
+    assert lines[0].startswith("swapper: ")
+    return lines[0]
+
+
+def write(tmp_path: Path, name: str, text: str) -> str:
+    (tmp_path / name).write_text(text)
+    return str(tmp_path / name)
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("check-config", "/no/such/config.yaml"),
+        ("explain", "--config", "/no/such/config.yaml", "nginx:1.27"),
+        ("explain", "--config", CONFIG, "--pod", "/no/such/pod.yaml"),
+        ("serve", "--config", "/no/such/config.yaml"),
+        ("certs", "generate", "--ca-cert", "/no/such/ca.crt", "--ca-key", "/no/such/ca.key"),
+    ],
+    ids=["check-config", "explain-config", "explain-pod", "serve", "certs-generate"],
+)
+def test_a_missing_file_is_one_line_naming_it(args: tuple[str, ...]) -> None:
+    assert "/no/such/" in one_clean_line(swapper(*args))
+
+
+def test_bad_yaml_is_one_line(tmp_path: Path) -> None:
+    line = one_clean_line(swapper("check-config", write(tmp_path, "bad.yaml", "a: [\n")))
+    assert "not valid YAML" in line
+
+
+def test_a_config_of_several_documents_is_one_line(tmp_path: Path) -> None:
+    multi = write(tmp_path, "multi.yaml", "dryRun: true\n---\ndryRun: false\n")
+    assert "single document" in one_clean_line(swapper("check-config", multi))
+
+
+def test_a_bad_listen_address_is_one_line_naming_the_option() -> None:
+    result = swapper(
+        "serve",
+        "--config",
+        CONFIG,
+        "--listen-address",
+        "nonsense",
+        "--tls-cert-file",
+        "x",
+        "--tls-key-file",
+        "y",
+    )
+    assert "--listen-address" in one_clean_line(result)
+
+
+def test_a_config_can_come_from_standard_input() -> None:
+    result = swapper("explain", "--config", "-", "nginx:1.27", stdin=Path(CONFIG).read_text())
+    assert result.returncode == 0, result.stderr
+    assert "would swap nginx:1.27" in result.stdout
+
+
+def test_explain_with_neither_images_nor_a_pod_is_one_line() -> None:
+    assert "IMAGE" in one_clean_line(swapper("explain", "--config", CONFIG))
+
+
+def test_an_unknown_manifest_kind_is_one_line_naming_the_kinds_explain_reads(
+    tmp_path: Path,
+) -> None:
+    service = write(tmp_path, "svc.yaml", "kind: Service\nmetadata: {name: web}\n")
+    line = one_clean_line(swapper("explain", "--config", CONFIG, "--pod", service))
+    assert "'Service'" in line and "Deployment" in line
+
+
+def test_the_version_is_the_packages() -> None:
+    import tomllib
+
+    pyproject = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())
+    result = swapper("--version")
+    assert result.returncode == 0
+    assert result.stdout.strip() == f"swapper {pyproject['project']['version']}"
+
+
+COMMANDS = [
+    ("serve",),
+    ("check-config",),
+    ("explain",),
+    ("mirror",),
+    ("certs", "generate"),
+    ("certs", "bootstrap"),
+]
+
+
+@pytest.mark.parametrize("command", COMMANDS, ids=[" ".join(c) for c in COMMANDS])
+def test_every_option_has_help_and_shows_its_default(command: tuple[str, ...]) -> None:
+    import argparse
+
+    from swapper.cli import _HelpFormatter, _parser
+
+    parser: argparse.ArgumentParser = _parser()
+    for name in command:
+        action = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+        parser = action.choices[name]
+    assert parser.formatter_class is _HelpFormatter
+    text = parser.format_help()
+    for action in parser._actions:
+        if not action.option_strings or action.help == argparse.SUPPRESS:
+            continue
+        assert action.help, f"{command} {action.option_strings} has no help"
+        shown = action.default not in (None, False, [], "", argparse.SUPPRESS)
+        if shown and "%(default)" not in action.help:
+            assert f"(default: {action.default})" in " ".join(text.split())
+
+
+def test_explain_reads_the_pod_template_of_every_workload_kind(tmp_path: Path) -> None:
+    import yaml
+
+    template = {"spec": {"containers": [{"name": "app", "image": "nginx:1.27"}]}}
+    documents = [
+        {"kind": kind, "metadata": {"name": kind.lower()}, "spec": {"template": template}}
+        for kind in ("Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "Job")
+    ]
+    documents.append(
+        {
+            "kind": "CronJob",
+            "metadata": {"name": "nightly"},
+            "spec": {"jobTemplate": {"spec": {"template": template}}},
+        }
+    )
+    manifests = write(tmp_path, "all.yaml", yaml.safe_dump_all(documents))
+    result = swapper("explain", "--config", CONFIG, "--pod", manifests)
+    assert result.returncode == 0, result.stderr
+    titles = [line for line in result.stdout.splitlines() if line.startswith("# ")]
+    assert titles == [
+        "# Deployment deployment",
+        "# StatefulSet statefulset",
+        "# DaemonSet daemonset",
+        "# ReplicaSet replicaset",
+        "# Job job",
+        "# CronJob nightly",
+    ]
+    assert result.stdout.count("containers[app]: would swap nginx:1.27") == 6
+
+
+def test_explain_reads_manifests_from_standard_input() -> None:
+    pod = "kind: Pod\nmetadata: {name: p}\nspec: {containers: [{name: c, image: nginx:1.27}]}\n"
+    result = swapper("explain", "--config", CONFIG, "--pod", "-", stdin=pod)
+    assert result.returncode == 0, result.stderr
+    assert "containers[c]: would swap nginx:1.27" in result.stdout
+
+
+def test_explain_says_what_it_assumed_instead_of_asking(tmp_path: Path) -> None:
+    config = write(
+        tmp_path,
+        "exists.yaml",
+        "imageSwapPolicy: exists\nsource: {checkAccess: true}\n"
+        "target: {type: generic, generic: {registry: mirror.example.com/m}}\n",
+    )
+    result = swapper("explain", "--config", config, "nginx:1.27")
+    assert result.returncode == 0, result.stderr
+    notes = [line for line in result.stdout.splitlines() if line.startswith("note: ")]
+    assert len(notes) == 2
+    assert "imageSwapPolicy is exists" in notes[0]
+    assert "not asked" in notes[1]

@@ -358,7 +358,18 @@ def _check_config(args: argparse.Namespace) -> int:
     from swapper.config import load_config_file
 
     config = load_config_file(args.file)
-    print(yaml.safe_dump(config.effective(), sort_keys=False), end="")
+    for key, message in config.warnings:  # settings that do nothing: said, but no refusal
+        print(f"swapper: warning: {key}: {message}", file=sys.stderr)
+
+    class Dumper(yaml.SafeDumper):
+        """Multi-line strings (access and lifecycle policies) as ``|`` blocks."""
+
+    def text(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
+        style = "|" if "\n" in value else None
+        return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
+
+    Dumper.add_representer(str, text)
+    print(yaml.dump(config.effective(), Dumper=Dumper, sort_keys=False), end="")
     return 0
 
 
@@ -591,8 +602,13 @@ def _certs(args: argparse.Namespace) -> int:
             print("swapper: --ca-cert and --ca-key go together", file=sys.stderr)
             return 2
         ca = (Path(args.ca_cert).read_bytes(), Path(args.ca_key).read_bytes())
+    out = Path(args.out)
+    if ca is None and not args.force and (out / "ca.crt").exists() and (out / "ca.key").exists():
+        # A new CA would break every caBundle made from this one: sign with it instead.
+        ca = ((out / "ca.crt").read_bytes(), (out / "ca.key").read_bytes())
+        print(f"reusing the CA in {out} (--force makes a new one)", file=sys.stderr)
     generated = certs.generate(args.service, args.namespace, args.san, args.days, ca=ca)
-    paths = certs.write(generated, Path(args.out))
+    paths = certs.write(generated, out)
     for name, path in sorted(paths.items()):
         print(f"{name}: {path}")
     return 0

@@ -184,3 +184,62 @@ def test_explain_says_what_it_assumed_instead_of_asking(tmp_path: Path) -> None:
     assert len(notes) == 2
     assert "imageSwapPolicy is exists" in notes[0]
     assert "not asked" in notes[1]
+
+
+def test_certs_generate_again_keeps_the_ca_and_signs_a_new_serving_certificate(
+    tmp_path: Path,
+) -> None:
+    from cryptography import x509
+
+    out = str(tmp_path / "certs")
+    assert swapper("certs", "generate", "--out", out).returncode == 0
+    ca_before = (tmp_path / "certs" / "ca.crt").read_bytes()
+    serving_before = (tmp_path / "certs" / "tls.crt").read_bytes()
+    again = swapper("certs", "generate", "--out", out, "--san", "127.0.0.1")
+    assert again.returncode == 0, again.stderr
+    assert (tmp_path / "certs" / "ca.crt").read_bytes() == ca_before
+    serving = (tmp_path / "certs" / "tls.crt").read_bytes()
+    assert serving != serving_before
+    ca = x509.load_pem_x509_certificate(ca_before)
+    x509.load_pem_x509_certificate(serving).verify_directly_issued_by(ca)
+
+
+def test_certs_generate_with_force_makes_a_new_ca(tmp_path: Path) -> None:
+    out = str(tmp_path / "certs")
+    assert swapper("certs", "generate", "--out", out).returncode == 0
+    ca_before = (tmp_path / "certs" / "ca.crt").read_bytes()
+    assert swapper("certs", "generate", "--out", out, "--force").returncode == 0
+    assert (tmp_path / "certs" / "ca.crt").read_bytes() != ca_before
+
+
+def test_ctrl_c_during_a_copy_prints_interrupted_and_exits_130() -> None:
+    import signal
+    import socket
+    import time
+
+    with socket.socket() as hanging:  # accepts connections, never answers
+        hanging.bind(("127.0.0.1", 0))
+        hanging.listen(8)
+        host = f"127.0.0.1:{hanging.getsockname()[1]}"
+        process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "swapper",
+                "mirror",
+                f"{host}/app:1",
+                f"{host}/copy:1",
+                "--insecure",
+                host,
+            ],
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        time.sleep(2)  # started, and waiting on the registry
+        process.send_signal(signal.SIGINT)
+        try:
+            _, stderr = process.communicate(timeout=20)
+        finally:
+            process.kill()
+    assert process.returncode == 130
+    assert stderr.strip() == "swapper: interrupted"

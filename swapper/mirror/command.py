@@ -66,6 +66,7 @@ class Progress:
 
     out: IO[str]
     live: bool
+    image: str = ""  # the source, named at the start of the live line
     started: float = 0.0
     last_draw: float = 0.0
 
@@ -84,15 +85,31 @@ class Progress:
 
     def line(self, event: ProgressEvent, now: float) -> str:
         elapsed = max(now - self.started, 1e-6)
+        rate = event.bytes_done / elapsed  # bytes per second so far
+        left = max(event.bytes_total - event.bytes_done, 0)
+        eta = f"ETA {_duration(left / rate)}" if rate > 0 and left else "ETA -"
+        if left == 0 and event.bytes_total:
+            eta = "done"
+        name = f"{self.image}  " if self.image else ""
         return (
-            f"blobs {event.blobs_done}/{event.blobs_total}  "
+            f"{name}blobs {event.blobs_done}/{event.blobs_total}  "
             f"{event.bytes_done / MiB:.1f}/{event.bytes_total / MiB:.1f} MiB  "
-            f"{event.bytes_done / MiB / elapsed:.1f} MiB/s"
+            f"{rate / MiB:.1f} MiB/s  {eta}"
         )
 
     def finish(self) -> None:
         if self.live:
             self.out.write("\n")
+
+
+def _duration(seconds: float) -> str:
+    """``42s``, ``3m05s``, ``1h02m``: short enough for a progress line."""
+    whole = int(seconds + 0.5)
+    if whole < 60:
+        return f"{whole}s"
+    if whole < 3600:
+        return f"{whole // 60}m{whole % 60:02d}s"
+    return f"{whole // 3600}h{whole % 3600 // 60:02d}m"
 
 
 def summary(result: CopyResult) -> str:
@@ -124,7 +141,8 @@ async def run_mirror(
     """Copy ``source`` to ``target``. With ``target_registry`` (``--config``), the repository
     is made ready first (ECR creates it) and pushes use the registry's own credentials."""
     keyring = read_authfile(authfile) if authfile else None  # None: anonymous everywhere
-    progress = Progress(out or sys.stderr, live=(out or sys.stderr).isatty())
+    stream = out or sys.stderr
+    progress = Progress(stream, live=stream.isatty(), image=str(source))
     async with RegistryClient(hosts=hosts or {}) as client:
         engine = CopyEngine(client)
         if keyring is not None:

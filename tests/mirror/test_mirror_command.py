@@ -185,3 +185,20 @@ def test_with_an_ecr_config_the_repository_is_created_and_the_push_uses_the_ecr_
         assert get_manifest(mirror, repo, "1.0") == get_manifest(source, "public/multi", "1.0")
     finally:
         mirror.stop()
+
+
+def test_the_progress_line_names_the_image_and_shows_the_time_left() -> None:
+    import io
+
+    from swapper.mirror.command import Progress
+    from swapper.oci import ProgressEvent
+
+    progress = Progress(io.StringIO(), live=True, image="ghcr.io/acme/app:1.4")
+    progress.started = 100.0
+    mib = 1024 * 1024
+    event = ProgressEvent(
+        "blob-progress", "sha256:" + "a" * 64, 40 * mib, 10 * mib, 4, 1, 40 * mib, 10 * mib
+    )
+    line = progress.line(event, now=110.0)  # 10 MiB in 10 s, 30 MiB to go
+    assert line.startswith("ghcr.io/acme/app:1.4  blobs 1/4")
+    assert line.endswith("1.0 MiB/s  ETA 30s")

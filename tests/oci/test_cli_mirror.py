@@ -93,3 +93,34 @@ def test_a_ca_file_that_cannot_be_read_is_a_usage_error(
 
     assert result.returncode == 2
     assert "--ca-file" in result.stderr and "missing.pem" in result.stderr
+
+
+def test_tls_against_a_plain_http_registry_suggests_the_insecure_flag(
+    source: Registry, target: Registry, fresh_repo: str
+) -> None:
+    push_image(source, "cli/plain", make_image([make_layer("cli-plain")]), "1")
+    result = swapper(
+        "mirror", f"{source.host}/cli/plain:1", f"{target.host}/{fresh_repo}:1"
+    )  # both registries speak plain HTTP; no --insecure given
+
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    error, hint = result.stderr.strip().splitlines()[-2:]
+    named = next(h for h in (target.host, source.host) if h in error)  # the one that failed
+    assert hint == f"swapper: if {named} is a plain-HTTP registry, add --insecure {named}"
+
+
+def test_insecure_takes_a_comma_separated_list(
+    source: Registry, target: Registry, fresh_repo: str
+) -> None:
+    push_image(source, "cli/comma", make_image([make_layer("cli-comma")]), "1")
+    result = swapper(
+        "mirror",
+        f"{source.host}/cli/comma:1",
+        f"{target.host}/{fresh_repo}:1",
+        "--insecure",
+        f"{source.host},{target.host}",
+    )
+
+    assert result.returncode == 0, result.stderr
+    assert_same_image(source, "cli/comma", target, fresh_repo, "1")

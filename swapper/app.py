@@ -22,6 +22,7 @@ from typing import Any
 import orjson
 from fastapi import FastAPI, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.requests import ClientDisconnect
 
 from swapper import logs
 from swapper.admission import (
@@ -248,7 +249,11 @@ def create_app(config: Config, deps: Dependencies) -> FastAPI:
     @app.post("/mutate")
     async def mutate(request: Request) -> Response:
         started = time.perf_counter()
-        body = await request.body()
+        try:
+            body = await request.body()
+        except ClientDisconnect:  # the API server gave up (its timeout): nobody to answer
+            log.info("client_disconnected", path=request.url.path)
+            return Response(status_code=400)
         try:
             review = parse_review(body)
         except AdmissionError as exc:

@@ -46,6 +46,10 @@ def _orjson(event: dict[str, Any], **_: Any) -> bytes:
     return orjson.dumps(event, default=str)
 
 
+def _orjson_text(event: dict[str, Any], **_: Any) -> str:
+    return orjson.dumps(event, default=str).decode()
+
+
 def configure(level: str = "info", fmt: str = "json", stream: IO[bytes] | None = None) -> None:
     """Configure structlog and the stdlib root logger (uvicorn's lines go through it too).
 
@@ -78,12 +82,17 @@ def configure(level: str = "info", fmt: str = "json", stream: IO[bytes] | None =
         logger_factory=structlog.BytesLoggerFactory(out),  # type: ignore[arg-type]
         cache_logger_on_first_use=True,
     )
-    stdlib_renderer: Any = structlog.processors.JSONRenderer() if fmt == "json" else renderer
+    # Lines of other libraries (uvicorn, asyncio) in the same style as swapper's own: the same
+    # JSON serializer, and a traceback rendered as text, never as "<traceback object ...>".
+    stdlib_renderer: Any = (
+        structlog.processors.JSONRenderer(serializer=_orjson_text) if fmt == "json" else renderer
+    )
     handler = logging.StreamHandler(sys.stderr if stream is None else _TextOut(out))
     handler.setFormatter(
         structlog.stdlib.ProcessorFormatter(
             processors=[
                 structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+                structlog.processors.format_exc_info,
                 stdlib_renderer,
             ],
             foreign_pre_chain=[structlog.stdlib.add_logger_name, *shared],

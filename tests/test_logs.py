@@ -110,3 +110,35 @@ def test_each_new_event_loop_gets_its_own_flush(unbuffered: tuple[io.FileIO, Pat
     logs.get_logger("swapper.test").info("outside")
     events = [orjson.loads(line)["event"] for line in path.read_bytes().splitlines()]
     assert events == ["in-loop", "in-loop", "outside"]
+
+
+def test_other_libraries_lines_are_compact_json_like_swappers_own(
+    unbuffered: tuple[io.FileIO, Path],
+) -> None:
+    import logging
+
+    _, path = unbuffered
+    logging.getLogger("uvicorn.error").info("Started server process [1]")
+    logs.get_logger("swapper.test").info("ready", target="mirror.example.com")
+    logs.flush()
+    first, second = path.read_bytes().splitlines()
+    for line in (first, second):
+        assert line == orjson.dumps(orjson.loads(line))  # orjson's own compact form
+    assert orjson.loads(first)["logger"] == "uvicorn.error"
+
+
+def test_a_traceback_from_another_library_is_rendered_as_text(
+    unbuffered: tuple[io.FileIO, Path],
+) -> None:
+    import logging
+
+    _, path = unbuffered
+    try:
+        raise ValueError("boom")
+    except ValueError:
+        logging.getLogger("uvicorn.error").exception("Exception in ASGI application")
+    logs.flush()
+    line = orjson.loads(path.read_bytes().splitlines()[-1])
+    assert "traceback object" not in str(line)
+    assert "Traceback (most recent call last)" in line["exception"]
+    assert "ValueError: boom" in line["exception"]

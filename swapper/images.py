@@ -29,6 +29,10 @@ and a single-component path gets ``library/``. Two deliberate differences from t
 - ``index.docker.io`` and ``registry-1.docker.io`` normalise to ``docker.io``, and IPv6 hosts to
   their compressed form (``[0:0::1]`` -> ``[::1]``).
 
+A digest is valid only for an algorithm registered by the OCI image spec, at its length:
+``sha256`` with 64 and ``sha512`` with 128 lowercase hex characters. Anything else
+(``invaliddigest:<64 hex>``, ``md5:...``) is an invalid reference, which swapper never mirrors.
+
 Every failure raises :class:`~swapper.errors.InvalidReference` with a reason.
 """
 
@@ -73,9 +77,11 @@ _DIGEST_RE = re.compile(
 )
 _HEX64_RE = re.compile(r"[a-f0-9]{64}")
 _UPPERCASE_RE = re.compile(r"[A-Z]")
-# Encoded lengths (lowercase hex) of the algorithms we know; others need MIN_ENCODED_LENGTH.
-_KNOWN_DIGESTS = {"sha256": re.compile(r"[a-f0-9]{64}"), "sha512": re.compile(r"[a-f0-9]{128}")}
-_MIN_ENCODED_LENGTH = 32
+# The registered digest algorithms and their encoded lengths (lowercase hex).
+DIGEST_LENGTHS = {"sha256": 64, "sha512": 128}
+_KNOWN_DIGESTS = {
+    algorithm: re.compile(f"[a-f0-9]{{{length}}}") for algorithm, length in DIGEST_LENGTHS.items()
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -220,16 +226,16 @@ def _parse_digest(reference: str, digest: str) -> str:
         )
     algorithm, encoded = match["algorithm"], match["encoded"]
     known = _KNOWN_DIGESTS.get(algorithm)
-    if known is not None:
-        if not known.fullmatch(encoded):
-            length = 64 if algorithm == "sha256" else 128
-            raise InvalidReference(
-                reference, f"{algorithm} digest must be {length} lowercase hex characters"
-            )
-    elif len(encoded) < _MIN_ENCODED_LENGTH:
+    if known is None:
         raise InvalidReference(
             reference,
-            f"{algorithm} digest must have at least {_MIN_ENCODED_LENGTH} encoded characters",
+            f"unsupported digest algorithm {algorithm!r}: must be "
+            + " or ".join(repr(name) for name in DIGEST_LENGTHS),
+        )
+    if not known.fullmatch(encoded):
+        raise InvalidReference(
+            reference,
+            f"{algorithm} digest must be {DIGEST_LENGTHS[algorithm]} lowercase hex characters",
         )
     return digest
 

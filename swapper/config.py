@@ -5,28 +5,37 @@ as they are, so a user can point swapper at an existing file; swapper adds ``tar
 and a few keys of its own (documented in the README's config reference).
 
 Unlike the reference project, every problem refuses to start: an unknown or misspelled key, a
-value of the wrong type, a policy that does not exist, a JMESPath filter that does not compile.
-The error names the key (``source.filters[1].jmespath``) and the problem, and suggests the
-closest known key for a misspelling.
+value of the wrong type, a policy that does not exist, a JMESPath filter that does not compile or
+calls a function that does not exist. The error names the key (``source.filters[1].jmespath``)
+and the problem, and suggests the closest known key for a misspelling.
+
+A setting that is valid but does nothing where it is (``kmsKey`` next to ``encryptionType:
+AES256``, a ``target.aws`` section under ``target.type: generic``) does not stop the start: it
+is listed in :attr:`Config.warnings`, naming the key, and left out of :meth:`Config.effective`.
 """
 
 from __future__ import annotations
 
 import difflib
+import functools
 import re
+from collections.abc import Iterator, Mapping
 from enum import StrEnum
 from pathlib import Path
 from typing import Any, Literal
 
 import jmespath
 import jmespath.exceptions
+import jmespath.functions
 import yaml
 from pydantic import (
     AliasChoices,
     BaseModel,
     ConfigDict,
     Field,
+    PrivateAttr,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -64,6 +73,25 @@ _DURATION_UNITS = {
 }
 
 
+def format_duration(seconds: float) -> str:
+    """The shortest Go duration for ``seconds``: ``8s``, ``1h``, ``1m30s``, ``500ms``."""
+    ns = round(seconds * 1e9)
+    if ns == 0:
+        return "0s"
+    sign, ns = ("-", -ns) if ns < 0 else ("", ns)
+    if ns < 1_000_000_000:
+        for unit, size in (("ms", 1_000_000), ("us", 1_000)):
+            if ns % size == 0:
+                return f"{sign}{ns // size}{unit}"
+        return f"{sign}{ns}ns"
+    hours, ns = divmod(ns, 3_600_000_000_000)
+    minutes, ns = divmod(ns, 60_000_000_000)
+    text = (f"{hours}h" if hours else "") + (f"{minutes}m" if minutes else "")
+    if ns:
+        text += f"{ns / 1e9:.9f}".rstrip("0").rstrip(".") + "s"
+    return sign + text
+
+
 def parse_duration(value: object) -> float:
     """Seconds from a Go duration string (``8s``, ``1m30s``, ``500ms``) or a number of seconds."""
     if isinstance(value, bool):
@@ -89,6 +117,55 @@ class _Model(BaseModel):
     )
 
 
+@functools.lru_cache(maxsize=256)
+def _regex(pattern: str) -> re.Pattern[str]:
+    return re.compile(pattern)
+
+
+class FilterFunctions(jmespath.functions.Functions):
+    """The functions a filter can call: the JMESPath built-ins and swapper's own."""
+
+    @jmespath.functions.signature({"types": ["string"]}, {"types": ["string"]})
+    def _func_regex_match(self, pattern: str, value: str) -> bool:
+        return _regex(pattern).search(value) is not None
+
+    @jmespath.functions.signature({"types": ["string"]})
+    def _func_lower(self, value: str) -> str:
+        return value.lower()
+
+    @jmespath.functions.signature({"types": ["string"]})
+    def _func_upper(self, value: str) -> str:
+        return value.upper()
+
+
+_FILTER_FUNCTIONS: dict[str, Any] = FilterFunctions().FUNCTION_TABLE
+
+
+def _function_calls(node: Mapping[str, Any]) -> Iterator[tuple[str, int]]:
+    """``(name, number of arguments)`` of every function call in a parsed expression."""
+    if node.get("type") == "function_expression":
+        yield str(node["value"]), len(node.get("children", ()))
+    for child in node.get("children", ()):
+        yield from _function_calls(child)
+
+
+def _check_function_call(name: str, given: int) -> None:
+    """Refuse a call the JMESPath runtime would fail on every time: an unknown function, or a
+    wrong number of arguments."""
+    function = _FILTER_FUNCTIONS.get(name)
+    if function is None:
+        close = difflib.get_close_matches(name, _FILTER_FUNCTIONS, n=1, cutoff=0.6)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise ValueError(f"calls unknown function {name!r}{hint}")
+    signature = function["signature"]
+    variadic = bool(signature) and bool(signature[-1].get("variadic"))
+    wanted = len(signature)
+    if (given < wanted) if variadic else (given != wanted):
+        count = f"at least {wanted}" if variadic else str(wanted)
+        plural = "" if given == 1 else "s"
+        raise ValueError(f"calls {name}() with {given} argument{plural}; it takes {count}")
+
+
 class JMESPathFilter(_Model):
     jmespath: str = Field(description="Skip the container when this expression is true.")
 
@@ -96,9 +173,11 @@ class JMESPathFilter(_Model):
     @classmethod
     def _compiles(cls, value: str) -> str:
         try:
-            jmespath.compile(value)
+            parsed = jmespath.compile(value).parsed
         except jmespath.exceptions.JMESPathError as exc:
             raise ValueError(f"does not compile: {_one_line(str(exc))}") from exc
+        for name, given in _function_calls(parsed):
+            _check_function_call(name, given)
         return value
 
 
@@ -117,10 +196,10 @@ class EncryptionConfiguration(_Model):
 
     @model_validator(mode="after")
     def _kms_needs_key(self) -> EncryptionConfiguration:
+        # kmsKey next to AES256 does nothing: a warning (see _ignored_keys), as in the
+        # reference project's own sample config.
         if self.encryption_type == "KMS" and not self.kms_key:
             raise ValueError("encryptionType KMS needs kmsKey")
-        if self.encryption_type == "AES256" and self.kms_key:
-            raise ValueError("kmsKey is only used with encryptionType KMS")
         return self
 
 
@@ -341,6 +420,8 @@ class GenericRegistry(_Model):
     insecure: bool = False
     ca_file: str = Field("", alias="caFile")
     credentials_file: str = Field("", alias="credentialsFile")
+    # ``mirror.hosts.<domain>``, set by Config: it applies to the target's own requests too.
+    _mirror_host: RegistryHost | None = PrivateAttr(default=None)
 
     @field_validator("registry")
     @classmethod
@@ -366,6 +447,17 @@ class GenericRegistry(_Model):
     @property
     def endpoint(self) -> str:
         return self.registry
+
+    def connection(self) -> RegistryHost:
+        """How to reach the registry: ``insecure`` and ``caFile`` here, merged with
+        ``mirror.hosts.<domain>`` (``insecure`` from either; its ``caFile`` and ``skipVerify``
+        win)."""
+        host = self._mirror_host or RegistryHost()
+        return RegistryHost(
+            insecure=self.insecure or host.insecure,
+            skip_verify=host.skip_verify,
+            ca_file=host.ca_file or self.ca_file,
+        )
 
 
 class PullSecret(_Model):
@@ -514,6 +606,9 @@ class Mirror(_Model):
         return seconds
 
 
+DEFAULT_COPY_DEADLINE = 8.0
+
+
 class Config(_Model):
     """The whole configuration. Field aliases are the YAML keys."""
 
@@ -525,7 +620,7 @@ class Config(_Model):
     tls_key_file: str = Field("", alias="tlsKeyFile")
     image_swap_policy: SwapPolicy = Field(SwapPolicy.EXISTS, alias="imageSwapPolicy")
     image_copy_policy: CopyPolicy = Field(CopyPolicy.DELAYED, alias="imageCopyPolicy")
-    image_copy_deadline: float = Field(8.0, alias="imageCopyDeadline")
+    image_copy_deadline: float = Field(DEFAULT_COPY_DEADLINE, alias="imageCopyDeadline")
     admission_timeout: float = Field(
         9.0,
         validation_alias=AliasChoices("admissionTimeout"),
@@ -534,6 +629,12 @@ class Config(_Model):
     source: Source = Field(default_factory=lambda: Source())
     target: Target
     mirror: Mirror = Field(default_factory=lambda: Mirror())
+    _warnings: tuple[tuple[str, str], ...] = PrivateAttr(default=())
+
+    @property
+    def warnings(self) -> tuple[tuple[str, str], ...]:
+        """``(key, message)`` for every setting that is valid but does nothing where it is."""
+        return self._warnings
 
     @field_validator("log_level")
     @classmethod
@@ -544,8 +645,10 @@ class Config(_Model):
 
     @field_validator("image_copy_deadline", "admission_timeout", mode="before")
     @classmethod
-    def _duration(cls, value: object) -> float:
+    def _duration(cls, value: object, info: ValidationInfo) -> float:
         seconds = parse_duration(value)
+        if seconds == 0 and info.field_name == "image_copy_deadline":
+            return DEFAULT_COPY_DEADLINE  # as in the reference project: 0 means the default
         if not 0 < seconds <= 30:
             raise ValueError("must be more than 0s and at most 30s (the webhook timeout limit)")
         return seconds
@@ -565,12 +668,139 @@ class Config(_Model):
             )
         return self
 
+    @model_validator(mode="after")
+    def _settle(self) -> Config:
+        generic = self.target.generic
+        if generic is not None:
+            for host, settings in self.mirror.hosts.items():
+                if host.lower() == generic.domain:
+                    generic._mirror_host = settings
+        self._warnings = tuple(_ignored_keys(self))
+        return self
+
     def with_overrides(self, **changes: Any) -> Config:
         return self.model_copy(update=changes)
 
     def effective(self) -> dict[str, Any]:
-        """The config as swapper understands it, defaults filled in, under the YAML keys."""
-        return self.model_dump(by_alias=True, mode="json", exclude_none=True)
+        """The config as swapper understands it, under the YAML keys, as ``check-config``
+        prints it: defaults filled in, durations as Go durations (``8s``, ``1h``), only the
+        keys that apply (no settings :attr:`warnings` lists, no section of a type not chosen),
+        passwords and tokens as ``<redacted>``."""
+        data = self.model_dump(by_alias=True, mode="json", exclude_none=True)
+        for path in _DURATION_KEYS:
+            *parents, leaf = path
+            section = data
+            for part in parents:
+                section = section[part]
+            section[leaf] = format_duration(section[leaf])
+        target = data["target"]
+        for kind in _REGISTRY_TYPES - {self.target.type}:
+            target.pop(kind, None)
+        if "aws" in target:
+            _prune_ecr(target["aws"])
+        gcp = self.target.gcp
+        if "gcp" in target and gcp is not None and not gcp.create_repository:
+            for key in _GCP_CREATION_KEYS:
+                target["gcp"].pop(key, None)
+        source = data["source"]
+        for registry, dumped in zip(self.source.registries, source["registries"], strict=True):
+            for kind in _REGISTRY_TYPES - {registry.type}:
+                dumped.pop(kind, None)
+            if "aws" in dumped:
+                _prune_source_aws(dumped["aws"])
+        for dumped in source["privateRegistries"]:
+            _prune_source_aws(dumped["aws"])
+        redacted: dict[str, Any] = _redacted(data)
+        return redacted
+
+
+_REGISTRY_TYPES = frozenset({"aws", "gcp", "generic"})
+_DURATION_KEYS = (
+    ("imageCopyDeadline",),
+    ("admissionTimeout",),
+    ("mirror", "freshFor"),
+    ("mirror", "recheckEvery"),
+    ("target", "existenceCache", "ttl"),
+    ("target", "existenceCache", "negativeTtl"),
+)
+_GCP_CREATION_KEYS = ("labels", "description", "immutableTags")
+# Keys of an AWS registry that only the target uses: under source.registries they do nothing.
+_TARGET_ONLY_AWS_KEYS = (
+    "prefix",
+    "registry_host",
+    "ecr_options",
+    "access_policy",
+    "lifecycle_policy",
+)
+_SECRET_KEYS = ("password", "token")
+REDACTED = "<redacted>"
+
+
+def _alias(model: type[BaseModel], name: str) -> str:
+    return model.model_fields[name].alias or name
+
+
+def _prune_ecr(aws: dict[str, Any]) -> None:
+    encryption = aws["ecrOptions"]["encryptionConfiguration"]
+    if encryption["encryptionType"] != "KMS":
+        encryption.pop("kmsKey", None)
+    for key in ("accessPolicy", "lifecyclePolicy"):  # the older spelling, when unused
+        if not aws.get(key):
+            aws.pop(key, None)
+
+
+def _prune_source_aws(aws: dict[str, Any]) -> None:
+    for name in _TARGET_ONLY_AWS_KEYS:
+        aws.pop(_alias(AWSRegistry, name), None)
+
+
+def _redacted(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {
+            key: REDACTED
+            if item and any(word in key.lower() for word in _SECRET_KEYS)
+            else _redacted(item)
+            for key, item in value.items()
+        }
+    if isinstance(value, list):
+        return [_redacted(item) for item in value]
+    return value
+
+
+def _ignored_keys(config: Config) -> Iterator[tuple[str, str]]:
+    """``(key, message)`` for each setting given in the file that does nothing where it is."""
+    target = config.target
+    for kind in sorted(_REGISTRY_TYPES - {target.type}):
+        if getattr(target, kind) is not None:
+            yield f"target.{kind}", f"ignored: target.type is {target.type!r}"
+    if target.type == "aws" and target.aws is not None:
+        yield from _ignored_ecr_keys(target.aws, "target.aws")
+    for index, registry in enumerate(config.source.registries):
+        where = f"source.registries[{index}]"
+        for kind in sorted(_REGISTRY_TYPES - {registry.type}):
+            if getattr(registry, kind) is not None:
+                yield f"{where}.{kind}", f"ignored: type is {registry.type!r}"
+        if registry.type == "aws" and registry.aws is not None:
+            yield from _ignored_source_keys(registry.aws, f"{where}.aws")
+    for index, legacy in enumerate(config.source.private_registries):
+        yield from _ignored_source_keys(legacy.aws, f"source.privateRegistries[{index}].aws")
+
+
+def _ignored_ecr_keys(aws: AWSRegistry, where: str) -> Iterator[tuple[str, str]]:
+    encryption = aws.ecr_options.encryption_configuration
+    if encryption.encryption_type != "KMS" and encryption.kms_key:
+        yield (
+            f"{where}.ecrOptions.encryptionConfiguration.kmsKey",
+            f"ignored: only used with encryptionType KMS (encryptionType is "
+            f"{encryption.encryption_type})",
+        )
+
+
+def _ignored_source_keys(aws: AWSRegistry, where: str) -> Iterator[tuple[str, str]]:
+    for name in _TARGET_ONLY_AWS_KEYS:
+        if name in aws.model_fields_set:
+            key = _alias(AWSRegistry, name)
+            yield f"{where}.{key}", "ignored: only used for the target registry"
 
 
 def split_address(value: str) -> tuple[str, int]:

@@ -5,7 +5,8 @@ Each expression sees ``{"obj": <pod>, "container": <container>}``. A filter that
 boolean counts as no match and is logged at debug level with the filter and its context, so a
 user can replay it on jmespath.org. Besides the JMESPath built-ins (``starts_with``,
 ``ends_with``, ``contains``, ...), ``regex_match(pattern, string)``, ``lower(s)`` and
-``upper(s)`` are available.
+``upper(s)`` are available; the config refuses a filter that calls any other function, or one
+with the wrong number of arguments (such a call fails on every evaluation).
 """
 
 from __future__ import annotations
@@ -17,34 +18,15 @@ from typing import Any
 
 import jmespath
 import jmespath.exceptions
-import jmespath.functions
 import jmespath.visitor
 
+from swapper.config import FilterFunctions
 from swapper.logs import get_logger
 
 log = get_logger("swapper.filters")
 
-
-@functools.lru_cache(maxsize=256)
-def _regex(pattern: str) -> re.Pattern[str]:
-    return re.compile(pattern)
-
-
-class _Functions(jmespath.functions.Functions):
-    @jmespath.functions.signature({"types": ["string"]}, {"types": ["string"]})
-    def _func_regex_match(self, pattern: str, value: str) -> bool:
-        return _regex(pattern).search(value) is not None
-
-    @jmespath.functions.signature({"types": ["string"]})
-    def _func_lower(self, value: str) -> str:
-        return value.lower()
-
-    @jmespath.functions.signature({"types": ["string"]})
-    def _func_upper(self, value: str) -> str:
-        return value.upper()
-
-
-_OPTIONS = jmespath.Options(custom_functions=_Functions())
+# The function table lives with the config, which refuses a filter calling a function not in it.
+_OPTIONS = jmespath.Options(custom_functions=FilterFunctions())
 
 Evaluator = Callable[[Any], Any]
 # The walker's own comparison and truthiness helpers (not part of the type stubs): reusing them

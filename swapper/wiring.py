@@ -17,7 +17,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from swapper.config import Config
+from swapper.config import Config, RegistryHost
 from swapper.kube.keyring import Keyring
 from swapper.kube.pull_secrets import PullSecrets
 from swapper.logs import get_logger
@@ -51,19 +51,23 @@ class Backends:
     pull_secrets: PullSecrets | None = None
 
 
+def host_config(settings: RegistryHost) -> HostConfig:
+    """The client settings of one ``mirror.hosts`` entry."""
+    return HostConfig(
+        plain_http=settings.insecure,
+        verify_tls=not settings.skip_verify,
+        ca_file=settings.ca_file or None,
+    )
+
+
 def registry_hosts(config: Config) -> dict[str, HostConfig]:
-    hosts = {
-        host.lower(): HostConfig(
-            plain_http=h.insecure, verify_tls=not h.skip_verify, ca_file=h.ca_file or None
-        )
-        for host, h in config.mirror.hosts.items()
-    }
+    """Per-host client settings: ``mirror.hosts``, and for a generic target those merged with
+    ``target.generic``'s (see :meth:`~swapper.config.GenericRegistry.connection`), the same
+    ones its existence checks use."""
+    hosts = {host.lower(): host_config(h) for host, h in config.mirror.hosts.items()}
     generic = config.target.generic
     if config.target.type == "generic" and generic is not None:
-        hosts.setdefault(
-            generic.domain,
-            HostConfig(plain_http=generic.insecure, ca_file=generic.ca_file or None),
-        )
+        hosts[generic.domain] = host_config(generic.connection())
     if config.target.type == "aws":  # ECR takes blobs in parts of at least 5 MiB
         host = config.target.endpoint.split("/", 1)[0].lower()
         hosts[host] = dataclasses.replace(hosts.get(host, HostConfig()), upload="chunked")
@@ -128,6 +132,8 @@ def build_backends(
             config, target, static_credentials(operator_credentials(config, target))
         ),
     )
+    for key, message in config.warnings:
+        log.warning("config_setting_ignored", key=key, problem=message)
     background: list[Any] = []
     ready_checks: list[Callable[[], bool]] = []
     keyrings: KeyringSource | None = None

@@ -4,11 +4,19 @@ from pathlib import Path
 
 import pytest
 
-from swapper.config import CopyPolicy, SwapPolicy, load_config, load_config_file, parse_duration
+from swapper.config import (
+    CopyPolicy,
+    SwapPolicy,
+    format_duration,
+    load_config,
+    load_config_file,
+    parse_duration,
+)
 from swapper.errors import ConfigError
 
 GENERIC = {"type": "generic", "generic": {"registry": "registry.local:5000"}}
 AWS = {"type": "aws", "aws": {"accountId": "123456789012", "region": "eu-west-1"}}
+REFERENCE_SAMPLE = Path("/work/shared/reference/k8s-image-swapper-fixtures/k8s-image-swapper.yml")
 
 
 def problems(data: object) -> dict[str, str]:
@@ -222,3 +230,135 @@ def test_registries_with_operator_credentials_are_shared_with_every_pod() -> Non
         "reg.example.com",
         "123456789012.dkr.ecr.eu-west-1.amazonaws.com",
     }
+
+
+def test_the_reference_projects_own_sample_config_loads_with_a_warning_for_its_kms_key() -> None:
+    config = load_config_file(REFERENCE_SAMPLE)
+    aws = config.target.aws
+    assert aws is not None
+    assert aws.ecr_options.encryption_configuration.encryption_type == "AES256"
+    assert config.warnings == (
+        (
+            "target.aws.ecrOptions.encryptionConfiguration.kmsKey",
+            "ignored: only used with encryptionType KMS (encryptionType is AES256)",
+        ),
+    )
+
+
+def test_a_kms_key_next_to_aes256_encryption_is_a_warning_not_a_refusal() -> None:
+    encryption = {"encryptionType": "AES256", "kmsKey": "arn:aws:kms:eu-west-1:1:key/x"}
+    aws = {**AWS["aws"], "ecrOptions": {"encryptionConfiguration": encryption}}
+    config = load_config({"target": {"type": "aws", "aws": aws}})
+    assert [key for key, _ in config.warnings] == [
+        "target.aws.ecrOptions.encryptionConfiguration.kmsKey"
+    ]
+
+
+def test_a_config_without_ignored_settings_has_no_warnings() -> None:
+    assert load_config({"target": AWS}).warnings == ()
+
+
+def test_a_section_for_a_target_type_not_chosen_is_a_warning() -> None:
+    config = load_config({"target": {**GENERIC, "aws": AWS["aws"]}})
+    assert config.warnings == (("target.aws", "ignored: target.type is 'generic'"),)
+
+
+def test_target_only_keys_under_a_source_registry_are_warnings() -> None:
+    aws = {**AWS["aws"], "prefix": "m", "ecrOptions": {"imageTagMutability": "IMMUTABLE"}}
+    config = load_config(
+        {"target": GENERIC, "source": {"registries": [{"type": "aws", "aws": aws}]}}
+    )
+    assert [key for key, _ in config.warnings] == [
+        "source.registries[0].aws.prefix",
+        "source.registries[0].aws.ecrOptions",
+    ]
+
+
+def test_warnings_are_kept_when_command_line_overrides_are_applied() -> None:
+    config = load_config({"target": {**GENERIC, "aws": AWS["aws"]}})
+    assert config.with_overrides(dry_run=True).warnings == config.warnings
+
+
+@pytest.mark.parametrize("deadline", [0, "0s", "0ms"])
+def test_a_zero_copy_deadline_means_the_default_of_eight_seconds(deadline: object) -> None:
+    config = load_config({"imageCopyDeadline": deadline, "target": GENERIC})
+    assert config.image_copy_deadline == 8.0
+
+
+def test_a_zero_admission_timeout_is_still_refused() -> None:
+    assert "admissionTimeout" in problems({"admissionTimeout": 0, "target": GENERIC})
+
+
+@pytest.mark.parametrize(
+    ("expression", "message"),
+    [
+        (
+            "start_with(container.image, 'quay.io/')",
+            "calls unknown function 'start_with' (did you mean 'starts_with'?)",
+        ),
+        ("nosuchfn(obj)", "calls unknown function 'nosuchfn'"),
+        ("obj.a == 'b' || contains(keys(obj), nosuchfn(obj))", "calls unknown function 'nosuchfn'"),
+    ],
+)
+def test_a_filter_calling_an_unknown_function_is_refused_naming_the_key_and_function(
+    expression: str, message: str
+) -> None:
+    found = problems(
+        {
+            "source": {"filters": [{"jmespath": "obj.a == 'b'"}, {"jmespath": expression}]},
+            "target": GENERIC,
+        }
+    )
+    assert found == {"source.filters[1].jmespath": message}
+
+
+def test_a_filter_calling_a_function_with_the_wrong_number_of_arguments_is_refused() -> None:
+    found = problems(
+        {"source": {"filters": [{"jmespath": "starts_with(container.image)"}]}, "target": GENERIC}
+    )
+    assert found == {
+        "source.filters[0].jmespath": "calls starts_with() with 1 argument; it takes 2"
+    }
+
+
+@pytest.mark.parametrize(
+    "expression",
+    [
+        "regex_match('^ghcr\\.io/', container.image)",
+        "lower(container.name) == 'app'",
+        "not_null(container.a, container.b, container.c) == 'x'",
+        "ends_with(obj.metadata.namespace, '-dev')",
+    ],
+)
+def test_filters_calling_known_functions_are_accepted(expression: str) -> None:
+    config = load_config({"source": {"filters": [{"jmespath": expression}]}, "target": GENERIC})
+    assert config.source.filters[0].jmespath == expression
+
+
+def test_a_generic_target_reaches_its_registry_as_mirror_hosts_says() -> None:
+    config = load_config(
+        {
+            "target": {"type": "generic", "generic": {"registry": "Reg.Local:5000/m"}},
+            "mirror": {"hosts": {"reg.local:5000": {"insecure": True, "skipVerify": True}}},
+        }
+    )
+    assert config.target.generic is not None
+    connection = config.target.generic.connection()
+    assert (connection.insecure, connection.skip_verify) == (True, True)
+
+
+def test_a_generic_targets_own_tls_settings_still_apply_without_mirror_hosts() -> None:
+    generic = {"registry": "reg.local:5000", "insecure": True, "caFile": "/ca.pem"}
+    config = load_config({"target": {"type": "generic", "generic": generic}})
+    assert config.target.generic is not None
+    connection = config.target.generic.connection()
+    assert (connection.insecure, connection.ca_file) == (True, "/ca.pem")
+
+
+@pytest.mark.parametrize(
+    ("seconds", "text"),
+    [(8.0, "8s"), (3600.0, "1h"), (90.0, "1m30s"), (0.5, "500ms"), (1.5, "1.5s"), (5400, "1h30m")],
+)
+def test_durations_are_written_as_the_shortest_go_duration(seconds: float, text: str) -> None:
+    assert format_duration(seconds) == text
+    assert parse_duration(text) == pytest.approx(seconds)

@@ -5,6 +5,8 @@ Existence is a ``HEAD /v2/<name>/manifests/<reference>`` through :mod:`swapper.o
 its retries and token cache). Credentials, when the registry needs them, are ``username`` and
 ``password`` from ``credentialsFile`` (a YAML/JSON file, e.g. a mounted Secret).
 Repositories need no creation on a generic registry; ``ensure_repository`` is a no-op.
+Plain HTTP, the CA bundle and certificate checks come from ``target.generic`` merged with
+``mirror.hosts.<host>`` (:meth:`~swapper.config.GenericRegistry.connection`), as for copies.
 """
 
 from __future__ import annotations
@@ -37,7 +39,12 @@ class GenericTarget:
         self.credentials = (
             read_credentials(config.credentials_file) if config.credentials_file else None
         )
-        host = HostConfig(plain_http=config.insecure, ca_file=config.ca_file or None)
+        settings = config.connection()
+        host = HostConfig(
+            plain_http=settings.insecure,
+            verify_tls=not settings.skip_verify,
+            ca_file=settings.ca_file or None,
+        )
         identity = (
             OCICredentials(self.credentials.username, self.credentials.password)
             if self.credentials

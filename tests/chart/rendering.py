@@ -126,17 +126,20 @@ def _render(values_json: str, namespace: str, release: str) -> Rendered:
 def render(
     values: Obj | None = None,
     *,
-    file: str | None = None,
+    file: str | None = "defaults",
     namespace: str = NAMESPACE,
     release: str = RELEASE,
 ) -> Rendered:
-    """Render with ``values`` over the values file ``file`` (both optional). Cached."""
+    """Render with ``values`` over the values file ``file``. Cached.
+
+    ``file`` defaults to ``defaults.yaml``, the chart's defaults plus the target registry the
+    chart has no default for; ``file=None`` renders ``values`` alone."""
     base = values_file(file) if file else {}
     combined = merged(base, values or {})
     return copy.deepcopy(_render(json.dumps(combined, sort_keys=True), namespace, release))
 
 
-def render_error(values: Obj, *, file: str | None = None) -> str:
+def render_error(values: Obj, *, file: str | None = "defaults") -> str:
     """The message of a render that must fail (a schema violation or a template ``fail``)."""
     try:
         render(values, file=file)

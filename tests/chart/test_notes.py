@@ -5,9 +5,10 @@ from __future__ import annotations
 from chart.rendering import render
 
 
-def test_the_notes_warn_while_the_target_is_the_placeholder() -> None:
-    assert "config.target is still the placeholder" in render().notes
-    assert "placeholder" not in render(file="dry-run").notes
+def test_the_notes_name_the_target_registry() -> None:
+    assert "Target: generic registry.internal.example.org/mirror." in render(file="dry-run").notes
+    notes = render(file="ecr-irsa").notes
+    assert "Target: aws account 123456789012 eu-west-1." in notes
 
 
 def test_the_notes_explain_the_dry_run_report_and_how_to_enforce() -> None:

@@ -102,6 +102,59 @@ Call with (dict "key" "config.imageCopyDeadline" "value" $value).
 {{- end -}}
 
 {{/*
+The target type: config.target.type, or "aws" when it is empty and config.target.aws is set
+(swapper's own default type, as in estahn/k8s-image-swapper's config). Empty when neither.
+*/}}
+{{- define "swapper.targetType" -}}
+{{- $target := .Values.config.target | default dict -}}
+{{- if $target.type -}}
+{{- $target.type -}}
+{{- else if $target.aws -}}
+aws
+{{- end -}}
+{{- end -}}
+
+{{/*
+Values of estahn/k8s-image-swapper's chart that this chart does not take, each with what to
+set instead. values.schema.json lets these keys through (patternProperties) only so that the
+render fails here, with this message, rather than with the schema's "not allowed".
+*/}}
+{{- define "swapper.referenceValues" -}}
+{{- $secretEnv := "use extraEnv with valueFrom.secretKeyRef (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY), or no static keys at all: an IRSA role in serviceAccount.annotations or EKS Pod Identity" -}}
+{{- $replacements := dict
+  "awsSecretName" $secretEnv
+  "awsSecretKeys" $secretEnv
+  "secretName" (printf "%s (the webhook's own TLS Secret is certificates.secretName)" $secretEnv)
+  "secretReader" "use config.source.podPullSecrets: true (the chart then grants list and watch on pull secrets; secretNames has no equivalent, swapper reads only the two pull-secret types)"
+  "patch" "use certificates.provider: job (swapper certs bootstrap, the default; its settings are under certificates.job); patch.enabled: false with cert-manager is certificates.provider: certManager"
+  "certmanager" "use certificates.provider: certManager; issuerName is certificates.certManager.issuerRef.name, issuerKind is certificates.certManager.issuerRef.kind"
+  "pdb" "use podDisruptionBudget (enabled, minAvailable or maxUnavailable)"
+  "containerPort" "use server.port"
+  "deployment" "deployment.priorityClassName is priorityClassName; deployment.annotations has no equivalent (podAnnotations annotates the pods)"
+  "kubeVersionOverride" "not needed: the chart renders the same objects for every supported Kubernetes version; remove it"
+  "podSecurityPolicy" "PodSecurityPolicy was removed in Kubernetes 1.25; the pods run non-root, read-only, with every capability dropped (podSecurityContext, securityContext); remove it"
+  "dev" "no equivalent: run swapper on your machine with swapper serve (see the README); remove it"
+  "extraManifests" "no equivalent: install extra objects with kubectl or a chart of their own"
+  "extraManifestsTemplated" "no equivalent: install extra objects with kubectl or a chart of their own"
+  "clusterSuffix" "not needed: the certificate names the Service both with and without the cluster domain; remove it"
+  "test" "no helm test pod: the chart checks itself at render time; remove it"
+  "cacheVolume" "not needed: swapper streams each layer from source to target and keeps nothing on disk; remove it"
+-}}
+{{- $found := list -}}
+{{- range $key := keys $replacements | sortAlpha -}}
+{{- if hasKey $.Values $key -}}
+{{- $found = append $found (printf "  %s: %s" $key (get $replacements $key)) -}}
+{{- end -}}
+{{- end -}}
+{{- if hasKey (.Values.service | default dict) "type" -}}
+{{- $found = append $found "  service.type: not needed: the Service is always ClusterIP (the API server calls it inside the cluster); remove it" -}}
+{{- end -}}
+{{- if $found -}}
+{{- fail (printf "values of estahn/k8s-image-swapper's chart that this chart does not take (docs/migrating.md lists every difference):\n%s" (join "\n" $found)) -}}
+{{- end -}}
+{{- end -}}
+
+{{/*
 The config file swapper reads: the `config:` block, with the keys the chart owns (where the
 certificate is mounted, the listen address) set by the chart, and only the selected target's
 block kept (Helm merges a user's target over the default one).
@@ -109,8 +162,10 @@ block kept (Helm merges a user's target over the default one).
 {{- define "swapper.config" -}}
 {{- $config := deepCopy .Values.config -}}
 {{- $target := $config.target -}}
+{{- $selected := include "swapper.targetType" . -}}
+{{- $_ := set $target "type" $selected -}}
 {{- range $type := list "aws" "gcp" "generic" -}}
-{{- if ne $type $target.type -}}
+{{- if ne $type $selected -}}
 {{- $_ := unset $target $type -}}
 {{- end -}}
 {{- end -}}
@@ -122,6 +177,7 @@ block kept (Helm merges a user's target over the default one).
 
 {{/* Fails the render when values contradict each other. Included by every template. */}}
 {{- define "swapper.validate" -}}
+{{- include "swapper.referenceValues" . -}}
 {{- $timeout := int .Values.webhook.timeoutSeconds | float64 -}}
 {{- $deadlineValue := default "8s" .Values.config.imageCopyDeadline -}}
 {{- $budgetValue := default "9s" .Values.config.admissionTimeout -}}
@@ -143,11 +199,30 @@ block kept (Helm merges a user's target over the default one).
 {{- if and (eq .Values.certificates.provider "job") .Values.certificates.certManager.issuerRef.name -}}
 {{- fail "certificates.certManager.issuerRef is set but certificates.provider is \"job\": the two certificate modes exclude each other. Set certificates.provider=certManager to use the issuer, or unset the issuerRef." -}}
 {{- end -}}
-{{- if not (has .Values.config.target.type (list "aws" "gcp" "generic")) -}}
-{{- fail (printf "config.target.type %q is not aws, gcp or generic" .Values.config.target.type) -}}
+{{- $target := .Values.config.target | default dict -}}
+{{- $type := include "swapper.targetType" . -}}
+{{- if and (not $type) (or $target.gcp $target.generic) -}}
+{{- fail (printf "config.target.%s is set but config.target.type is not: set config.target.type=%s (without a type the target is aws, swapper's default)." (ternary "gcp" "generic" (not (empty $target.gcp))) (ternary "gcp" "generic" (not (empty $target.gcp)))) -}}
 {{- end -}}
-{{- if not (index .Values.config.target .Values.config.target.type) -}}
-{{- fail (printf "config.target.type is %q but config.target.%s is missing" .Values.config.target.type .Values.config.target.type) -}}
+{{- if not $type -}}
+{{- fail "no target registry is set, and this chart has no default one. Set config.target.type and its block: any OCI registry: --set config.target.type=generic --set config.target.generic.registry=HOST[:PORT]/PATH; Amazon ECR: --set config.target.type=aws --set-string config.target.aws.accountId=123456789012 --set config.target.aws.region=eu-west-1; Artifact Registry: --set config.target.type=gcp with config.target.gcp.location, config.target.gcp.projectId and config.target.gcp.repositoryId (chart README, \"3. Pick your target registry\")." -}}
+{{- end -}}
+{{- if not (has $type (list "aws" "gcp" "generic")) -}}
+{{- fail (printf "config.target.type %q is not aws, gcp or generic" $type) -}}
+{{- end -}}
+{{- if not (index $target $type) -}}
+{{- fail (printf "config.target.type is %q but config.target.%s is missing" $type $type) -}}
+{{- end -}}
+{{- if and (eq $type "aws") (not $target.type) -}}
+{{- $missing := list -}}
+{{- range $key := list "accountId" "region" -}}
+{{- if not (index $target.aws $key) -}}
+{{- $missing = append $missing (printf "config.target.aws.%s" $key) -}}
+{{- end -}}
+{{- end -}}
+{{- if $missing -}}
+{{- fail (printf "config.target.aws is set without config.target.type, so the target is Amazon ECR (type aws, swapper's default), which needs %s (the account id a quoted 12-digit string: --set-string on the command line)." (join " and " $missing)) -}}
+{{- end -}}
 {{- end -}}
 {{- end -}}
 

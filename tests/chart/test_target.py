@@ -1,4 +1,5 @@
-"""The target registry: no default one, and an ECR target when only config.target.aws is set."""
+"""The target registry: no default one; without a type, ECR when config.target.aws is set
+(swapper's own default type), else the one block that is set."""
 
 from __future__ import annotations
 
@@ -51,16 +52,29 @@ def test_an_aws_block_without_a_type_or_a_region_fails_naming_the_region() -> No
     assert "needs config.target.aws.region (" in message
 
 
-def test_a_gcp_block_without_a_type_fails_asking_for_the_type() -> None:
+def test_a_lone_gcp_block_without_a_type_gives_an_artifact_registry_target() -> None:
     gcp = {"location": "europe-west1", "projectId": "p", "repositoryId": "mirror"}
-    message = render_error({"config": {"target": {"gcp": gcp}}}, file=None)
-    assert "set config.target.type=gcp" in message
+    target = render({"config": {"target": {"gcp": gcp}}}, file=None).config["target"]
+    assert (target["type"], target["gcp"]) == ("gcp", gcp)
 
 
-def test_a_generic_block_without_a_type_fails_asking_for_the_type() -> None:
+def test_a_lone_generic_block_without_a_type_gives_a_generic_target() -> None:
+    # The main README's `helm install ... --set config.target.generic.registry=...`.
     generic = {"registry": "harbor.internal.example.org/mirror"}
-    message = render_error({"config": {"target": {"generic": generic}}}, file=None)
-    assert "set config.target.type=generic" in message
+    target = render({"config": {"target": {"generic": generic}}}, file=None).config["target"]
+    assert (target["type"], target["generic"]) == ("generic", generic)
+
+
+def test_a_lone_generic_block_without_a_type_or_a_registry_fails_naming_the_registry() -> None:
+    message = render_error({"config": {"target": {"generic": {"insecure": True}}}}, file=None)
+    assert "needs config.target.generic.registry." in message
+
+
+def test_gcp_and_generic_blocks_without_a_type_fail_asking_for_the_type() -> None:
+    gcp = {"location": "europe-west1", "projectId": "p", "repositoryId": "mirror"}
+    generic = {"registry": "harbor.internal.example.org/mirror"}
+    message = render_error({"config": {"target": {"gcp": gcp, "generic": generic}}}, file=None)
+    assert "set config.target.type to gcp or generic" in message
 
 
 def test_a_generic_type_without_a_registry_fails_naming_the_registry() -> None:

@@ -102,8 +102,9 @@ Call with (dict "key" "config.imageCopyDeadline" "value" $value).
 {{- end -}}
 
 {{/*
-The target type: config.target.type, or "aws" when it is empty and config.target.aws is set
-(swapper's own default type, as in estahn/k8s-image-swapper's config). Empty when neither.
+The target type: config.target.type; when it is empty, "aws" if config.target.aws is set
+(swapper's own default type, as in estahn/k8s-image-swapper's config), else the one of
+config.target.gcp and config.target.generic that is set. Empty when none is, or both are.
 */}}
 {{- define "swapper.targetType" -}}
 {{- $target := .Values.config.target | default dict -}}
@@ -111,6 +112,10 @@ The target type: config.target.type, or "aws" when it is empty and config.target
 {{- $target.type -}}
 {{- else if $target.aws -}}
 aws
+{{- else if and $target.gcp (not $target.generic) -}}
+gcp
+{{- else if and $target.generic (not $target.gcp) -}}
+generic
 {{- end -}}
 {{- end -}}
 
@@ -201,8 +206,8 @@ block kept (Helm merges a user's target over the default one).
 {{- end -}}
 {{- $target := .Values.config.target | default dict -}}
 {{- $type := include "swapper.targetType" . -}}
-{{- if and (not $type) (or $target.gcp $target.generic) -}}
-{{- fail (printf "config.target.%s is set but config.target.type is not: set config.target.type=%s (without a type the target is aws, swapper's default)." (ternary "gcp" "generic" (not (empty $target.gcp))) (ternary "gcp" "generic" (not (empty $target.gcp)))) -}}
+{{- if and (not $type) $target.gcp $target.generic -}}
+{{- fail "config.target.gcp and config.target.generic are both set but config.target.type is not: set config.target.type to gcp or generic." -}}
 {{- end -}}
 {{- if not $type -}}
 {{- fail "no target registry is set, and this chart has no default one. Set config.target.type and its block: any OCI registry: --set config.target.type=generic --set config.target.generic.registry=HOST[:PORT]/PATH; Amazon ECR: --set config.target.type=aws --set-string config.target.aws.accountId=123456789012 --set config.target.aws.region=eu-west-1; Artifact Registry: --set config.target.type=gcp with config.target.gcp.location, config.target.gcp.projectId and config.target.gcp.repositoryId (chart README, \"3. Pick your target registry\")." -}}
@@ -213,15 +218,18 @@ block kept (Helm merges a user's target over the default one).
 {{- if not (index $target $type) -}}
 {{- fail (printf "config.target.type is %q but config.target.%s is missing" $type $type) -}}
 {{- end -}}
-{{- if and (eq $type "aws") (not $target.type) -}}
+{{- if not $target.type -}}
+{{- /* The schema checks the required keys of an explicit type; these are for an inferred one. */ -}}
+{{- $required := dict "aws" (list "accountId" "region") "gcp" (list "location" "projectId" "repositoryId") "generic" (list "registry") -}}
 {{- $missing := list -}}
-{{- range $key := list "accountId" "region" -}}
-{{- if not (index $target.aws $key) -}}
-{{- $missing = append $missing (printf "config.target.aws.%s" $key) -}}
+{{- range $key := get $required $type -}}
+{{- if not (index $target $type $key) -}}
+{{- $missing = append $missing (printf "config.target.%s.%s" $type $key) -}}
 {{- end -}}
 {{- end -}}
 {{- if $missing -}}
-{{- fail (printf "config.target.aws is set without config.target.type, so the target is Amazon ECR (type aws, swapper's default), which needs %s (the account id a quoted 12-digit string: --set-string on the command line)." (join " and " $missing)) -}}
+{{- $names := dict "aws" "Amazon ECR (type aws, swapper's default)" "gcp" "Artifact Registry (type gcp)" "generic" "a generic OCI registry (type generic)" -}}
+{{- fail (printf "config.target.%s is set without config.target.type, so the target is %s, which needs %s%s." $type (get $names $type) (join " and " $missing) (ternary " (the account id a quoted 12-digit string: --set-string on the command line)" "" (eq $type "aws"))) -}}
 {{- end -}}
 {{- end -}}
 {{- end -}}

@@ -732,7 +732,9 @@ _TARGET_ONLY_AWS_KEYS = (
     "access_policy",
     "lifecycle_policy",
 )
-_SECRET_KEYS = ("password", "token")
+# Keys whose values are secrets (only ``password`` exists today; the others guard what may come).
+# Matched exactly: a ``mirror.hosts`` key like ``tokens.example.com`` is a host, not a secret.
+_SECRET_KEYS = frozenset({"password", "token", "identityToken", "registryToken", "accessToken"})
 REDACTED = "<redacted>"
 
 
@@ -757,9 +759,7 @@ def _prune_source_aws(aws: dict[str, Any]) -> None:
 def _redacted(value: Any) -> Any:
     if isinstance(value, dict):
         return {
-            key: REDACTED
-            if item and any(word in key.lower() for word in _SECRET_KEYS)
-            else _redacted(item)
+            key: REDACTED if item and key in _SECRET_KEYS else _redacted(item)
             for key, item in value.items()
         }
     if isinstance(value, list):

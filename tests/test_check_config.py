@@ -71,6 +71,16 @@ def test_check_config_never_prints_a_source_registry_password(tmp_path: Path) ->
     }
 
 
+def test_check_config_prints_a_mirror_host_whose_name_holds_token_as_it_is(
+    tmp_path: Path,
+) -> None:
+    mirror = {"hosts": {"token.example.com": {"insecure": True}}}
+    printed = effective(tmp_path, {"target": GENERIC_TARGET, "mirror": mirror})
+    assert printed["mirror"]["hosts"] == {
+        "token.example.com": {"insecure": True, "skipVerify": False, "caFile": ""}
+    }
+
+
 def test_check_config_prints_only_the_section_of_a_source_registrys_type(
     tmp_path: Path,
 ) -> None:

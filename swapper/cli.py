@@ -355,9 +355,7 @@ def _plain_http_hint(exc: Exception, domains: list[str], insecure: list[str]) ->
 def _check_config(args: argparse.Namespace) -> int:
     import yaml
 
-    from swapper.config import load_config_file
-
-    config = load_config_file(args.file)
+    config = _load_config(args.file)
     for key, message in config.warnings:  # settings that do nothing: said, but no refusal
         print(f"swapper: warning: {key}: {message}", file=sys.stderr)
 

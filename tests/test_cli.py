@@ -21,7 +21,7 @@ def test_check_config_prints_the_effective_config_with_defaults() -> None:
     assert result.returncode == 0, result.stderr
     effective = yaml.safe_load(result.stdout)
     assert effective["imageSwapPolicy"] == "always"
-    assert effective["imageCopyDeadline"] == 8.0
+    assert effective["imageCopyDeadline"] == "8s"
     assert effective["target"]["generic"]["registry"] == "mirror.example.com/mirror"
 
 

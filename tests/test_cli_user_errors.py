@@ -243,3 +243,9 @@ def test_ctrl_c_during_a_copy_prints_interrupted_and_exits_130() -> None:
             process.kill()
     assert process.returncode == 130
     assert stderr.strip() == "swapper: interrupted"
+
+
+def test_check_config_reads_standard_input() -> None:
+    result = swapper("check-config", "-", stdin=Path(CONFIG).read_text())
+    assert result.returncode == 0, result.stderr
+    assert "imageSwapPolicy: always" in result.stdout

@@ -74,3 +74,42 @@ def test_the_readme_claims_helm_4_which_the_tests_use() -> None:
 
     assert helm_python.helm_sdk_version().startswith("v4.")
     assert "tested with Helm 4" in README
+
+
+def test_the_readme_no_longer_says_ecr_and_artifact_registry_need_another_build() -> None:
+    assert "backend is in place" not in README
+    assert "the chart side is ready" not in README
+
+
+def test_the_readme_says_account_ids_need_set_string() -> None:
+    assert "--set-string config.target.aws.accountId=123456789012" in README
+
+
+def test_the_readme_says_there_is_no_default_target() -> None:
+    assert "There is no default target: a render without one fails" in README
+
+
+MIGRATING = (REPO / "docs" / "migrating.md").read_text(encoding="utf-8")
+
+
+def test_the_migration_guide_names_every_reference_chart_value_the_chart_refuses() -> None:
+    from chart.test_reference_values import REPLACEMENTS
+
+    missing = [key for key in [*REPLACEMENTS, "service.type"] if f"`{key}" not in MIGRATING]
+    assert missing == []
+
+
+def test_the_migration_guide_covers_account_ids_deadlines_the_tag_and_the_webhook_path() -> None:
+    for heading in (
+        "### Account IDs",
+        "### Deadlines",
+        "### The tag kept next to the digest",
+        "## The webhook path",
+        "## The Helm chart",
+    ):
+        assert heading in MIGRATING
+
+
+def test_the_readme_and_the_main_readme_link_the_migration_guide() -> None:
+    assert "(../../docs/migrating.md)" in README
+    assert "(docs/migrating.md)" in (REPO / "README.md").read_text(encoding="utf-8")

@@ -1,4 +1,7 @@
-"""The image the chart runs, checked by reading the Dockerfile (no Docker daemon needed)."""
+"""The image the chart runs, checked by reading the Dockerfile.
+
+tests/image builds the image with buildah and checks the result; these checks need nothing.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +10,7 @@ import json
 import re
 from dataclasses import dataclass
 
-from chart.rendering import REPO, render
+from chart.rendering import CHART_YAML, REPO, render
 
 DOCKERFILE = REPO / "Dockerfile"
 DOCKERIGNORE = REPO / ".dockerignore"
@@ -135,3 +138,35 @@ def test_the_build_context_holds_what_the_build_copies_and_no_local_state() -> N
         assert not ignored(source.rstrip("/")), source
     for local in (".venv", ".git", "certs/dev/tls.key", "tests/kube_fake.py", "charts"):
         assert ignored(local), local
+
+
+def pyproject_version() -> str:
+    found = re.search(
+        r'^version\s*=\s*"([^"]+)"',
+        (REPO / "pyproject.toml").read_text(encoding="utf-8"),
+        re.MULTILINE,
+    )
+    assert found
+    return found.group(1)
+
+
+def test_the_version_label_defaults_to_the_pyproject_version() -> None:
+    assert arg_defaults()["VERSION"] == pyproject_version()
+    labels = " ".join(final("LABEL"))
+    assert 'org.opencontainers.image.version="${VERSION}"' in labels
+
+
+def test_the_runtime_image_carries_the_oci_labels_title_source_version_and_licence() -> None:
+    labels = " ".join(final("LABEL"))
+    for key in ("title", "source", "version", "licenses"):
+        assert f"org.opencontainers.image.{key}=" in labels, key
+
+
+def test_the_chart_version_and_app_version_are_the_pyproject_version() -> None:
+    chart = CHART_YAML
+    assert chart["version"] == chart["appVersion"] == pyproject_version()
+
+
+def test_the_build_stage_removes_pip_and_setuptools_from_the_virtualenv() -> None:
+    build = " ".join(i.args for i in instructions() if i.stage == 0 and i.keyword == "RUN")
+    assert "pip uninstall --yes setuptools pip" in build

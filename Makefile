@@ -6,7 +6,7 @@ STAMP   := $(VENV)/.installed
 APT_PKGS := docker-registry hey wrk skopeo
 SHELL   := /bin/bash
 
-.PHONY: all venv apt lint typecheck unit chart-test kube-binaries e2e test demo bench clean
+.PHONY: all venv apt lint typecheck unit chart-test kube-binaries e2e test demo bench clean image image-test release
 
 all: test
 
@@ -56,7 +56,31 @@ e2e: venv apt kube-binaries
 	  SWAPPER_E2E_CACHE=$(E2E_CACHE) SWAPPER_E2E_KUBE=$$version $(BIN)/pytest -q tests/e2e; \
 	done
 
-test: apt lint typecheck unit chart-test e2e
+# The container image, built from the Dockerfile with buildah (no Docker daemon; Debian's buildah
+# and debootstrap are installed when missing). By default on a Debian bookworm base made with
+# debootstrap once and cached in $(IMAGE_CACHE), keyed by its package list; with
+# PYTHON_IMAGE=python:3.11-slim-bookworm on the public base, where it can be pulled. The tag is
+# localhost/swapper:<pyproject.toml version>. See docs/image.md.
+IMAGE_CACHE ?= $(HOME)/.cache/swapper-image
+image:
+	SWAPPER_IMAGE_CACHE=$(IMAGE_CACHE) PYTHON_IMAGE=$(PYTHON_IMAGE) $(PY) tests/image/imagebuild.py image
+
+# The image built, inspected and run (swapper serve answering /readyz and /mutate over TLS from
+# inside it), pushed and mirrored between two local registries; the chart packaged, pushed as an
+# OCI artifact, rendered back and installed from it into the real API server.
+image-test: venv apt kube-binaries
+	SWAPPER_IMAGE_CACHE=$(IMAGE_CACHE) PYTHON_IMAGE=$(PYTHON_IMAGE) $(BIN)/pytest -q tests/image
+
+# make release REGISTRY=registry.internal/platform: the image pushed as REGISTRY/swapper:<version>
+# and the chart as oci://REGISTRY/charts/swapper (version and appVersion the same), its default
+# image.repository REGISTRY/swapper. buildah and Helm use their usual credentials
+# (buildah login, ~/.config/helm/registry/config.json). INSECURE=1: a plain-HTTP registry.
+release: venv
+	@test -n "$(REGISTRY)" || { echo "usage: make release REGISTRY=host/path [INSECURE=1]"; exit 2; }
+	SWAPPER_IMAGE_CACHE=$(IMAGE_CACHE) PYTHON_IMAGE=$(PYTHON_IMAGE) \
+	  $(BIN)/python tests/image/imagebuild.py release $(REGISTRY) $(if $(INSECURE),--insecure)
+
+test: apt lint typecheck unit chart-test e2e image-test
 
 demo: venv apt
 	$(BIN)/python tests/demo.py

@@ -386,17 +386,6 @@ class GCPRegistry(_Model):
             )
         return value
 
-    @model_validator(mode="after")
-    def _creation_settings_need_create_repository(self) -> GCPRegistry:
-        given = {"labels", "description", "immutable_tags"} & self.model_fields_set
-        if given and not self.create_repository:
-            fields = type(self).model_fields
-            keys = ", ".join(sorted(fields[name].alias or name for name in given))
-            raise ValueError(
-                f"{keys}: only used when swapper creates the repository (createRepository: true)"
-            )
-        return self
-
     @property
     def domain(self) -> str:
         return self.registry_host or f"{self.location}-docker.pkg.dev"
@@ -775,6 +764,14 @@ def _ignored_keys(config: Config) -> Iterator[tuple[str, str]]:
             yield f"target.{kind}", f"ignored: target.type is {target.type!r}"
     if target.type == "aws" and target.aws is not None:
         yield from _ignored_ecr_keys(target.aws, "target.aws")
+    if target.type == "gcp" and target.gcp is not None and not target.gcp.create_repository:
+        for name in sorted(
+            {"labels", "description", "immutable_tags"} & target.gcp.model_fields_set
+        ):
+            yield (
+                f"target.gcp.{_alias(GCPRegistry, name)}",
+                "ignored: only used when swapper creates the repository (createRepository: true)",
+            )
     for index, registry in enumerate(config.source.registries):
         where = f"source.registries[{index}]"
         for kind in sorted(_REGISTRY_TYPES - {registry.type}):

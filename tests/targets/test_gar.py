@@ -166,9 +166,16 @@ def test_international_lowercase_labels_and_empty_values_are_accepted() -> None:
     assert config.labels == {"équipe": "", "env": "prod-1_a"}
 
 
-def test_creation_settings_without_create_repository_are_refused() -> None:
-    problem = config_problem(immutableTags=True, description="d")
-    assert "description, immutableTags: only used when swapper creates the repository" in problem
+def test_creation_settings_without_create_repository_are_warnings_not_refusals() -> None:
+    gcp = {"location": "europe-west1", "projectId": "proj", "repositoryId": "mirror"}
+    config = load_config(
+        {"target": {"type": "gcp", "gcp": {**gcp, "immutableTags": True, "description": "d"}}}
+    )
+    assert [key for key, _ in config.warnings] == [
+        "target.gcp.description",
+        "target.gcp.immutableTags",
+    ]
+    assert all("createRepository: true" in message for _, message in config.warnings)
 
 
 # -- the Artifact Registry repository -----------------------------------------------------

@@ -101,19 +101,13 @@ def test_the_image_answers_an_admission_review_with_the_expected_patch(
 
 
 def test_the_server_in_the_image_runs_as_65532(serving: ServingImage) -> None:
-    children = subprocess.run(
-        [
-            "ps",
-            "-o",
-            "uid=,args=",
-            "--ppid",
-            str(serving.process.pid),
-            "-g",
-            str(serving.process.pid),
-        ],
+    # buildah run was started in a session of its own: every process of that session.
+    session = subprocess.run(
+        ["ps", "-o", "uid=,args=", "-s", str(serving.process.pid)],
         capture_output=True,
         text=True,
-        check=False,
+        check=True,
     ).stdout
-    serve_lines = [line for line in children.splitlines() if "swapper serve" in line]
-    assert serve_lines and all(line.split()[0] == "65532" for line in serve_lines), children
+    servers = [line.split(None, 1) for line in session.splitlines() if " serve " in line]
+    swapper = [uid for uid, args in servers if not args.startswith("buildah")]
+    assert swapper == ["65532"], session

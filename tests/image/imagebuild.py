@@ -45,7 +45,19 @@ HOST_CA = Path("/etc/ssl/certs/ca-certificates.crt")
 BASE_NAME = "localhost/swapper-python-base"
 IMAGE_NAME = "localhost/swapper"
 APT_PACKAGES = ("buildah", "debootstrap")
-BUILDAH = ["buildah", "--storage-driver", STORAGE_DRIVER]
+# buildah's own storage for swapper's images, in the cache (outside the work tree): the base,
+# the image and its layer cache, and nothing else, so pruning it touches no one else's images.
+STORAGE = CACHE / "storage"
+BUILDAH = [
+    "buildah",
+    "--storage-driver",
+    STORAGE_DRIVER,
+    "--root",
+    str(STORAGE / "root"),
+    "--runroot",
+    str(STORAGE / "run"),
+]
+_STEP_ID = re.compile(r"^--> (?:Using cache )?([0-9a-f]{11,64})$")
 # Bumped when the way the base is made changes, so an old cached base is not reused.
 RECIPE = 1
 
@@ -181,7 +193,8 @@ def build_image(tag: str | None = None, python_image: str | None = None) -> str:
     tag = tag or f"{IMAGE_NAME}:{version()}"
     base = python_image or os.environ.get("PYTHON_IMAGE") or base_image()
     started = time.monotonic()
-    buildah(
+    command = [
+        *BUILDAH,
         "bud",
         "--isolation",
         "chroot",
@@ -195,9 +208,29 @@ def build_image(tag: str | None = None, python_image: str | None = None) -> str:
         "--file",
         str(REPO / "Dockerfile"),
         str(REPO),
-    )
+    ]
+    steps: set[str] = set()
+    with subprocess.Popen(command, stdout=subprocess.PIPE, text=True) as build:
+        assert build.stdout is not None
+        for line in build.stdout:
+            sys.stderr.write(line)
+            found = _STEP_ID.match(line.strip())
+            if found:
+                steps.add(found.group(1))
+    if build.returncode != 0:
+        raise subprocess.CalledProcessError(build.returncode, command)
+    prune(keep=steps)
     log(f"built {tag} on {base} in {time.monotonic() - started:.0f} s")
     return tag
+
+
+def prune(keep: set[str]) -> None:
+    """Remove the layer-cache images of earlier builds (``vfs`` copies every layer in full):
+    dangling images that are not a step of the build that just ran."""
+    listed = buildah("images", "--filter", "dangling=true", "--format", "{{.ID}}", capture=True)
+    stale = [i for i in listed.split() if not any(k.startswith(i) or i.startswith(k) for k in keep)]
+    for image in stale:
+        subprocess.run([*BUILDAH, "rmi", image], check=False, capture_output=True)
 
 
 def release(registry: str, insecure: bool) -> None:

@@ -187,6 +187,21 @@ def base_image() -> str:
     return name
 
 
+def source_url() -> str | None:
+    """The clone's ``origin`` as an https URL, for the image's source label (None without one)."""
+    found = subprocess.run(
+        ["git", "-C", str(REPO), "remote", "get-url", "origin"],
+        capture_output=True,
+        text=True,
+        check=False,
+    ).stdout.strip()
+    if found.startswith("git@") and ":" in found:
+        host, _, path = found[4:].partition(":")
+        found = f"https://{host}/{path}"
+    found = found.removesuffix(".git")
+    return found if found.startswith("https://") else None
+
+
 def build_image(tag: str | None = None, python_image: str | None = None) -> str:
     """``buildah bud`` of the Dockerfile; returns the image name."""
     ensure_tools()
@@ -203,6 +218,7 @@ def build_image(tag: str | None = None, python_image: str | None = None) -> str:
         f"PYTHON_IMAGE={base}",
         "--build-arg",
         f"VERSION={version()}",
+        *(["--build-arg", f"SOURCE={url}"] if (url := source_url()) else []),
         "--tag",
         tag,
         "--file",

@@ -32,7 +32,7 @@ typecheck: venv
 	$(BIN)/mypy swapper
 
 unit: venv kube-binaries
-	$(BIN)/pytest -q --ignore=tests/chart --ignore=tests/e2e
+	$(BIN)/pytest -q --ignore=tests/chart --ignore=tests/e2e --ignore=tests/image
 
 # The Helm chart: lint, render with tests/chart/values/*, validate every object against the
 # Kubernetes OpenAPI schemas, assert its safety properties (Helm from the helm-python-sdk wheel).

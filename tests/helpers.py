@@ -1,14 +1,38 @@
-"""Builders shared by the tests: pods and AdmissionReviews."""
+"""Builders shared by the tests: pods and AdmissionReviews; the ``swapper`` command."""
 
 from __future__ import annotations
 
 import copy
+import subprocess
+import sys
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from swapper.admission import Review
 
 FIXTURES = Path(__file__).parent / "fixtures"
+REPO = Path(__file__).resolve().parents[1]
+
+
+def run_swapper(
+    *args: str,
+    stdin: str | None = None,
+    env: Mapping[str, str] | None = None,
+    cwd: Path | None = None,
+    timeout: float = 120,
+) -> subprocess.CompletedProcess[str]:
+    """``python -m swapper ARGS`` as a user runs it, its output captured as text."""
+    return subprocess.run(
+        [sys.executable, "-m", "swapper", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        input=stdin,
+        env=None if env is None else dict(env),
+        cwd=cwd,
+        check=False,
+    )
 
 
 def make_pod(

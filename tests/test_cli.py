@@ -2,18 +2,12 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import yaml
-from helpers import FIXTURES
+from helpers import FIXTURES, run_swapper
 
-
-def swapper(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "swapper", *args], capture_output=True, text=True, timeout=60
-    )
+swapper = run_swapper
 
 
 def test_check_config_prints_the_effective_config_with_defaults() -> None:

@@ -7,19 +7,12 @@ import sys
 from pathlib import Path
 
 import pytest
-from helpers import FIXTURES
+from helpers import FIXTURES, run_swapper
 
 CONFIG = str(FIXTURES / "configs" / "webhook.yaml")
 
 
-def swapper(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "swapper", *args],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        input=stdin,
-    )
+swapper = run_swapper
 
 
 def one_clean_line(result: subprocess.CompletedProcess[str]) -> str:

@@ -4,22 +4,15 @@ from __future__ import annotations
 
 import re
 import subprocess
-import sys
-from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+from helpers import REPO, run_swapper
+
 EXAMPLES = REPO / "examples"
 MIRROR = "registry.internal.example.org/mirror"
 
 
 def swapper(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "swapper", *args],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        cwd=REPO,
-    )
+    return run_swapper(*args, cwd=REPO)
 
 
 def decisions(result: subprocess.CompletedProcess[str]) -> list[str]:

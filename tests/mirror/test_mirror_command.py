@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from helpers import run_swapper
 from moto_ecr import ACCOUNT, REGION, running_moto
 from registries import (
     Registry,
@@ -43,14 +44,7 @@ def insecure(*registries: Registry) -> list[str]:
     return [arg for r in registries for arg in ("--insecure", r.host)]
 
 
-def swapper(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "swapper", *args],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+swapper = run_swapper
 
 
 def test_an_image_is_copied_with_credentials_from_an_authfile(

@@ -6,9 +6,9 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
+from helpers import run_swapper
 from registries import (
     Registry,
     assert_same_image,
@@ -22,14 +22,7 @@ def swapper(*args: str) -> subprocess.CompletedProcess[str]:
     # Buffered output, as a user's shell gives it: the command ends with os._exit, which must
     # come after its summary is written out.
     env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}
-    return subprocess.run(
-        [sys.executable, "-m", "swapper", *args],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-        env=env,
-    )
+    return run_swapper(*args, env=env)
 
 
 def test_a_tls_source_is_read_through_the_ca_file_and_a_second_run_finds_it_present(

@@ -6,12 +6,12 @@ from __future__ import annotations
 
 import io
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import orjson
 import yaml
+from helpers import FIXTURES, run_swapper
 
 from swapper import logs
 from swapper.config import load_config
@@ -19,7 +19,8 @@ from swapper.metrics import Metrics
 from swapper.targets.memory import MemoryTarget
 from swapper.wiring import build_backends
 
-REFERENCE_SAMPLE = Path("/work/shared/reference/k8s-image-swapper-fixtures/k8s-image-swapper.yml")
+# estahn/k8s-image-swapper's own sample, copied unchanged (tests/fixtures/README.md)
+REFERENCE_SAMPLE = FIXTURES / "k8s-image-swapper" / "k8s-image-swapper.yml"
 SECRET = "s3cr3t-Pa55word"
 GENERIC_TARGET = {"type": "generic", "generic": {"registry": "registry.local:5000"}}
 
@@ -27,12 +28,7 @@ GENERIC_TARGET = {"type": "generic", "generic": {"registry": "registry.local:500
 def check_config(tmp_path: Path, config: dict[str, Any]) -> subprocess.CompletedProcess[str]:
     path = tmp_path / "config.yaml"
     path.write_text(yaml.safe_dump(config))
-    return subprocess.run(
-        [sys.executable, "-m", "swapper", "check-config", str(path)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    return run_swapper("check-config", str(path))
 
 
 def effective(tmp_path: Path, config: dict[str, Any]) -> dict[str, Any]:
@@ -110,12 +106,7 @@ def test_check_config_prints_only_the_target_section_of_the_chosen_type(tmp_path
 
 
 def test_check_config_of_the_reference_sample_warns_about_its_kms_key_on_one_stderr_line() -> None:
-    result = subprocess.run(
-        [sys.executable, "-m", "swapper", "check-config", str(REFERENCE_SAMPLE)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    result = run_swapper("check-config", str(REFERENCE_SAMPLE))
     assert result.returncode == 0, result.stderr
     assert result.stderr.splitlines() == [
         "swapper: warning: target.aws.ecrOptions.encryptionConfiguration.kmsKey: ignored: only "
@@ -128,12 +119,7 @@ def test_check_config_of_the_reference_sample_warns_about_its_kms_key_on_one_std
 
 
 def test_check_config_prints_a_config_that_loads_back_to_the_same_settings() -> None:
-    result = subprocess.run(
-        [sys.executable, "-m", "swapper", "check-config", str(REFERENCE_SAMPLE)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    result = run_swapper("check-config", str(REFERENCE_SAMPLE))
     assert result.returncode == 0, result.stderr
     again = load_config(yaml.safe_load(result.stdout))
     assert again.warnings == ()

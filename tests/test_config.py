@@ -3,6 +3,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from helpers import FIXTURES
 
 from swapper.config import (
     CopyPolicy,
@@ -16,7 +17,8 @@ from swapper.errors import ConfigError
 
 GENERIC = {"type": "generic", "generic": {"registry": "registry.local:5000"}}
 AWS = {"type": "aws", "aws": {"accountId": "123456789012", "region": "eu-west-1"}}
-REFERENCE_SAMPLE = Path("/work/shared/reference/k8s-image-swapper-fixtures/k8s-image-swapper.yml")
+# estahn/k8s-image-swapper's own sample, copied unchanged (tests/fixtures/README.md)
+REFERENCE_SAMPLE = FIXTURES / "k8s-image-swapper" / "k8s-image-swapper.yml"
 
 
 def problems(data: object) -> dict[str, str]:

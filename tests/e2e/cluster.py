@@ -200,6 +200,23 @@ class Cluster:
         lines = self.audit_log.read_text(encoding="utf-8").splitlines()
         return [json.loads(line) for line in lines if line.strip()]
 
+    def writes(self, resource: str, namespace: str, name: str, user: str = "") -> list[str]:
+        """The verbs of every write of one object that the API server audited, refused ones
+        too (the audit policy records Secrets' writes and pods' requests), in order; ``user``
+        keeps only that user's."""
+        verbs = []
+        for event in self.audit_events():
+            ref = event.get("objectRef") or {}
+            if (
+                event.get("verb") in ("create", "update", "patch", "delete")
+                and event.get("stage") == "ResponseComplete"
+                and (ref.get("resource"), ref.get("namespace"), ref.get("name"))
+                == (resource, namespace, name)
+                and (not user or (event.get("user") or {}).get("username") == user)
+            ):
+                verbs.append(str(event["verb"]))
+        return verbs
+
     def _etcd(self, path: str, body: JSON) -> JSON:
         request = urllib.request.Request(
             f"{self.etcd_url}{path}", data=json.dumps(body).encode(), method="POST"

@@ -16,22 +16,11 @@ from e2e.serving import Webhook, start_swapper, stop
 from e2e.world import Registries, create_pod, images, pod, pull_secrets
 
 PULL_SECRET = "mirror-pull"
-WRITES = ("create", "update", "patch", "delete")
 
 
 def _writes(cluster: Cluster, installed: Installed, namespace: str) -> list[str]:
     who = f"system:serviceaccount:{installed.namespace}:{installed.service_account}"
-    return [
-        e["verb"]
-        for e in cluster.audit_events()
-        if e.get("verb") in WRITES
-        and e.get("stage") == "ResponseComplete"
-        and (e.get("objectRef") or {}).get("resource") == "secrets"
-        and (e.get("objectRef") or {}).get("name") == PULL_SECRET
-        and (e.get("objectRef") or {}).get("namespace") == namespace
-        and (e.get("user") or {}).get("username") == who
-        and (e.get("responseStatus") or {}).get("code", 200) < 300
-    ]
+    return cluster.writes("secrets", namespace, PULL_SECRET, user=who)
 
 
 def test_a_pull_secret_that_cannot_be_written_leaves_the_pod_unchanged_with_an_event(

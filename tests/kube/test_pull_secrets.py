@@ -26,7 +26,6 @@ from swapper.targets.base import Credentials
 from swapper.targets.memory import MemoryTarget
 
 REGISTRY = "123456789012.dkr.ecr.eu-west-1.amazonaws.com"
-WRITES = ("create", "update", "patch", "delete")
 
 Namespaces = Callable[[str], str]
 
@@ -75,15 +74,7 @@ class Kube:
 
     def writes(self, namespace: str) -> list[str]:
         """The verbs of every write of the Secret that the API server audited, in order."""
-        return [
-            e["verb"]
-            for e in self.cluster.audit_events()
-            if e.get("verb") in WRITES
-            and e.get("stage") == "ResponseComplete"
-            and (e.get("objectRef") or {}).get("resource") == "secrets"
-            and (e.get("objectRef") or {}).get("namespace") == namespace
-            and (e.get("objectRef") or {}).get("name") == self.name
-        ]
+        return self.cluster.writes("secrets", namespace, self.name)
 
 
 @pytest.fixture

@@ -39,7 +39,6 @@ GROUP = "admissionregistration.k8s.io"
 WEBHOOKS = "mutatingwebhookconfigurations"
 SECRET = "swapper-tls"
 LABELS = {"app.kubernetes.io/name": "swapper"}
-WRITES = ("create", "update", "patch", "delete")
 NOW = dt.datetime.now(dt.UTC)
 
 
@@ -148,15 +147,7 @@ class Kube:
 
     def secret_writes(self) -> list[str]:
         """The verbs of every write of the Secret that the API server audited, in order."""
-        return [
-            e["verb"]
-            for e in self.cluster.audit_events()
-            if e.get("verb") in WRITES
-            and e.get("stage") == "ResponseComplete"
-            and (e.get("objectRef") or {}).get("resource") == "secrets"
-            and (e.get("objectRef") or {}).get("namespace") == self.namespace
-            and (e.get("objectRef") or {}).get("name") == SECRET
-        ]
+        return self.cluster.writes("secrets", self.namespace, SECRET)
 
 
 @pytest.fixture

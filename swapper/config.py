@@ -530,6 +530,51 @@ class LegacyPrivateRegistry(_Model):
     aws: AWSRegistry
 
 
+MirrorReferencePolicy = Literal["deny", "warn", "allow"]
+
+
+def _seconds_within(value: object, low: float, high: float, text: str) -> float:
+    seconds = parse_duration(value)
+    if not low < seconds <= high:
+        raise ValueError(text)
+    return seconds
+
+
+class AccessSettings(_Model):
+    """How the source-access check asks, remembers and enforces (swapper's own ``source.access``)."""
+
+    # The lookup for all of one pod's containers at once; what is still unanswered then is
+    # ``skipped-unverified`` and the pod's other containers go on.
+    deadline: float = 1.5
+    ttl: float = 3600.0  # a "readable" answer is believed this long
+    negative_ttl: float = Field(60.0, alias="negativeTtl")  # "not readable" is asked again after
+    unverifiable_ttl: float = Field(30.0, alias="unverifiableTtl")  # "source unreachable" likewise
+    cache_size: int = Field(10_000, alias="cacheSize", ge=100, le=1_000_000)  # answers in memory
+    # The ConfigMap (in swapper's own namespace) that remembers public answers across restarts
+    # and replicas; empty: remembered in memory only.
+    config_map: str = Field("", alias="configMap")
+    max_remembered: int = Field(5_000, alias="maxRemembered", ge=1, le=20_000)
+    # A pod naming a mirror image directly whose source its own credentials cannot read.
+    mirror_references: MirrorReferencePolicy = Field("deny", alias="mirrorReferences")
+
+    @field_validator("deadline", mode="before")
+    @classmethod
+    def _deadline(cls, value: object) -> float:
+        return _seconds_within(value, 0, 30, "must be more than 0s and at most 30s")
+
+    @field_validator("ttl", "negative_ttl", "unverifiable_ttl", mode="before")
+    @classmethod
+    def _seconds(cls, value: object) -> float:
+        return _seconds_within(value, 0, 86_400, "must be more than 0s and at most 24h")
+
+    @field_validator("config_map")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        if value and not re.match(r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$", value):
+            raise ValueError(f"{value!r} is not a valid ConfigMap name")
+        return value
+
+
 class Source(_Model):
     registries: tuple[SourceRegistry, ...] = ()
     private_registries: tuple[LegacyPrivateRegistry, ...] = Field((), alias="privateRegistries")
@@ -537,6 +582,7 @@ class Source(_Model):
     # swapper's own keys:
     check_access: bool = Field(True, alias="checkAccess")
     pod_pull_secrets: bool = Field(True, alias="podPullSecrets")
+    access: AccessSettings = Field(default_factory=lambda: AccessSettings())
 
     @property
     def shared_domains(self) -> frozenset[str]:
@@ -571,6 +617,9 @@ class Mirror(_Model):
     platforms: tuple[str, ...] = ()  # empty: every platform of an index
     fresh_for: float = Field(3600.0, alias="freshFor")
     recheck_every: float = Field(60.0, alias="recheckEvery")
+    # A blob body that sends nothing for this long is dropped and retried (apart from the
+    # copy's total budget).
+    blob_idle_timeout: float = Field(15.0, alias="blobIdleTimeout")
     hosts: dict[str, RegistryHost] = Field(default_factory=dict)
 
     @field_validator("platforms", mode="before")
@@ -593,6 +642,56 @@ class Mirror(_Model):
         if seconds < 0:
             raise ValueError("must not be negative")
         return seconds
+
+    @field_validator("blob_idle_timeout", mode="before")
+    @classmethod
+    def _idle(cls, value: object) -> float:
+        return _seconds_within(value, 0, 600, "must be more than 0s and at most 10m")
+
+
+_SIZE = re.compile(r"^(\d+)(Ki|Mi|Gi)?$")
+_SIZE_UNITS = {None: 1, "Ki": 1024, "Mi": 1024**2, "Gi": 1024**3}
+
+
+def parse_size(value: object) -> int:
+    """Bytes from a number or a Kubernetes-style binary quantity (``64Ki``, ``8Mi``)."""
+    if isinstance(value, bool):
+        raise ValueError("expected a size such as 8Mi")
+    if isinstance(value, int):
+        return value
+    match = _SIZE.match(value.strip()) if isinstance(value, str) else None
+    if match is None:
+        raise ValueError(f"{value!r} is not a size (examples: 8388608, '64Ki', '8Mi')")
+    return int(match.group(1)) * _SIZE_UNITS[match.group(2)]
+
+
+class ServerSettings(_Model):
+    """Limits of the HTTPS server (swapper's own key ``server``); see the README's Hardening."""
+
+    max_request_bytes: int = Field(8 * 1024**2, alias="maxRequestBytes")  # 413 beyond
+    max_header_bytes: int = Field(64 * 1024, alias="maxHeaderBytes")  # 431 beyond
+    max_containers: int = Field(1000, alias="maxContainers", ge=1, le=100_000)  # per pod
+    handshake_timeout: float = Field(5.0, alias="handshakeTimeout")  # TLS handshake
+    header_timeout: float = Field(5.0, alias="headerTimeout")  # request line and headers
+    # Longer than the API server's own idle timeout for webhook connections (90s), so it never
+    # sends a request on a connection swapper is closing.
+    keep_alive_timeout: float = Field(120.0, alias="keepAliveTimeout")
+    # Connections at once; beyond it the oldest idle one is closed, else the newest gets 503.
+    # Kept below the open-file limit (raised to its hard limit at start).
+    max_connections: int = Field(1000, alias="maxConnections", ge=16, le=1_000_000)
+
+    @field_validator("max_request_bytes", "max_header_bytes", mode="before")
+    @classmethod
+    def _size(cls, value: object) -> int:
+        size = parse_size(value)
+        if not 1024 <= size <= 1024**3:
+            raise ValueError("must be at least 1Ki and at most 1Gi")
+        return size
+
+    @field_validator("handshake_timeout", "header_timeout", "keep_alive_timeout", mode="before")
+    @classmethod
+    def _seconds(cls, value: object) -> float:
+        return _seconds_within(value, 0, 3600, "must be more than 0s and at most 1h")
 
 
 DEFAULT_COPY_DEADLINE = 8.0
@@ -618,6 +717,7 @@ class Config(_Model):
     source: Source = Field(default_factory=lambda: Source())
     target: Target
     mirror: Mirror = Field(default_factory=lambda: Mirror())
+    server: ServerSettings = Field(default_factory=lambda: ServerSettings())
     _warnings: tuple[tuple[str, str], ...] = PrivateAttr(default=())
 
     @property
@@ -653,6 +753,11 @@ class Config(_Model):
         if self.image_copy_deadline >= self.admission_timeout:
             raise ValueError(
                 f"imageCopyDeadline ({self.image_copy_deadline:g}s) must be less than "
+                f"admissionTimeout ({self.admission_timeout:g}s)"
+            )
+        if self.source.check_access and self.source.access.deadline >= self.admission_timeout:
+            raise ValueError(
+                f"source.access.deadline ({self.source.access.deadline:g}s) must be less than "
                 f"admissionTimeout ({self.admission_timeout:g}s)"
             )
         return self
@@ -709,6 +814,14 @@ _DURATION_KEYS = (
     ("admissionTimeout",),
     ("mirror", "freshFor"),
     ("mirror", "recheckEvery"),
+    ("mirror", "blobIdleTimeout"),
+    ("source", "access", "deadline"),
+    ("source", "access", "ttl"),
+    ("source", "access", "negativeTtl"),
+    ("source", "access", "unverifiableTtl"),
+    ("server", "handshakeTimeout"),
+    ("server", "headerTimeout"),
+    ("server", "keepAliveTimeout"),
     ("target", "existenceCache", "ttl"),
     ("target", "existenceCache", "negativeTtl"),
 )

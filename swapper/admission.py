@@ -111,7 +111,7 @@ def build_response(
     warnings: list[str] | None = None,
     audit_annotations: dict[str, str] | None = None,
 ) -> AdmissionReviewResponse:
-    """The AdmissionReview answer: always allowed; a patch only when there is one."""
+    """The AdmissionReview answer that allows the request; a patch only when there is one."""
     response: AdmissionResponse = {"uid": uid, "allowed": True}
     if patch:
         response["patchType"] = "JSONPatch"
@@ -121,3 +121,17 @@ def build_response(
     if audit_annotations:
         response["auditAnnotations"] = audit_annotations
     return {"apiVersion": api_version, "kind": "AdmissionReview", "response": response}
+
+
+def deny_response(
+    api_version: str,
+    uid: str,
+    message: str,
+    warnings: list[str] | None = None,
+    audit_annotations: dict[str, str] | None = None,
+) -> AdmissionReviewResponse:
+    """The answer that refuses the request: HTTP 403 with ``message`` for the user."""
+    answer = build_response(api_version, uid, None, warnings, audit_annotations)
+    answer["response"]["allowed"] = False
+    answer["response"]["status"] = {"code": 403, "message": message}
+    return answer

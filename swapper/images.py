@@ -314,3 +314,35 @@ def is_at_endpoint(ref: ImageReference, endpoint: str) -> bool:
         return False
     name = ref.name
     return name == base or name.startswith(base + "/")
+
+
+_IPV6_EXPLODED = re.compile(r"^[0-9a-f]{4}(-[0-9a-f]{4}){7}$")
+
+
+def _domain_from_path_component(component: str) -> str | None:
+    """The registry host :meth:`ImageReference.mirror_path` wrote as ``component``, or None."""
+    host, underscore, port = component.rpartition("_")
+    if not (underscore and port.isdigit()):
+        host, port = component, ""
+    if _IPV6_EXPLODED.match(host):
+        host = f"[{ipaddress.IPv6Address(host.replace('-', ':')).compressed}]"
+    elif not ("." in host or host == "localhost"):
+        return None  # not a registry host: the path is not a mirror path
+    return f"{host}:{port}" if port else host
+
+
+def source_of_mirror(ref: ImageReference, endpoint: str) -> ImageReference | None:
+    """The source image whose mirror under ``endpoint`` is ``ref`` (the reverse of
+    :func:`target_reference`), or None when ``ref`` is not a mirror path there."""
+    base = _split_endpoint(endpoint)
+    name = ref.name
+    if not base or not name.startswith(base + "/"):
+        return None
+    first, _, path = name[len(base) + 1 :].partition("/")
+    domain = _domain_from_path_component(first)
+    if domain is None or not path:
+        return None
+    try:
+        return parse(f"{domain}/{path}{ref._suffix()}")
+    except InvalidReference:
+        return None

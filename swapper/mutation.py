@@ -26,9 +26,9 @@ from swapper.admission import Review
 from swapper.config import Config, CopyPolicy, SwapPolicy
 from swapper.errors import CopyDeadlineExceeded, CopyError, QueueFull, SwapperError
 from swapper.filters import Filters
-from swapper.images import ImageReference, parse, target_reference
+from swapper.images import ImageReference, parse, source_of_mirror, target_reference
 from swapper.logs import get_logger
-from swapper.mirror.access import OpenAccess, SourceAccess
+from swapper.mirror.access import READABLE, Access, OpenAccess, SourceAccess, Verdict
 from swapper.mirror.queue import CopyJob, CopyQueue, Requester
 from swapper.targets.base import TargetRegistry
 
@@ -46,7 +46,12 @@ class Outcome(StrEnum):
     NOT_FOUND = "not-found"  # imageSwapPolicy exists, and the mirror does not have the image
     INVALID_REFERENCE = "invalid-reference"
     NO_PULL_SECRET = "skipped-no-pull-secret"  # noqa: S105 - a reason, not a secret  # ephemeral container: secrets cannot be added
-    NO_SOURCE_ACCESS = "skipped-private"  # a private source the pod's own secrets cannot read
+    NO_SOURCE_ACCESS = "skipped-private"  # the source answered: the pod's secrets cannot read it
+    UNVERIFIED = "skipped-unverified"  # the source did not answer within source.access.deadline
+    # A pod naming a mirror image directly, whose source its own credentials cannot read
+    # (denied under mirrorReferences: deny), or whose source could not be asked.
+    ORIGIN_PRIVATE = "origin-private"
+    ORIGIN_UNVERIFIED = "origin-unverified"
     ERROR = "error"
 
 
@@ -79,6 +84,7 @@ class Candidate:
     source: ImageReference
     target: str
     repository: str
+    origin: bool = False  # the pod names the mirror image itself: only its source's access
 
 
 @dataclass(slots=True)  # per container: plain init is cheaper; never mutated
@@ -109,6 +115,8 @@ class Policy:
     copy_deadline: float
     pull_secret: str | None  # name of the target pull secret to add, or None
     filters: Filters = field(default_factory=lambda: Filters(()))
+    access_deadline: float = 1.5  # source.access.deadline
+    mirror_references: str = "deny"  # source.access.mirrorReferences: deny, warn or allow
 
     @classmethod
     def from_config(cls, config: Config) -> Policy:
@@ -120,6 +128,8 @@ class Policy:
             copy_deadline=config.image_copy_deadline,
             pull_secret=target.pull_secret.name if target.pull_secret.enabled else None,
             filters=Filters([f.jmespath for f in config.source.filters]),
+            access_deadline=config.source.access.deadline,
+            mirror_references=config.source.access.mirror_references,
         )
 
 
@@ -190,6 +200,7 @@ class ImagePlan:
     at_origin: bool  # already in the target registry
     target: str
     repository: str  # repository path in the target registry, prefix included
+    source: ImageReference | None = None  # at the origin: the source its mirror path names
 
 
 @functools.lru_cache(maxsize=4096)
@@ -207,15 +218,24 @@ def image_plan(image: str, endpoint: str, is_origin: Callable[[ImageReference], 
         problem = f"mirror name for {image} is over {NAME_MAX} characters"
     prefix = endpoint.partition("/")[2]
     repository = f"{prefix}/{mirror_path}" if prefix else mirror_path
-    return ImagePlan(ref, problem, is_origin(ref), target_reference(ref, endpoint), repository)
+    at_origin = is_origin(ref)
+    source = source_of_mirror(ref, endpoint) if at_origin else None
+    return ImagePlan(
+        ref, problem, at_origin, target_reference(ref, endpoint), repository, source
+    )
 
 
 def plan(
     review: Review,
     policy: Policy,
     is_origin: Callable[[ImageReference], bool],
+    check_origin: bool = False,
 ) -> tuple[list[Decision], list[Candidate]]:
-    """Settle what needs no I/O. ``is_origin(ref) -> bool`` comes from the target (pure)."""
+    """Settle what needs no I/O. ``is_origin(ref) -> bool`` comes from the target (pure).
+
+    With ``check_origin``, a container naming a mirror image directly is a candidate too (with
+    ``origin`` set and the source its mirror path names): its source's access is checked.
+    """
     containers = containers_of(review)
     if not containers:
         return [], []
@@ -235,7 +255,12 @@ def plan(
             settled.append(Decision(container, Outcome.INVALID_REFERENCE, detail=image.problem))
             continue
         if image.at_origin:
-            settled.append(Decision(container, Outcome.SKIPPED_ORIGIN))
+            if check_origin and image.source is not None:
+                candidates.append(
+                    Candidate(container, image.source, container.image, "", origin=True)
+                )
+            else:
+                settled.append(Decision(container, Outcome.SKIPPED_ORIGIN))
             continue
         matched = policy.filters.first_match(pod, container.spec, memo)
         if matched is not None:
@@ -259,11 +284,16 @@ def plan(
     return settled, candidates
 
 
-_NO_ACCESS = (
-    Outcome.NO_SOURCE_ACCESS,
-    CopyState.NONE,
-    "private source image that the pod's own pull secrets cannot read",
-)
+def _refused(c: Candidate, access: Access) -> tuple[Outcome, CopyState, str]:
+    """The decision for a candidate whose source the pod may not read (or not known)."""
+    if access.verdict is Verdict.UNVERIFIED:
+        outcome = Outcome.ORIGIN_UNVERIFIED if c.origin else Outcome.UNVERIFIED
+        return outcome, CopyState.NONE, f"could not verify that {c.source} is readable ({access.reason})"
+    outcome = Outcome.ORIGIN_PRIVATE if c.origin else Outcome.NO_SOURCE_ACCESS
+    return outcome, CopyState.NONE, f"{c.source} is {access.reason}"
+
+
+_ORIGIN_OK = (Outcome.SKIPPED_ORIGIN, CopyState.NONE, "")
 
 
 def requester_of(review: Review) -> Requester:
@@ -308,7 +338,8 @@ class Mutator:
         self._checks_access = not isinstance(self.access, OpenAccess)
 
     def plan(self, review: Review) -> tuple[list[Decision], list[Candidate]]:
-        return plan(review, self.policy, self.target.is_origin)
+        check_origin = self._checks_access and self.policy.mirror_references != "allow"
+        return plan(review, self.policy, self.target.is_origin, check_origin)
 
     async def resolve(
         self,
@@ -316,26 +347,32 @@ class Mutator:
         who: Requester,
         side_effects: bool,
     ) -> list[Decision]:
-        """One decision per candidate, in order. Each distinct target is worked on once."""
+        """One decision per candidate, in order. Each distinct target is worked on once.
+
+        Access checks still unanswered run for every candidate at once, up to the policy's
+        ``access_deadline``; a candidate whose check runs out is ``skipped-unverified`` and
+        the others go on.
+        """
         unique: dict[str, Candidate] = {}
         for candidate in candidates:
             unique.setdefault(candidate.target, candidate)
         # Without access checks every image is allowed: no lookup per image on the hot path.
-        known = (
+        known: list[Access | None] = (
             [self.access.known(c.source, who) for c in unique.values()]
             if self._checks_access
-            else [True] * len(unique)
+            else [READABLE] * len(unique)
         )
         if self._policy_waits(side_effects) or None in known:
+            deadline = asyncio.get_running_loop().time() + self.policy.access_deadline
             results = await asyncio.gather(
                 *(
-                    self._one(c, who, side_effects, k)
+                    self._one(c, who, side_effects, k, deadline)
                     for c, k in zip(unique.values(), known, strict=True)
                 )
             )
         else:  # nothing can block (the hot path of `always`): no coroutine per image
             results = [
-                self._now(c, who, side_effects) if k else _NO_ACCESS
+                self._settled(c, k or READABLE) or self._now(c, who, side_effects)
                 for c, k in zip(unique.values(), known, strict=True)
             ]
         by_target = dict(zip(unique, results, strict=True))
@@ -365,12 +402,26 @@ class Mutator:
         assert copy is not None, "may_wait() said no copy is waited for"
         return Outcome.SWAPPED, copy, ""
 
+    @staticmethod
+    def _settled(c: Candidate, access: Access) -> tuple[Outcome, CopyState, str] | None:
+        """The decision the access answer settles by itself, or None to go on."""
+        if not access.readable:
+            return _refused(c, access)
+        return _ORIGIN_OK if c.origin else None
+
     async def _one(
-        self, c: Candidate, who: Requester, side_effects: bool, known: bool | None = True
+        self,
+        c: Candidate,
+        who: Requester,
+        side_effects: bool,
+        known: Access | None,
+        deadline: float,
     ) -> tuple[Outcome, CopyState, str]:
         try:
-            if not (known if known is not None else await self.access.allows(c.source, who)):
-                return _NO_ACCESS
+            access = known or await self.access.check(c.source, who, deadline)
+            settled = self._settled(c, access)
+            if settled is not None:
+                return settled
             copy = self._copy_without_waiting(c, who, side_effects)
             if copy is None:
                 copy = await self._copy_and_wait(c, who)
@@ -452,7 +503,14 @@ def describe(decisions: Iterable[Decision], dry_run: bool) -> tuple[list[str], d
     return warnings, annotations
 
 
-_WARNED = (Outcome.ERROR, Outcome.INVALID_REFERENCE, Outcome.NO_SOURCE_ACCESS)
+_WARNED = (
+    Outcome.ERROR,
+    Outcome.INVALID_REFERENCE,
+    Outcome.NO_SOURCE_ACCESS,
+    Outcome.UNVERIFIED,
+    Outcome.ORIGIN_PRIVATE,
+    Outcome.ORIGIN_UNVERIFIED,
+)
 
 
 def _reason(d: Decision) -> str:
@@ -467,5 +525,7 @@ def _reason(d: Decision) -> str:
             return f"not swapped: {d.detail}"
         case Outcome.NO_PULL_SECRET:
             return f"not swapped: {d.detail}"
+        case Outcome.ORIGIN_PRIVATE | Outcome.ORIGIN_UNVERIFIED:
+            return f"names the mirror image {d.container.image} directly, and {d.detail}"
         case _:
             return f"not swapped: {d.detail or d.outcome.value}"

@@ -167,7 +167,16 @@ def build_backends(
     )
     access: SourceAccess = OpenAccess()
     if config.source.check_access:
-        access = RegistryAccess(client, keyrings or _no_keyring, config.source.shared_domains)
+        options = config.source.access
+        access = RegistryAccess(
+            client,
+            keyrings or _no_keyring,
+            config.source.shared_domains,
+            ttl=options.ttl,
+            negative_ttl=options.negative_ttl,
+            unverifiable_ttl=options.unverifiable_ttl,
+            cache_size=options.cache_size,
+        )
     pull_secrets = None
     if config.target.pull_secret.enabled:
         kube = kube if kube is not None else kube_api_client()

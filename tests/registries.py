@@ -37,6 +37,7 @@ import time
 import uuid
 import zlib
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -663,6 +664,38 @@ def assert_same_image(
 
 
 # -- fault injection ----------------------------------------------------------------------
+
+
+@contextmanager
+def hanging_server() -> Iterator[str]:
+    """A TLS-less TCP endpoint that accepts connections and never answers."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(16)
+    held: list[socket.socket] = []
+    done = threading.Event()
+
+    def accept() -> None:
+        listener.settimeout(0.2)
+        while not done.is_set():
+            try:
+                connection, _ = listener.accept()
+            except OSError:
+                continue
+            held.append(connection)
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    try:
+        yield f"https://127.0.0.1:{listener.getsockname()[1]}"
+    finally:
+        done.set()
+        thread.join(5)
+        for connection in held:
+            connection.close()
+        listener.close()
+
+
 
 FaultKind = Literal["status", "reset", "stall", "delay", "corrupt"]
 

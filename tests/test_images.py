@@ -5,7 +5,7 @@ import dataclasses
 import pytest
 
 from swapper.errors import InvalidReference, SwapperError
-from swapper.images import ImageReference, is_at_endpoint, parse, target_reference
+from swapper.images import ImageReference, is_at_endpoint, parse, source_of_mirror, target_reference
 
 SHA = "sha256:" + "0123456789abcdef" * 4
 SHA512 = "sha512:" + "0123456789abcdef" * 8
@@ -359,3 +359,25 @@ async def test_an_image_whose_digest_algorithm_is_not_registered_is_not_mirrored
     assert [d.outcome for d in decisions] == [Outcome.INVALID_REFERENCE]
     assert "unsupported digest algorithm 'invaliddigest'" in decisions[0].detail
     assert queue.jobs == []
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        "docker.io/library/nginx:1.27",
+        "localhost:5000/team/app@sha256:" + "a" * 64,
+        "[::1]:5000/x:1",
+        "ghcr.io/o/r:t@sha256:" + "b" * 64,
+    ],
+)
+def test_the_source_of_a_mirror_reference_is_the_image_it_was_made_from(source: str) -> None:
+    ref = parse(source)
+    mirrored = parse(target_reference(ref, "reg.io:443/mirror"))
+    assert str(source_of_mirror(mirrored, "reg.io:443/mirror")) == str(ref)
+
+
+@pytest.mark.parametrize(
+    "image", ["reg.io:443/mirror/team/app:1", "reg.io:443/other/docker.io/x:1", "nginx"]
+)
+def test_an_image_outside_the_mirror_paths_has_no_source(image: str) -> None:
+    assert source_of_mirror(parse(image), "reg.io:443/mirror") is None

@@ -1,13 +1,14 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 
 import pytest
 from helpers import make_pod, make_review
 
 from swapper.config import CopyPolicy, SwapPolicy
 from swapper.filters import Filters
-from swapper.mirror.access import MemoryAccess
+from swapper.mirror.access import Access, MemoryAccess
 from swapper.mirror.queue import MemoryCopyQueue
 from swapper.mutation import CopyState, Mutator, Outcome, Policy, describe, requester_of
 from swapper.targets.memory import MemoryTarget
@@ -220,11 +221,18 @@ async def test_only_a_tag_pulled_always_asks_the_copy_to_look_at_the_source_agai
 
 
 def guarded(
-    private: dict[str, set[str]], copy: CopyPolicy = CopyPolicy.DELAYED
+    private: dict[str, set[str]],
+    copy: CopyPolicy = CopyPolicy.DELAYED,
+    unreachable: set[str] | None = None,
+    mirror_references: str = "deny",
+    access_deadline: float = 1.5,
 ) -> tuple[Mutator, MemoryAccess, MemoryCopyQueue]:
     m, target, queue = mutator(copy=copy)
-    access = MemoryAccess(private)
-    return Mutator(m.policy, target, queue, access), access, queue
+    access = MemoryAccess(private, unreachable or set())
+    policy = dataclasses.replace(
+        m.policy, mirror_references=mirror_references, access_deadline=access_deadline
+    )
+    return Mutator(policy, target, queue, access), access, queue
 
 
 async def test_a_private_image_is_not_swapped_for_a_pod_whose_secrets_cannot_read_it() -> None:
@@ -250,7 +258,7 @@ async def test_a_public_image_known_to_be_public_needs_no_access_check() -> None
 
 async def test_a_failing_access_check_leaves_the_image_alone() -> None:
     class Broken(MemoryAccess):
-        async def allows(self, source: object, who: object) -> bool:
+        async def check(self, source: object, who: object, deadline: float) -> Access:
             raise RuntimeError("registry unreachable")
 
     m, target, queue = mutator(copy=CopyPolicy.DELAYED)
@@ -264,7 +272,74 @@ async def test_a_denied_private_image_is_warned_about_outside_dry_run() -> None:
     decisions = await decide(m, make_pod("ghcr.io/acme/secret:1"))
     warnings, annotations = describe(decisions, dry_run=False)
     assert warnings == [
-        "containers[c0]: not swapped: private source image that the pod's own pull secrets "
-        "cannot read"
+        "containers[c0]: not swapped: ghcr.io/acme/secret:1 is not readable without "
+        "credentials (private, or not there)"
     ]
     assert annotations == {"skipped": "c0=skipped-private"}
+
+
+async def test_an_unanswered_source_is_skipped_unverified_and_the_others_go_on() -> None:
+    m, _, queue = guarded({}, unreachable={"docker.io/library/redis"}, access_deadline=0.2)
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    hanging, public = await decide(m, make_pod("redis:7", "nginx:1.27"))
+    assert loop.time() - started < 1.0
+    assert hanging.outcome is Outcome.UNVERIFIED
+    assert public.outcome is Outcome.SWAPPED
+    warnings, _ = describe([hanging], dry_run=False)
+    assert warnings == [
+        "containers[c0]: not swapped: could not verify that docker.io/library/redis:7 is "
+        "readable (source unreachable: no answer in time)"
+    ]
+    await asyncio.sleep(0)
+    assert [job.source.name for job in queue.jobs] == ["docker.io/library/nginx"]
+
+
+async def test_the_access_deadline_is_shared_by_all_of_a_pods_containers() -> None:
+    m, _, _ = guarded(
+        {}, unreachable={"docker.io/library/a", "docker.io/library/b"}, access_deadline=0.3
+    )
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    decisions = await decide(m, make_pod("a", "b"))
+    assert {d.outcome for d in decisions} == {Outcome.UNVERIFIED}
+    assert loop.time() - started < 0.55  # at once, not 0.3 s each
+
+
+MIRRORED_SECRET = f"{ENDPOINT}/ghcr.io/acme/secret:1"
+
+
+async def test_a_mirror_reference_whose_source_the_pod_can_read_is_left_alone() -> None:
+    m, _, _ = guarded({"ghcr.io/acme/secret": {"acme-pull"}})
+    [d] = await decide(m, make_pod(MIRRORED_SECRET, secrets=("acme-pull",)))
+    assert d.outcome is Outcome.SKIPPED_ORIGIN
+
+
+async def test_a_mirror_reference_is_checked_against_the_source_its_path_names() -> None:
+    m, access, _ = guarded({"ghcr.io/acme/secret": {"acme-pull"}})
+    [d] = await decide(m, make_pod(MIRRORED_SECRET, secrets=("swapper-pull",)))
+    assert d.outcome is Outcome.ORIGIN_PRIVATE
+    assert d.detail == (
+        "ghcr.io/acme/secret:1 is not readable without credentials (private, or not there)"
+    )
+    assert access.asked == 1
+
+
+async def test_a_mirror_reference_of_an_unreachable_source_is_origin_unverified() -> None:
+    m, _, _ = guarded({}, unreachable={"ghcr.io/acme/secret"}, access_deadline=0.1)
+    [d] = await decide(m, make_pod(MIRRORED_SECRET))
+    assert d.outcome is Outcome.ORIGIN_UNVERIFIED
+
+
+async def test_mirror_references_allow_skips_the_check() -> None:
+    m, access, _ = guarded({"ghcr.io/acme/secret": {"acme-pull"}}, mirror_references="allow")
+    [d] = await decide(m, make_pod(MIRRORED_SECRET))
+    assert d.outcome is Outcome.SKIPPED_ORIGIN
+    assert access.asked == 0
+
+
+async def test_an_image_in_the_target_outside_the_mirror_paths_is_not_checked() -> None:
+    m, access, _ = guarded({"ghcr.io/acme/secret": {"acme-pull"}})
+    [d] = await decide(m, make_pod(f"{ENDPOINT}/team-app:1"))
+    assert d.outcome is Outcome.SKIPPED_ORIGIN
+    assert access.asked == 0

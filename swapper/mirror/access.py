@@ -6,21 +6,31 @@ it, that pod would read an image it could never pull from the source. So before 
 
 - the source repository is asked anonymously (``HEAD`` of the manifest): readable means
   **public**, and every pod may be swapped to it;
-- otherwise it is **private**: the pod is swapped only if one of its own pull secrets (the
-  credentials its kubelet would use, :mod:`swapper.kube.keyring`) can read it, each asked in
-  the kubelet's order;
+- otherwise the pod is swapped only if one of its own pull secrets (the credentials its
+  kubelet would use, :mod:`swapper.kube.keyring`) can read it, each asked in the kubelet's
+  order;
 - registries listed in ``source.registries`` are readable with swapper's own credentials,
   which the operator configured for the whole cluster (as node credentials are on EKS/GKE):
   every pod may be swapped to their images.
 
-Answers are cached per repository (public) and per credential and repository (private), for
-``ttl`` seconds; a "no" is cached for ``negative_ttl``. A reference that does not exist (404)
-says nothing about the repository's other tags: that "no" is cached for that reference only,
-so a pod naming a missing tag does not make a public repository look private. When the
-source cannot be asked (down, timing out, rate limiting) the last answer is used even if
-older, and with no answer the image is not swapped: a pod keeps its original reference
-rather than gain access it may not have. Credentials are held as a SHA-256 fingerprint in
-the cache keys, never in clear.
+Each check ends in an :class:`Access`: **readable**; **private** (the registry answered, and
+neither anonymous callers nor the pod's credentials may read it: 401, 403, or 404, which
+cannot be told apart from outside); or **unverified** (the source did not answer in time,
+refused the connection, or failed). A check never waits past the ``deadline`` it is given;
+the registry round trip it started goes on in the background, once per key however many pods
+ask (:class:`~swapper.aio.SingleFlight`), and its answer serves the next admission.
+
+Answers are cached per repository (readable, denied) and per reference (missing: a pod naming
+a missing tag does not make a public repository look private), in a bounded
+:class:`~swapper.aio.TTLMap`, per credential fingerprint (SHA-256, never the credential):
+readable for ``ttl``, denied or missing for ``negative_ttl``, unreachable for
+``unverifiable_ttl`` (so an outage costs one wait, not one per pod). Public answers are also
+kept in a :class:`~swapper.kube.remembered.PublicAnswers` store (a ConfigMap shared by the
+replicas and kept across restarts): a repository confirmed public there within ``ttl`` is not
+asked again, and while its source is unreachable a public answer of any age still counts, so
+a source outage does not turn mirroring off for images the mirror exists to serve. Answers
+tied to a credential live only in memory. A repository whose source now refuses anonymous
+reads (401/403) is forgotten there.
 """
 
 from __future__ import annotations
@@ -30,8 +40,10 @@ import hashlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Protocol, runtime_checkable
 
+from swapper.aio import SingleFlight, TTLMap
 from swapper.errors import CopyError
 from swapper.images import ImageReference
 from swapper.kube.keyring import Keyring, RegistryAuth
@@ -41,49 +53,122 @@ from swapper.oci import Credentials, RegistryClient
 
 log = get_logger("swapper.mirror")
 
-_DENIED = frozenset({"unauthorized", "denied"})
-_MISSING = "missing"  # the manifest is not there: a "no" for this reference only
+
+class Verdict(StrEnum):
+    READABLE = "readable"  # public, shared, or readable with the pod's own credentials
+    PRIVATE = "private"  # the registry answered: the pod's credentials cannot read it
+    UNVERIFIED = "unverified"  # the source did not answer (in time)
+
+
+ANONYMOUS_REFUSED = "not readable without credentials (private, or not there)"
+
+
+@dataclass(frozen=True, slots=True)
+class Access:
+    verdict: Verdict
+    reason: str = ""  # private: what was refused; unverified: "source unreachable: ..."
+
+    @property
+    def readable(self) -> bool:
+        return self.verdict is Verdict.READABLE
+
+
+READABLE = Access(Verdict.READABLE)
+
+
+def unreachable(reason: str) -> Access:
+    return Access(Verdict.UNVERIFIED, f"source unreachable: {reason}")
 
 
 @runtime_checkable
 class SourceAccess(Protocol):
-    def known(self, source: ImageReference, who: Requester) -> bool | None:
+    def known(self, source: ImageReference, who: Requester) -> Access | None:
         """The cached answer, without I/O; None when it must be asked."""
         ...
 
-    async def allows(self, source: ImageReference, who: Requester) -> bool:
-        """Whether the pod may be swapped to the mirror of ``source``."""
+    async def check(self, source: ImageReference, who: Requester, deadline: float) -> Access:
+        """Whether the pod may be swapped to the mirror of ``source``, answered by ``deadline``
+        (the event loop's clock)."""
         ...
 
 
 class OpenAccess:
     """Every pod may read every image (``source.checkAccess: false``)."""
 
-    def known(self, source: ImageReference, who: Requester) -> bool | None:
-        return True
+    def known(self, source: ImageReference, who: Requester) -> Access | None:
+        return READABLE
 
-    async def allows(self, source: ImageReference, who: Requester) -> bool:
-        return True
+    async def check(self, source: ImageReference, who: Requester, deadline: float) -> Access:
+        return READABLE
 
 
 @dataclass
 class MemoryAccess:
     """For tests: ``private`` maps a repository (``ref.name``) to the pull-secret names that can
-    read it; anything else is public. ``asked`` counts the lookups that were not cached."""
+    read it; ``unreachable`` holds repositories whose source does not answer (the check waits
+    until its deadline); anything else is public. ``asked`` counts the checks not cached."""
 
     private: dict[str, set[str]] = field(default_factory=dict)
+    unreachable: set[str] = field(default_factory=set)
     asked: int = 0
 
-    def known(self, source: ImageReference, who: Requester) -> bool | None:
-        return None if source.name in self.private else True
+    def known(self, source: ImageReference, who: Requester) -> Access | None:
+        if source.name in self.private or source.name in self.unreachable:
+            return None
+        return READABLE
 
-    async def allows(self, source: ImageReference, who: Requester) -> bool:
+    async def check(self, source: ImageReference, who: Requester, deadline: float) -> Access:
         self.asked += 1
+        if source.name in self.unreachable:
+            await asyncio.sleep(max(0.0, deadline - asyncio.get_running_loop().time()))
+            return unreachable("no answer in time")
         readers = self.private.get(source.name)
-        return readers is None or bool(readers.intersection(who.pull_secrets))
+        if readers is None or readers.intersection(who.pull_secrets):
+            return READABLE
+        return Access(Verdict.PRIVATE, ANONYMOUS_REFUSED)
 
 
 KeyringSource = Callable[[Requester], Keyring]
+
+
+class PublicAnswers(Protocol):
+    """Where public answers are remembered beyond this process (no I/O in these calls)."""
+
+    def confirmed_at(self, repository: str) -> float | None: ...
+
+    def remember(self, repository: str) -> None: ...
+
+    def forget(self, repository: str) -> None: ...
+
+
+class _Forgetful:
+    def confirmed_at(self, repository: str) -> float | None:
+        return None
+
+    def remember(self, repository: str) -> None:
+        return None
+
+    def forget(self, repository: str) -> None:
+        return None
+
+
+class _Said(StrEnum):
+    """What one registry round trip said."""
+
+    READABLE = "readable"
+    DENIED = "denied"  # 401/403: for the whole repository
+    MISSING = "missing"  # 404: for this reference only
+    UNKNOWN = "unknown"  # no answer: connection, timeout, 5xx, rate limit
+
+
+@dataclass(frozen=True, slots=True)
+class _Answer:
+    said: _Said
+    reason: str = ""  # why unknown
+
+
+_DENIED_REASONS = frozenset({"unauthorized", "denied"})
+_Key = tuple[str, str]  # (credential fingerprint or "", repository or repository@reference)
 
 
 def _fingerprint(auth: RegistryAuth) -> str:
@@ -95,14 +180,13 @@ def _reference(source: ImageReference) -> str:
     return source.digest or source.tag or "latest"
 
 
-def _missing_key(source: ImageReference) -> str:
+def _reference_key(source: ImageReference) -> str:
     return f"{source.name}@{_reference(source)}"
 
 
-@dataclass
-class _Answer:
-    readable: bool
-    at: float
+def _short(exc: CopyError) -> str:
+    text = str(exc).splitlines()[0] if str(exc) else exc.reason
+    return f"{exc.reason}: {text[-160:]}" if text != exc.reason else exc.reason
 
 
 class RegistryAccess:
@@ -115,96 +199,111 @@ class RegistryAccess:
         shared_registries: frozenset[str] = frozenset(),
         ttl: float = 3600.0,
         negative_ttl: float = 60.0,
+        unverifiable_ttl: float = 30.0,
+        cache_size: int = 10_000,
+        remembered: PublicAnswers | None = None,
         clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], float] = time.time,
     ) -> None:
         self.client = client
         self.keyrings = keyrings
         self.shared = shared_registries
         self.ttl = ttl
         self.negative_ttl = negative_ttl
-        self.clock = clock
-        self._answers: dict[tuple[str, str], _Answer] = {}  # (fingerprint or "", repo)
-        self._inflight: dict[tuple[str, str], asyncio.Future[bool | str | None]] = {}
+        self.unverifiable_ttl = unverifiable_ttl
+        self.remembered: PublicAnswers = remembered or _Forgetful()
+        self.wall_clock = wall_clock
+        # Readable/denied per repository, missing per reference; kept after expiry (stale
+        # reads: the last answer while the source is down) until evicted.
+        self._answers: TTLMap[_Key, _Said] = TTLMap(cache_size, clock)
+        self._unreachable: TTLMap[_Key, str] = TTLMap(cache_size, clock)
+        self._flight: SingleFlight[_Key, _Answer] = SingleFlight()
         self.requests = 0  # registry round trips made, for tests and benchmarks
 
-    def _fresh(self, key: tuple[str, str]) -> bool | None:
-        answer = self._answers.get(key)
-        if answer is None:
-            return None
-        age = self.clock() - answer.at
-        return (
-            answer.readable if age < (self.ttl if answer.readable else self.negative_ttl) else None
-        )
+    # -- what is known without I/O ---------------------------------------------------------
 
-    def _fresh_for(self, fingerprint: str, source: ImageReference) -> bool | None:
-        """The repository's cached answer, else that of this very reference (a missing one)."""
-        found = self._fresh((fingerprint, source.name))
-        if found is None and self._fresh((fingerprint, _missing_key(source))) is False:
-            return False
-        return found
+    def _cached(self, fingerprint: str, source: ImageReference) -> _Answer | None:
+        said = self._answers.get((fingerprint, source.name))
+        if said is not None:
+            return _Answer(said)
+        if self._answers.get((fingerprint, _reference_key(source))) is _Said.MISSING:
+            return _Answer(_Said.MISSING)
+        if not fingerprint and self._remembered_fresh(source.name):
+            return _Answer(_Said.READABLE)
+        reason = self._unreachable.get((fingerprint, source.name))
+        if reason is not None:
+            return self._fallback(fingerprint, source, reason)
+        return None
 
-    def known(self, source: ImageReference, who: Requester) -> bool | None:
+    def _remembered_fresh(self, repository: str) -> bool:
+        at = self.remembered.confirmed_at(repository)
+        return at is not None and self.wall_clock() - at < self.ttl
+
+    def _fallback(self, fingerprint: str, source: ImageReference, reason: str) -> _Answer:
+        """The source cannot tell: a readable answer of any age still counts."""
+        last = self._answers.entry((fingerprint, source.name))
+        if last is not None and last[0] is _Said.READABLE:
+            return _Answer(_Said.READABLE)
+        if not fingerprint and self.remembered.confirmed_at(source.name) is not None:
+            return _Answer(_Said.READABLE)
+        return _Answer(_Said.UNKNOWN, reason)
+
+    def known(self, source: ImageReference, who: Requester) -> Access | None:
         if source.domain in self.shared:
-            return True
-        repo = source.name
-        public = self._fresh_for("", source)
-        if public:
-            return True
-        if public is None:
+            return READABLE
+        answers = [self._cached("", source)]
+        if answers[0] is not None and answers[0].said is _Said.READABLE:
+            return READABLE
+        for auth in self.keyrings(who).lookup(source.name):
+            answer = self._cached(_fingerprint(auth), source)
+            if answer is not None and answer.said is _Said.READABLE:
+                return READABLE
+            answers.append(answer)
+        if any(a is None for a in answers):
             return None
-        for auth in self.keyrings(who).lookup(repo):
-            readable = self._fresh_for(_fingerprint(auth), source)
-            if readable is None:
-                return None
-            if readable:
-                return True
-        return False
+        return _verdict([a for a in answers if a is not None])
 
-    async def allows(self, source: ImageReference, who: Requester) -> bool:
+    # -- asking ----------------------------------------------------------------------------
+
+    async def check(self, source: ImageReference, who: Requester, deadline: float) -> Access:
         if source.domain in self.shared:
-            return True
-        repo = source.name
-        public = await self._ask(source, None)
-        if public:
-            return True
-        for auth in self.keyrings(who).lookup(repo):
-            if await self._ask(source, auth):
-                return True
-        return False
+            return READABLE
+        answers = [await self._ask(source, None, deadline)]
+        if answers[0].said is _Said.READABLE:
+            return READABLE
+        for auth in self.keyrings(who).lookup(source.name):
+            answer = await self._ask(source, auth, deadline)
+            if answer.said is _Said.READABLE:
+                return READABLE
+            answers.append(answer)
+        return _verdict(answers)
 
-    async def _ask(self, source: ImageReference, auth: RegistryAuth | None) -> bool:
+    async def _ask(
+        self, source: ImageReference, auth: RegistryAuth | None, deadline: float
+    ) -> _Answer:
         fingerprint = _fingerprint(auth) if auth else ""
-        key = (fingerprint, source.name)
-        fresh = self._fresh_for(fingerprint, source)
-        if fresh is not None:
-            return fresh
-        asking = (fingerprint, _missing_key(source))  # one request per reference at a time
-        pending = self._inflight.get(asking)
-        if pending is None:
-            pending = asyncio.get_running_loop().create_future()
-            self._inflight[asking] = pending
-            try:
-                pending.set_result(await self._head(source, auth))
-            except BaseException as exc:
-                pending.set_exception(exc)
-                raise
-            finally:
-                del self._inflight[asking]
-        result = await asyncio.shield(pending)
-        if result == _MISSING:
-            self._answers[asking] = _Answer(False, self.clock())
-            return False
-        if result is None:
-            # The source could not tell: keep the last answer, however old, or say no; either
-            # way it is not asked again before the cache runs out.
-            last = self._answers.get(key)
-            result = last.readable if last else False
-        readable = result is True
-        self._answers[key] = _Answer(readable, self.clock())
-        return readable
+        cached = self._cached(fingerprint, source)
+        if cached is not None:
+            return cached
+        # One round trip per reference at a time, whoever asks; it outlives this caller.
+        key = (fingerprint, _reference_key(source))
+        task = self._flight.start(key, lambda: self._head(source, auth, fingerprint))
+        budget = deadline - asyncio.get_running_loop().time()
+        try:
+            answer = await asyncio.wait_for(asyncio.shield(task), max(0.0, budget))
+        except TimeoutError:
+            reason = "no answer in time"
+            if (fingerprint, source.name) not in self._unreachable:
+                self._unreachable.set((fingerprint, source.name), reason, self.unverifiable_ttl)
+            return self._fallback(fingerprint, source, reason)
+        if answer.said is _Said.UNKNOWN:
+            return self._fallback(fingerprint, source, answer.reason)
+        return answer
 
-    async def _head(self, source: ImageReference, auth: RegistryAuth | None) -> bool | str | None:
-        """True: readable; False: denied; ``_MISSING``: no such manifest; None: unknown."""
+    async def _head(
+        self, source: ImageReference, auth: RegistryAuth | None, fingerprint: str
+    ) -> _Answer:
+        """One round trip; its answer is stored before it is returned."""
         identity = (
             Credentials(auth.username, auth.password or auth.identity_token) if auth else None
         )
@@ -214,18 +313,53 @@ class RegistryAccess:
 
         self.requests += 1
         repository = self.client.repository(source, credentials=provide)
+        repo_key = (fingerprint, source.name)
         try:
             found = await repository.head_manifest(_reference(source))
         except CopyError as exc:
-            if exc.reason in _DENIED:
-                return False
-            if exc.reason == "not-found":
-                return _MISSING
-            log.warning(
-                "source_access_unknown",
-                repository=source.name,
-                credentials=auth.source if auth else "anonymous",
-                reason=exc.reason,
+            if exc.reason in _DENIED_REASONS:
+                self._store(repo_key, _Said.DENIED)
+                if not fingerprint:
+                    self.remembered.forget(source.name)
+                return _Answer(_Said.DENIED)
+            if exc.reason != "not-found":
+                reason = _short(exc)
+                log.warning(
+                    "source_access_unknown",
+                    repository=source.name,
+                    credentials=auth.source if auth else "anonymous",
+                    reason=reason,
+                )
+                self._unreachable.set(repo_key, reason, self.unverifiable_ttl)
+                return _Answer(_Said.UNKNOWN, reason)
+            found = None
+        if found is None:
+            self._answers.set(
+                (fingerprint, _reference_key(source)), _Said.MISSING, self.negative_ttl
             )
-            return None
-        return True if found is not None else _MISSING
+            return _Answer(_Said.MISSING)
+        self._store(repo_key, _Said.READABLE)
+        if not fingerprint:
+            self.remembered.remember(source.name)
+        return _Answer(_Said.READABLE)
+
+    def _store(self, key: _Key, said: _Said) -> None:
+        self._unreachable.pop(key)
+        ttl = self.ttl if said is _Said.READABLE else self.negative_ttl
+        self._answers.set(key, said, ttl)
+
+    async def aclose(self) -> None:
+        await self._flight.aclose()
+
+
+def _verdict(answers: list[_Answer]) -> Access:
+    """None of ``answers`` (anonymous first, then each credential) said readable."""
+    unknown = [a.reason for a in answers if a.said is _Said.UNKNOWN]
+    if unknown:
+        return unreachable(unknown[0])
+    if len(answers) == 1:
+        return Access(Verdict.PRIVATE, ANONYMOUS_REFUSED)
+    return Access(
+        Verdict.PRIVATE,
+        f"{ANONYMOUS_REFUSED}, nor with the pod's pull secrets",
+    )

@@ -226,7 +226,10 @@ def test_a_pod_that_cannot_read_the_private_source_is_not_swapped_to_its_mirror(
     response = admit(world, review(OTHER, source))
     assert swapped_image(response) is None
     assert response["auditAnnotations"] == {"skipped": "app=skipped-private"}
-    assert any("private source image" in w for w in response["warnings"])
+    assert any(
+        "is not readable without credentials (private, or not there)" in w
+        for w in response["warnings"]
+    )
 
 
 def test_a_pull_secret_with_the_same_name_in_another_namespace_grants_nothing(

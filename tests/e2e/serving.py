@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import base64
 import copy
-import socket
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -24,6 +23,7 @@ from typing import Any
 import yaml
 from e2e.cluster import kube_env
 from e2e.install import Installed
+from registries import hanging_server
 from webhook_process import Webhook, free_port, start_webhook, stop
 
 
@@ -70,36 +70,6 @@ def point_webhook(installed: Installed, url: str) -> None:
         )
     admission = client.AdmissionregistrationV1Api(installed.cluster.api_client())
     admission.patch_mutating_webhook_configuration(installed.webhook_configuration, patch)
-
-
-@contextmanager
-def hanging_server() -> Iterator[str]:
-    """A TLS-less TCP endpoint that accepts connections and never answers."""
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    listener.listen(16)
-    held: list[socket.socket] = []
-    done = threading.Event()
-
-    def accept() -> None:
-        listener.settimeout(0.2)
-        while not done.is_set():
-            try:
-                connection, _ = listener.accept()
-            except OSError:
-                continue
-            held.append(connection)
-
-    thread = threading.Thread(target=accept, daemon=True)
-    thread.start()
-    try:
-        yield f"https://127.0.0.1:{listener.getsockname()[1]}"
-    finally:
-        done.set()
-        thread.join(5)
-        for connection in held:
-            connection.close()
-        listener.close()
 
 
 def stopped_url() -> str:

@@ -1,10 +1,18 @@
 """A list-then-watch cache of one kind of object across all namespaces (an informer).
 
 Admission must not GET a Secret per request: the objects it needs are listed once and then
-followed with a watch, in a thread (the ``kubernetes`` client is synchronous). When the watch
-ends (its ``timeoutSeconds``, a dropped connection) it resumes from the last resourceVersion it
-saw; when the API server answers 410 Gone (that version is too old) the cache is listed again
-and replaced whole. Failures back off exponentially (with jitter) and never end the thread.
+followed with a watch, in a thread (the ``kubernetes`` client is synchronous).
+
+- The list is read in pages (``limit``, 500 objects by default, following ``continue``): every
+  page is served from the first page's snapshot, and the cache is replaced whole, in one
+  assignment, only once the last page is in. The watch starts from that snapshot's
+  resourceVersion. When a continue token expires mid-list (410 Gone: etcd compacted that
+  snapshot away), the list starts over from its first page.
+- When the watch ends (its ``timeoutSeconds``) or fails (a dropped connection, an unreachable
+  or failing API server) it resumes from the last resourceVersion it saw, without listing
+  again. Only 410 Gone (that version is too old), answered as the watch request's HTTP status
+  or as an ``ERROR`` event in its stream, lists again, at once, and replaces the cache whole.
+- Failures back off exponentially (with jitter) and never end the thread.
 
 Objects are kept as what ``transform`` makes of the raw JSON, keyed by ``(namespace, name)``:
 so only the small part swapper needs is held in memory, not every Secret of the cluster.
@@ -61,6 +69,7 @@ class Informer(Generic[T]):
         field_selector: str = "",
         watch_timeout: int = 300,
         max_backoff: float = 30.0,
+        page_size: int = 500,
     ) -> None:
         self.name = name
         self.list_all = list_all
@@ -68,10 +77,13 @@ class Informer(Generic[T]):
         self.field_selector = field_selector
         self.watch_timeout = watch_timeout
         self.max_backoff = max_backoff
+        self.page_size = page_size
         self.items: dict[Key, T] = {}
         self.synced = threading.Event()
-        self.lists = 0  # full lists done (the first, and one after every 410 or failure)
+        self.resource_version = ""  # the last one seen, watched from; "" until listed, or Gone
+        self.lists = 0  # full lists done (the first, and one after every 410 Gone of a watch)
         self.expired = 0  # watches answered 410 Gone: relisted at once, not a failure
+        self.restarts = 0  # lists started over: a continue token expired (410) mid-list
         self.failures = 0  # errors that were retried after a backoff
         self._response: Any = None
 
@@ -86,18 +98,39 @@ class Informer(Generic[T]):
     def _selector(self) -> dict[str, Any]:
         return {"field_selector": self.field_selector} if self.field_selector else {}
 
+    def _page(self, token: str) -> dict[str, Any]:
+        more = {"_continue": token} if token else {}
+        return call_json(self.list_all, limit=self.page_size, **more, **self._selector())
+
     def list(self) -> str:
-        """Replace the cache with a fresh list; returns the list's resourceVersion."""
-        body = call_json(self.list_all, **self._selector())
+        """Replace the cache with a fresh list, read in pages; returns its resourceVersion."""
         fresh: dict[Key, T] = {}
-        for obj in body.get("items") or []:
-            key, kept = self._keep(obj)
-            if kept is not None:
-                fresh[key] = kept
+        token = ""
+        while True:
+            try:
+                body = self._page(token)
+            except Exception as exc:
+                if not token or status_of(exc) != 410:
+                    raise
+                # The snapshot the first pages were read at is compacted away: the rest of it
+                # cannot be read, and pages of two snapshots are no list. Start over.
+                self.restarts += 1
+                log.info("informer_list_restarted", resource=self.name, reason="continue_expired")
+                fresh, token = {}, ""
+                continue
+            for obj in body.get("items") or []:
+                key, kept = self._keep(obj)
+                if kept is not None:
+                    fresh[key] = kept
+            meta = body.get("metadata") or {}
+            token = str(meta.get("continue") or "")
+            if not token:
+                break
         self.items = fresh  # one assignment: readers see the old or the new cache, whole
         self.lists += 1
         self.synced.set()
-        return str((body.get("metadata") or {}).get("resourceVersion") or "")
+        # Every page carries the first page's snapshot resourceVersion; this is the last one's.
+        return str(meta.get("resourceVersion") or "")
 
     def _apply(self, event: dict[str, Any]) -> str | None:
         kind = event.get("type")
@@ -117,12 +150,13 @@ class Informer(Generic[T]):
             self.items.pop(self.key(obj), None)
         return str(version) if version else None
 
-    def watch(self, version: str, stop: threading.Event) -> str:
-        """Follow changes from ``version`` until the watch ends; returns the last version."""
+    def watch(self, stop: threading.Event) -> None:
+        """Follow changes from :attr:`resource_version` until the watch ends, advancing it
+        with every event (a bookmark too), so a failed watch resumes where it was."""
         try:
             response = self.list_all(
                 watch=True,
-                resource_version=version,
+                resource_version=self.resource_version,
                 timeout_seconds=self.watch_timeout,
                 allow_watch_bookmarks=True,
                 _preload_content=False,
@@ -140,31 +174,30 @@ class Informer(Generic[T]):
                     break
                 seen = self._apply(json.loads(line))
                 if seen:
-                    version = seen
+                    self.resource_version = seen
         finally:
             self._response = None
             response.release_conn()
-        return version
 
     def run(self, stop: threading.Event) -> None:
         """List, then watch, until ``stop`` is set. Never raises."""
         failures = 0
-        version = ""
         while not stop.is_set():
             try:
-                if not version:
-                    version = self.list()
-                version = self.watch(version, stop)
+                if not self.resource_version:
+                    self.resource_version = self.list()
+                self.watch(stop)
                 failures = 0
             except Gone:
                 self.expired += 1
-                version = ""  # list again, at once: an expired version is not a failure
+                self.resource_version = ""  # list again, at once: not a failure
             except Exception as exc:
                 if stop.is_set():
                     break  # the watch was interrupted to stop: not a failure
+                # A failed list is listed again; a failed watch resumes from the last
+                # resourceVersion it saw (if that is too old by then, the API server says 410).
                 failures += 1
                 self.failures += 1
-                version = ""
                 delay = min(self.max_backoff, 0.5 * 2**failures) * random.uniform(0.5, 1.0)  # noqa: S311
                 log.warning(
                     "informer_failed",

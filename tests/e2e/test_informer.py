@@ -1,9 +1,11 @@
 """swapper's informer against the real watch, as the chart's ServiceAccount.
 
 The API server here has no watch cache, so a watch is served by etcd: once etcd has compacted
-past the informer's last resourceVersion, resuming from it answers 410 Gone, as it does in a
-cluster for a client that fell behind. The informer must then list again at once (an expired
-version is not a failure) and hold exactly what the API server holds.
+past the informer's last resourceVersion, resuming from it answers 410 Gone (HTTP 200, then an
+``ERROR`` event with code 410 in the stream), as it does in a cluster for a client that fell
+behind. The informer must then list again at once (an expired version is not a failure) and
+hold exactly what the API server holds. The informer's paging, its other 410s and its resuming
+after a dropped connection are tested in tests/kube/test_informer.py.
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ class Gate:
         self.list_all = list_all
         self.hold_at = hold_at
         self.watches: list[str] = []
+        self.statuses: list[int] = []  # the HTTP status each watch request was answered
         self.waiting = threading.Event()
         self.release = threading.Event()
 
@@ -49,6 +52,13 @@ class Gate:
             if len(self.watches) == self.hold_at:
                 self.waiting.set()
                 self.release.wait(30)
+            try:
+                response = self.list_all(**kwargs)
+            except Exception as exc:
+                self.statuses.append(getattr(exc, "status", 0))
+                raise
+            self.statuses.append(response.status)
+            return response
         return self.list_all(**kwargs)
 
 
@@ -144,6 +154,7 @@ def test_a_watch_that_expires_after_compaction_is_relisted_without_losing_state(
     gate.release.set()
     assert _wait(lambda: informer.lists == 2)
     assert informer.expired == 1  # the API server answered 410 Gone to the held-back watch
+    assert gate.statuses[1] == 200  # ... as an ERROR event in the stream, not as its status
     assert informer.failures == 0  # ... and that was a relist, not an error with a backoff
     assert _kept(informer, namespace) == _truth(core, namespace)
     assert sorted(n for _, n in _kept(informer, namespace)) == ["added", "change", "keep"]

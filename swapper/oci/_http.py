@@ -10,11 +10,12 @@ With uvloop, TLS runs in C.
 
 What it does: keep-alive connection pools per origin with a connection limit, request bodies
 as ``bytes`` or async iterables (``Content-Length`` given, else chunked), response bodies by
-``Content-Length``, chunked or until close, ``gzip``/``deflate`` decoding on request, redirects,
-connect/read/write timeouts, ``http://`` proxies from the environment (``CONNECT`` tunnels for
-HTTPS, ``NO_PROXY`` honoured), and a second try on a fresh connection when a kept-alive one turns
-out to have been closed by the server before it answered. Not: HTTP/2, cookies, ``https://``
-or SOCKS proxies.
+``Content-Length``, chunked or until close, ``gzip``/``deflate`` decoding on request, redirects
+(a method turned into ``GET`` loses its body and body headers; a streamed body that a ``307`` or
+``308`` asks for again raises :class:`RedirectError`), connect/read/write timeouts, ``http://``
+proxies from the environment (``CONNECT`` tunnels for HTTPS, ``NO_PROXY`` honoured), and a
+second try on a fresh connection when a kept-alive one turns out to have been closed by the
+server before it answered. Not: HTTP/2, cookies, ``https://`` or SOCKS proxies.
 """
 
 # ruff: noqa: ASYNC109 (per-wait timeouts are timers, cheaper than asyncio.timeout per chunk)
@@ -40,6 +41,19 @@ _WRITE_HIGH = 1024 * 1024  # wait for the peer when this much is queued for send
 _MAX_HEAD = 64 * 1024
 _MAX_REDIRECTS = 20
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
+# Describe the request's body: dropped with it when a redirect turns the method into GET.
+_BODY_HEADERS = frozenset(
+    {
+        "content-length",
+        "content-type",
+        "content-encoding",
+        "content-language",
+        "content-location",
+        "transfer-encoding",
+        "digest",
+        "last-modified",
+    }
+)
 KEEPALIVE_EXPIRY = 5.0
 
 
@@ -61,6 +75,11 @@ class WriteError(TransportError):
 
 class RemoteProtocolError(TransportError):
     pass
+
+
+class RedirectError(RemoteProtocolError):
+    """A redirect that cannot be followed: one too many, or one that needs a request body sent
+    again that was streamed (and so is spent)."""
 
 
 class TimeoutException(TransportError):
@@ -148,9 +167,11 @@ class Headers:
 # -- connections -----------------------------------------------------------------------------
 
 
-def _expire(waiter: asyncio.Future[None], error: type[TimeoutException], what: str) -> None:
+def _expire(
+    waiter: asyncio.Future[None], error: type[TimeoutException], what: str, seconds: float
+) -> None:
     if not waiter.done():
-        waiter.set_exception(error(what))
+        waiter.set_exception(error(f"{what} after {seconds:g}s"))
 
 
 class _Connection(asyncio.Protocol):
@@ -229,7 +250,9 @@ class _Connection(asyncio.Protocol):
                 return b""
             waiter = self._waiter = self.loop.create_future()
             timer = (
-                self.loop.call_later(timeout, _expire, waiter, ReadTimeout, "read timed out")
+                self.loop.call_later(
+                    timeout, _expire, waiter, ReadTimeout, "read timed out", timeout
+                )
                 if timeout is not None
                 else None
             )
@@ -261,7 +284,9 @@ class _Connection(asyncio.Protocol):
         while self._write_paused and not self.closed:
             drain = self._drain = self.loop.create_future()
             timer = (
-                self.loop.call_later(timeout, _expire, drain, WriteTimeout, "write timed out")
+                self.loop.call_later(
+                    timeout, _expire, drain, WriteTimeout, "write timed out", timeout
+                )
                 if timeout is not None
                 else None
             )
@@ -350,7 +375,9 @@ class Response:
     """An answer whose body is read as it arrives; read it to its end or close it.
 
     A body read to its end gives the connection back to the pool; :meth:`aclose` before that
-    closes the connection.
+    closes the connection. ``async with response:`` closes it on the way out, however the block
+    ends. ``read_timeout`` is the seconds allowed for each read of the body (the client's read
+    timeout unless changed).
     """
 
     def __init__(
@@ -370,26 +397,22 @@ class Response:
         self.headers = Headers(headers)
         self._pool = pool
         self._connection: _Connection | None = connection
-        self._timeout = read_timeout
+        self.read_timeout = read_timeout
         self._keep = version != "HTTP/1.0" and not _has_token(
             self.headers.get("connection"), "close"
         )
         self._remaining = 0
         encoding = self.headers.get("transfer-encoding")
-        length = self.headers.get("content-length")
         if method == "HEAD" or status in (204, 304) or 100 <= status < 200:
             self._kind = _NONE
             if status == 101:
                 self._keep = False  # no longer HTTP on that connection
         elif encoding is not None and _has_token(encoding, "chunked"):
             self._kind = _CHUNKED
-        elif length is not None:
-            try:
-                self._remaining = int(length)
-            except ValueError:
-                raise RemoteProtocolError(f"bad Content-Length {length!r}") from None
-            if self._remaining < 0:
-                raise RemoteProtocolError(f"bad Content-Length {length!r}")
+            if "content-length" in self.headers:
+                self._keep = False  # framed twice: do not trust what follows on the connection
+        elif (length := _content_length(headers)) is not None:
+            self._remaining = length
             self._kind = _LENGTH
         else:
             self._kind = _UNTIL_CLOSE
@@ -399,6 +422,12 @@ class Response:
 
     def __repr__(self) -> str:
         return f"<Response {self.method} {self.url} {self.status_code}>"
+
+    async def __aenter__(self) -> Response:
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        await self.aclose()
 
     @property
     def is_closed(self) -> bool:
@@ -421,7 +450,7 @@ class Response:
             return b""
         try:
             if self._kind == _LENGTH:
-                chunk = await connection.recv(self._timeout)
+                chunk = await connection.recv(self.read_timeout)
                 remaining = self._remaining
                 if not chunk:
                     raise RemoteProtocolError(
@@ -438,7 +467,7 @@ class Response:
                 return chunk
             if self._kind == _CHUNKED:
                 return await self._read_chunked(connection)
-            chunk = await connection.recv(self._timeout)  # until the server closes
+            chunk = await connection.recv(self.read_timeout)  # until the server closes
             if not chunk:
                 self._finish()
             return chunk
@@ -449,17 +478,17 @@ class Response:
     async def _read_chunked(self, connection: _Connection) -> bytes:
         while True:
             if self._remaining > 0:
-                chunk = await connection.recv(self._timeout)
+                chunk = await connection.recv(self.read_timeout)
                 if not chunk:
                     raise RemoteProtocolError("connection closed inside a chunk")
                 if len(chunk) > self._remaining:
                     connection.unread(chunk[self._remaining :])
                     chunk = chunk[: self._remaining]
                 self._remaining -= len(chunk)
-                if self._remaining == 0 and await connection.read_line(self._timeout):
+                if self._remaining == 0 and await connection.read_line(self.read_timeout):
                     raise RemoteProtocolError("chunk not followed by CRLF")
                 return chunk
-            line = await connection.read_line(self._timeout)
+            line = await connection.read_line(self.read_timeout)
             try:
                 size = int(line.split(b";", 1)[0].strip(), 16)
             except ValueError:
@@ -467,7 +496,7 @@ class Response:
             if size < 0:
                 raise RemoteProtocolError(f"bad chunk size {line[:40]!r}")
             if size == 0:
-                while await connection.read_line(self._timeout):
+                while await connection.read_line(self.read_timeout):
                     pass  # trailers
                 self._finish()
                 return b""
@@ -506,6 +535,26 @@ class Response:
     async def aclose(self) -> None:
         """Close the connection if the body was not read to its end; otherwise nothing."""
         self._fail()
+
+
+def _content_length(headers: list[tuple[str, str]]) -> int | None:
+    """The body length the ``Content-Length`` headers give (None without one). Values repeated
+    identically (``2, 2``) count once; values that differ, or that are not plain digits, are a
+    broken answer: which one frames the body cannot be told."""
+    values = {
+        part.strip()
+        for name, value in headers
+        if name.lower() == "content-length"
+        for part in value.split(",")
+    }
+    if not values:
+        return None
+    if len(values) > 1:
+        raise RemoteProtocolError(f"Content-Length values differ: {', '.join(sorted(values))}")
+    (value,) = values
+    if not (value.isascii() and value.isdigit()):  # int() would take "+2", "-2", "0_2"
+        raise RemoteProtocolError(f"bad Content-Length {value!r}")
+    return int(value)
 
 
 def _has_token(value: str | None, token: str) -> bool:
@@ -744,12 +793,19 @@ class HTTPClient:
         content: bytes | AsyncIterable[bytes] | None = None,
         follow_redirects: bool = False,
     ) -> Response:
-        """Send a request; the answer's body is read from the returned :class:`Response`."""
+        """Send a request; the answer's body is read from the returned :class:`Response`.
+
+        With ``follow_redirects``, a ``303`` (or a ``301``/``302`` to a ``POST``) is followed
+        with a ``GET`` (a ``HEAD`` stays one) without the body and its headers; other redirects
+        send the request again as it was, which a streamed ``content`` cannot be: that raises
+        :class:`RedirectError`.
+        """
         request_headers = {**self.headers, **(headers or {})}
         for _ in range(_MAX_REDIRECTS + 1):
             response = await self._send_once(method, url, request_headers, content)
+            status = response.status_code
             location = response.headers.get("location")
-            if not (follow_redirects and response.status_code in _REDIRECTS and location):
+            if not (follow_redirects and status in _REDIRECTS and location):
                 return response
             await _discard(response)
             target = urljoin(url, location)
@@ -757,14 +813,18 @@ class HTTPClient:
                 request_headers = {
                     k: v for k, v in request_headers.items() if k.lower() != "authorization"
                 }
-            if response.status_code == 303 or (
-                response.status_code in (301, 302) and method == "POST"
-            ):
+            if (status == 303 and method != "HEAD") or (status in (301, 302) and method == "POST"):
                 method, content = "GET", None
+                request_headers = {
+                    k: v for k, v in request_headers.items() if k.lower() not in _BODY_HEADERS
+                }
             elif content is not None and not isinstance(content, bytes):
-                return response  # a streamed body cannot be sent again
+                raise RedirectError(
+                    f"{status} redirect of {method} {_no_query(url)} to {_no_query(target)}: "
+                    "the request body was streamed and cannot be sent again"
+                )
             url = target
-        raise RemoteProtocolError(f"more than {_MAX_REDIRECTS} redirects")
+        raise RedirectError(f"more than {_MAX_REDIRECTS} redirects")
 
     async def _send_once(
         self,
@@ -864,15 +924,18 @@ async def _send_body(
 
 async def _discard(response: Response) -> None:
     """Read what is left of a small body (to keep the connection), else close it."""
-    received = 0
-    try:
-        while chunk := await response.read_chunk():
-            received += len(chunk)
-            if received > 65536:
-                break
-    except TransportError:
-        pass
-    await response.aclose()
+    async with response:
+        received = 0
+        with contextlib.suppress(TransportError):
+            while chunk := await response.read_chunk():
+                received += len(chunk)
+                if received > 65536:
+                    break
+
+
+def _no_query(url: str) -> str:
+    """``url`` without its query (which may hold a signature) for an error message."""
+    return urlsplit(url)._replace(query="", fragment="").geturl()
 
 
 def _bracket(host: str) -> str:

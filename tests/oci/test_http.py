@@ -1,6 +1,7 @@
 """The HTTP/1.1 client under the engine (``swapper.oci._http``), against small scripted servers
-on loopback: body framings, decoding, keep-alive, redirects, timeouts, and an HTTP proxy
-(``CONNECT``) in front of a real TLS registry."""
+on loopback: body framings, decoding, keep-alive, redirects, timeouts, responses closed by
+``async with``, and an HTTP proxy (``CONNECT``) in front of a real TLS registry. The table of
+exact-bytes cases is in ``test_http_conformance.py``."""
 
 from __future__ import annotations
 
@@ -253,6 +254,49 @@ async def test_an_answer_that_never_comes_times_out(
             await client.send("GET", f"{server.url}/v2/")
     finally:
         await client.aclose()
+
+
+@pytest.fixture
+async def one_connection() -> AsyncIterator[HTTPClient]:
+    """A client allowed a single connection: a response never given back blocks the next."""
+    client = HTTPClient(
+        ssl.create_default_context(),
+        timeout=Timeout(connect=2, read=2, write=2),
+        max_connections=1,
+        trust_env=False,
+    )
+    yield client
+    await client.aclose()
+
+
+async def large_body(request: Request, writer: asyncio.StreamWriter) -> bool:
+    writer.write(answer(200, b"x" * 100_000, Content_Length="100000"))
+    return True
+
+
+async def test_a_response_left_unread_in_its_context_gives_its_pool_slot_back(
+    serve: Callable[[Handler], Awaitable[Server]], one_connection: HTTPClient
+) -> None:
+    server = await serve(large_body)
+
+    async with await one_connection.send("GET", f"{server.url}/a") as response:
+        assert response.status_code == 200
+    second = await asyncio.wait_for(one_connection.send("GET", f"{server.url}/b"), 2)
+
+    assert second.status_code == 200
+    assert server.connections == 2  # the unread body's connection was closed, not reused
+
+
+async def test_a_response_read_to_its_end_in_its_context_keeps_its_connection(
+    serve: Callable[[Handler], Awaitable[Server]], one_connection: HTTPClient
+) -> None:
+    server = await serve(large_body)
+
+    for path in ("/a", "/b"):
+        async with await one_connection.send("GET", f"{server.url}{path}") as response:
+            assert len(await response.aread()) == 100_000
+
+    assert server.connections == 1
 
 
 class ConnectProxy:

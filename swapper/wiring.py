@@ -131,6 +131,7 @@ def build_backends(
         credentials=target_credentials(
             config, target, static_credentials(operator_credentials(config, target))
         ),
+        blob_idle_timeout=config.mirror.blob_idle_timeout,
     )
     for key, message in config.warnings:
         log.warning("config_setting_ignored", key=key, problem=message)

@@ -18,6 +18,7 @@ from typing import IO, TYPE_CHECKING
 from swapper.errors import CopyError, CredentialsError, RegistryError
 from swapper.images import ImageReference
 from swapper.oci import (
+    DEFAULT_BLOB_IDLE_TIMEOUT,
     CopyEngine,
     CopyResult,
     Credentials,
@@ -137,13 +138,16 @@ async def run_mirror(
     hosts: dict[str, HostConfig] | None = None,
     out: IO[str] | None = None,
     target_registry: TargetRegistry | None = None,
+    blob_idle_timeout: float | None = DEFAULT_BLOB_IDLE_TIMEOUT,
 ) -> CopyResult:
     """Copy ``source`` to ``target``. With ``target_registry`` (``--config``), the repository
-    is made ready first (ECR creates it) and pushes use the registry's own credentials."""
+    is made ready first (ECR creates it) and pushes use the registry's own credentials.
+    ``blob_idle_timeout``: see :class:`~swapper.oci.RegistryClient` (``mirror.blobIdleTimeout``
+    of a ``--config``)."""
     keyring = read_authfile(authfile) if authfile else None  # None: anonymous everywhere
     stream = out or sys.stderr
     progress = Progress(stream, live=stream.isatty(), image=str(source))
-    async with RegistryClient(hosts=hosts or {}) as client:
+    async with RegistryClient(hosts=hosts or {}, blob_idle_timeout=blob_idle_timeout) as client:
         engine = CopyEngine(client)
         if keyring is not None:
             client.credentials = keyring_credentials(keyring, target)

@@ -24,6 +24,7 @@ HTTP/1.1 client underneath (and why it is not httpx).
 from swapper.errors import CopyError, TransientCopyError
 from swapper.oci._auth import Credentials, CredentialsProvider, static_credentials
 from swapper.oci._client import (
+    DEFAULT_BLOB_IDLE_TIMEOUT,
     DEFAULT_TIMEOUT,
     MIN_CHUNK_SIZE,
     HostConfig,
@@ -71,6 +72,7 @@ REASONS = (
 """Every ``CopyError.reason`` this package produces (stable: metrics labels)."""
 
 __all__ = [
+    "DEFAULT_BLOB_IDLE_TIMEOUT",
     "DEFAULT_TIMEOUT",
     "DOCKER_MANIFEST",
     "DOCKER_MANIFEST_LIST",

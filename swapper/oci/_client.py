@@ -6,7 +6,9 @@ TLS settings) and the token cache. :meth:`RegistryClient.repository` gives a
 push) and the credentials to use; every operation the copy engine needs is a method there.
 
 Requests without a body, or with a body held in memory (manifests), are retried here on
-connection errors, timeouts, 5xx and 429. A blob upload streams a body that cannot be replayed,
+connection errors, timeouts, 5xx and 429. A blob download that receives nothing for
+``blob_idle_timeout`` seconds in the middle of its body times out (a transient failure) rather
+than waiting out the whole read timeout. A blob upload streams a body that cannot be replayed,
 so its failures surface as :class:`TransientCopyError` and the copy engine restarts that blob.
 Every failure is a :class:`~swapper.errors.CopyError` whose ``reason`` names the cause.
 """
@@ -17,7 +19,7 @@ import asyncio
 import base64
 import ssl
 from collections.abc import AsyncIterable, AsyncIterator, Container, Mapping
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass, field
 from typing import Literal
 from urllib.parse import urlencode, urljoin, urlsplit, urlunsplit
@@ -36,6 +38,7 @@ from swapper.oci._auth import (
 )
 from swapper.oci._http import (
     HTTPClient,
+    RedirectError,
     Response,
     Timeout,
     TimeoutException,
@@ -57,6 +60,7 @@ from swapper.oci._retry import TRANSIENT_STATUSES, RetryPolicy, retry_after
 MiB = 1024 * 1024
 MIN_CHUNK_SIZE = 5 * MiB  # ECR refuses smaller upload parts (except the last)
 DEFAULT_TIMEOUT = Timeout(connect=10.0, read=60.0, write=60.0)
+DEFAULT_BLOB_IDLE_TIMEOUT = 15.0  # the config's mirror.blobIdleTimeout default
 USER_AGENT = "swapper/0.1"
 _DOCKER_HUB_API = "registry-1.docker.io"
 _ERROR_BODY_LIMIT = 8192
@@ -139,16 +143,13 @@ def with_params(url: str, params: list[tuple[str, str]]) -> str:
 async def _release(response: Response) -> None:
     """Read what is left of a small body, then close: only a response read to its end lets
     its connection go back to the pool (closing it early closes the connection)."""
-    try:
+    async with response:
         received = 0
-        while chunk := await response.read_chunk():
-            received += len(chunk)
-            if received > _ERROR_BODY_LIMIT:
-                break
-    except TransportError:
-        pass
-    finally:
-        await response.aclose()
+        with suppress(TransportError):
+            while chunk := await response.read_chunk():
+                received += len(chunk)
+                if received > _ERROR_BODY_LIMIT:
+                    break
 
 
 def _url(response: Response) -> str:
@@ -158,15 +159,12 @@ def _url(response: Response) -> str:
 async def _error_detail(response: Response) -> str:
     """The registry's error code and message, read from at most a few KiB of body."""
     body = bytearray()
-    try:
-        async for chunk in response.aiter_bytes():
-            body += chunk
-            if len(body) >= _ERROR_BODY_LIMIT:
-                break
-    except TransportError:
-        pass
-    finally:
-        await response.aclose()
+    async with response:
+        with suppress(TransportError):
+            async for chunk in response.aiter_bytes():
+                body += chunk
+                if len(body) >= _ERROR_BODY_LIMIT:
+                    break
     try:
         errors = orjson.loads(bytes(body)).get("errors") or []
         first = errors[0]
@@ -194,8 +192,10 @@ def transport_error(exc: TransportError, what: str) -> CopyError:
         if isinstance(cause, ssl.SSLCertVerificationError):
             return CopyError(f"{what}: TLS certificate not trusted: {cause}", reason="tls")
         cause = cause.__cause__ or cause.__context__
-    reason = "timeout" if isinstance(exc, TimeoutException) else "connection"
     name = type(exc).__name__
+    if isinstance(exc, RedirectError):  # the same redirect comes again: not worth a retry
+        return CopyError(f"{what}: {exc}", reason="rejected")
+    reason = "timeout" if isinstance(exc, TimeoutException) else "connection"
     return TransientCopyError(f"{what}: {name} {exc}".rstrip(), reason)
 
 
@@ -205,6 +205,9 @@ class RegistryClient:
     ``hosts`` maps a registry host as written in image references (``registry.local:5000``,
     ``docker.io``) to its :class:`HostConfig`; other hosts use ``default``. ``credentials`` is
     asked once per repository handle for hosts whose handle has no provider of its own.
+    ``timeout`` covers every request; ``blob_idle_timeout`` is the seconds allowed between two
+    chunks received while a blob's body streams, when shorter than the read timeout (None: the
+    read timeout), so that a stalled download is dropped and tried again sooner.
     """
 
     def __init__(
@@ -217,7 +220,11 @@ class RegistryClient:
         timeout: TimeoutLike | float = DEFAULT_TIMEOUT,
         max_connections_per_host: int = 32,
         trust_env: bool = True,
+        blob_idle_timeout: float | None = DEFAULT_BLOB_IDLE_TIMEOUT,
     ) -> None:
+        if blob_idle_timeout is not None and not blob_idle_timeout > 0:
+            raise ValueError("blob_idle_timeout must be more than 0 seconds (or None)")
+        self.blob_idle_timeout = blob_idle_timeout
         self._configs = dict(hosts or {})
         self._default = default or HostConfig()
         self.credentials = credentials
@@ -239,6 +246,15 @@ class RegistryClient:
         hosts, self._hosts = list(self._hosts.values()), {}
         for host in hosts:
             await host.client.aclose()
+
+    @property
+    def blob_read_timeout(self) -> float | None:
+        """Seconds allowed between two chunks of a blob's body: the shorter of the idle and
+        the read timeouts."""
+        idle, read = self.blob_idle_timeout, self._timeout.read
+        if idle is None or read is None:
+            return read if idle is None else idle
+        return min(idle, read)
 
     def host_config(self, domain: str) -> HostConfig:
         return self._configs.get(domain, self._default)
@@ -334,8 +350,10 @@ class RegistryClient:
                 who = f"user {identity.username!r}" if identity else "anonymous access"
                 raise CopyError(f"{error} ({who})", reason="unauthorized")
             raise error
+        async with response:
+            data = await response.aread()
         try:
-            body = orjson.loads(await response.aread())
+            body = orjson.loads(data)
             token = body.get("token") or body.get("access_token")
             expires_in = float(body.get("expires_in") or 60)
         except (orjson.JSONDecodeError, AttributeError, TypeError, ValueError):
@@ -555,17 +573,16 @@ class Repository:
         response = await self._send(
             "GET", f"{self._base}/manifests/{reference}", what, headers={"Accept": MANIFEST_ACCEPT}
         )
-        await self._expect(response, (200,), what)
-        try:
-            body = bytearray()
-            async for chunk in response.aiter_bytes():
-                body += chunk
-                if len(body) > MAX_MANIFEST_BYTES:
-                    raise CopyError(f"{what} is larger than 4 MiB", reason="invalid-manifest")
-        except TransportError as exc:
-            raise transport_error(exc, what) from exc
-        finally:
-            await response.aclose()
+        body = bytearray()
+        async with response:
+            await self._expect(response, (200,), what)
+            try:
+                async for chunk in response.aiter_bytes():
+                    body += chunk
+                    if len(body) > MAX_MANIFEST_BYTES:
+                        raise CopyError(f"{what} is larger than 4 MiB", reason="invalid-manifest")
+            except TransportError as exc:
+                raise transport_error(exc, what) from exc
         data = bytes(body)
         if ":" in reference:
             algorithm = check_digest(reference)
@@ -630,7 +647,11 @@ class Repository:
     async def open_blob(
         self, digest: str, *, retry: bool = True
     ) -> AsyncIterator[AsyncIterator[bytes]]:
-        """Stream a blob's bytes (redirects to storage followed, as served, not verified)."""
+        """Stream a blob's bytes (redirects to storage followed, as served, not verified).
+
+        Reading the stream raises :class:`~swapper.oci._http.ReadTimeout` when nothing comes
+        for the client's :attr:`~RegistryClient.blob_read_timeout`.
+        """
         what = f"blob {self.name}@{digest}"
         response = await self._send(
             "GET",
@@ -640,12 +661,11 @@ class Repository:
             follow_redirects=True,
             retry=retry,
         )
-        try:
+        async with response:
             await self._expect(response, (200,), what)
+            response.read_timeout = self.client.blob_read_timeout
             encoded = response.headers.get("content-encoding", "identity") != "identity"
             yield response.aiter_bytes() if encoded else response.aiter_raw()
-        finally:
-            await response.aclose()
 
     async def start_upload(self, *, retry: bool = True) -> str:
         what = f"start upload to {self.name}"

@@ -553,26 +553,33 @@ class _Job:
         self, chunks: AsyncIterator[bytes], blob: Descriptor, sent: list[int]
     ) -> AsyncGenerator[bytes, None]:
         """Pass ``chunks`` through as they are, hashing them once; the chunk that completes the
-        blob is held back until the source's stream has ended and digest and size match."""
+        blob is held back until the source's stream has ended and digest and size match.
+
+        A failure reading the source (a reset, or nothing received for the blob idle timeout)
+        is raised as the source's :class:`TransientCopyError`, not left to the upload it
+        feeds to be reported as the target's."""
         hasher = hashlib.new(check_digest(blob.digest))
         size = blob.size
         seen = 0
         last: bytes | None = None
-        async for chunk in chunks:
-            if not chunk:
-                continue
-            seen += len(chunk)
-            if seen > size:
-                raise CopyError(
-                    f"blob {blob.digest} from {self.src.name} is longer than its {size} bytes",
-                    reason="digest-mismatch",
-                )
-            hasher.update(chunk)
-            if seen < size:
-                yield chunk
-                self._sent(blob, sent, len(chunk))
-            else:
-                last = chunk
+        try:
+            async for chunk in chunks:
+                if not chunk:
+                    continue
+                seen += len(chunk)
+                if seen > size:
+                    raise CopyError(
+                        f"blob {blob.digest} from {self.src.name} is longer than its {size} bytes",
+                        reason="digest-mismatch",
+                    )
+                hasher.update(chunk)
+                if seen < size:
+                    yield chunk
+                    self._sent(blob, sent, len(chunk))
+                else:
+                    last = chunk
+        except TransportError as exc:
+            raise transport_error(exc, f"blob {blob.digest} from {self.src.name}") from exc
         digest = f"{blob.digest.split(':', 1)[0]}:{hasher.hexdigest()}"
         if seen != size or digest != blob.digest:
             raise CopyError(

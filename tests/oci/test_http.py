@@ -1,7 +1,8 @@
 """The HTTP/1.1 client under the engine (``swapper.oci._http``), against small scripted servers
 on loopback: body framings, decoding, keep-alive, redirects, timeouts, responses closed by
-``async with``, and an HTTP proxy (``CONNECT``) in front of a real TLS registry. The table of
-exact-bytes cases is in ``test_http_conformance.py``."""
+``async with``, the blob idle timeout (a fault proxy in front of a real registry), and an HTTP
+proxy (``CONNECT``) in front of a real TLS registry. The table of exact-bytes cases is in
+``test_http_conformance.py``."""
 
 from __future__ import annotations
 
@@ -11,13 +12,17 @@ import gzip
 import socket
 import ssl
 import struct
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
 from registries import (
     FAST_RETRY,
+    Fault,
+    FaultProxy,
     Registry,
     assert_same_image,
+    blob_exists,
     make_image,
     make_layer,
     plain_hosts,
@@ -297,6 +302,87 @@ async def test_a_response_read_to_its_end_in_its_context_keeps_its_connection(
             assert len(await response.aread()) == 100_000
 
     assert server.connections == 1
+
+
+def idle_client(source_proxy: FaultProxy, target: Registry) -> RegistryClient:
+    """Blob bodies may idle for 0.5 s; everything else has the usual 20 s and more."""
+    return RegistryClient(
+        hosts=plain_hosts(source_proxy, target),
+        retry=FAST_RETRY,
+        timeout=Timeout(connect=5, read=20, write=20),
+        blob_idle_timeout=0.5,
+    )
+
+
+async def test_a_blob_download_that_stalls_is_dropped_after_the_idle_timeout_and_tried_again(
+    source: Registry, target: Registry, source_proxy: FaultProxy, fresh_repo: str
+) -> None:
+    layer = make_layer("idle-stall", size=256 * 1024)
+    image = make_image([layer])
+    push_image(source, fresh_repo, image, "1")
+    source_proxy.add(Fault("stall", f"/blobs/{layer.digest}", method="GET", after=64 * 1024))
+    kinds: list[str] = []
+
+    started = time.monotonic()
+    async with idle_client(source_proxy, target) as client:
+        result = await CopyEngine(client).copy(
+            f"{source_proxy.host}/{fresh_repo}:1",
+            f"{target.host}/{fresh_repo}:1",
+            progress=lambda event: kinds.append(event.kind),
+        )
+    elapsed = time.monotonic() - started
+
+    gets = [e.status for e in source_proxy.log if e.method == "GET" and layer.digest in e.path]
+    assert gets == ["stall", 200]  # the first GET stalled part-way, the second was served whole
+    assert kinds.count("blob-retried") == 1
+    assert elapsed < 5  # far from the 20 s read timeout
+    assert result.digest == image.digest and blob_exists(target, fresh_repo, layer.digest)
+
+
+async def test_a_blob_answer_slower_to_start_than_the_idle_timeout_is_not_dropped(
+    source: Registry, target: Registry, source_proxy: FaultProxy, fresh_repo: str
+) -> None:
+    layer = make_layer("idle-slow-start")
+    image = make_image([layer])
+    push_image(source, fresh_repo, image, "1")
+    # Held back before its headers: the read timeout applies there, not the idle timeout.
+    source_proxy.add(Fault("delay", f"/blobs/{layer.digest}", method="GET", seconds=1.0))
+    kinds: list[str] = []
+
+    async with idle_client(source_proxy, target) as client:
+        result = await CopyEngine(client).copy(
+            f"{source_proxy.host}/{fresh_repo}:1",
+            f"{target.host}/{fresh_repo}:1",
+            progress=lambda event: kinds.append(event.kind),
+        )
+
+    gets = [e.status for e in source_proxy.log if e.method == "GET" and layer.digest in e.path]
+    assert gets == [200] and "blob-retried" not in kinds
+    assert result.digest == image.digest
+
+
+@pytest.mark.parametrize(
+    ("idle", "read", "allowed"),
+    [
+        (0.5, 20.0, 0.5),
+        (15.0, 1.0, 1.0),
+        (None, 20.0, 20.0),
+        (15.0, None, 15.0),
+        (None, None, None),
+    ],
+)
+def test_a_blob_body_may_idle_for_the_shorter_of_the_idle_and_read_timeouts(
+    idle: float | None, read: float | None, allowed: float | None
+) -> None:
+    client = RegistryClient(timeout=Timeout(connect=5, read=read), blob_idle_timeout=idle)
+
+    assert client.blob_read_timeout == allowed
+
+
+@pytest.mark.parametrize("seconds", [0, -1.0])
+def test_a_blob_idle_timeout_that_is_not_positive_is_refused(seconds: float) -> None:
+    with pytest.raises(ValueError, match="blob_idle_timeout"):
+        RegistryClient(blob_idle_timeout=seconds)
 
 
 class ConnectProxy:

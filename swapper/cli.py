@@ -276,7 +276,7 @@ def _mirror_copy(
     from swapper.errors import ConfigError, CopyError
     from swapper.images import parse
     from swapper.mirror.command import run_mirror, summary
-    from swapper.oci import HostConfig, parse_platforms
+    from swapper.oci import DEFAULT_BLOB_IDLE_TIMEOUT, HostConfig, parse_platforms
 
     source = parse(args.source)
     hosts: dict[str, HostConfig] = {}
@@ -317,6 +317,9 @@ def _mirror_copy(
         authfile=args.authfile,
         hosts=hosts,
         target_registry=registry,
+        blob_idle_timeout=(
+            config.mirror.blob_idle_timeout if config is not None else DEFAULT_BLOB_IDLE_TIMEOUT
+        ),
     )
     gc.freeze()
     gc.enable()

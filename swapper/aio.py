@@ -38,6 +38,10 @@ class SingleFlight(Generic[K, V]):
     def __contains__(self, key: object) -> bool:
         return key in self._tasks
 
+    def get(self, key: K) -> asyncio.Task[V] | None:
+        """The task in flight for ``key``, if any (await it through ``asyncio.shield``)."""
+        return self._tasks.get(key)
+
     def start(self, key: K, call: Callable[[], Awaitable[V]]) -> asyncio.Task[V]:
         """The task for ``key``: the one in flight, or a new one running ``call()``."""
         task = self._tasks.get(key)

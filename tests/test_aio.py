@@ -1,0 +1,209 @@
+"""The async building blocks every cache uses: one call per key in flight, and a bounded map."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+
+from swapper.aio import SingleFlight, TTLMap
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class Call:
+    """A call that counts its runs and finishes (or fails) when the test says so."""
+
+    def __init__(self, result: str = "answer") -> None:
+        self.result = result
+        self.runs = 0
+        self.release = asyncio.Event()
+        self.error: Exception | None = None
+
+    async def __call__(self) -> str:
+        self.runs += 1
+        await self.release.wait()
+        if self.error is not None:
+            raise self.error
+        return self.result
+
+
+@pytest.fixture
+async def loop_errors() -> AsyncIterator[list[dict[str, Any]]]:
+    """What reaches the running loop's exception handler ("exception was never retrieved")."""
+    loop = asyncio.get_running_loop()
+    seen: list[dict[str, Any]] = []
+    previous = loop.get_exception_handler()
+    loop.set_exception_handler(lambda _, context: seen.append(context))
+    yield seen
+    loop.set_exception_handler(previous)
+
+
+async def settle() -> None:
+    for _ in range(5):
+        await asyncio.sleep(0)
+
+
+# -- SingleFlight ---------------------------------------------------------------------------
+
+
+async def test_concurrent_callers_of_one_key_share_one_call() -> None:
+    flight: SingleFlight[str, str] = SingleFlight()
+    call = Call()
+    waiters = [asyncio.create_task(flight.do("k", call)) for _ in range(5)]
+    await settle()
+    call.release.set()
+    assert await asyncio.gather(*waiters) == ["answer"] * 5
+    assert call.runs == 1
+
+
+async def test_cancelling_one_waiter_leaves_the_others_results_intact() -> None:
+    flight: SingleFlight[str, str] = SingleFlight()
+    call = Call()
+    first = asyncio.create_task(flight.do("k", call))  # the one that started the call
+    others = [asyncio.create_task(flight.do("k", call)) for _ in range(3)]
+    await settle()
+    first.cancel()
+    await settle()
+    call.release.set()
+    assert await asyncio.gather(*others) == ["answer"] * 3
+    assert first.cancelled()
+    assert call.runs == 1
+
+
+async def test_an_error_reaches_every_waiter_and_the_next_call_runs_again() -> None:
+    flight: SingleFlight[str, str] = SingleFlight()
+    call = Call()
+    call.error = ConnectionError("registry down")
+    waiters = [asyncio.create_task(flight.do("k", call)) for _ in range(3)]
+    await settle()
+    call.release.set()
+    results = await asyncio.gather(*waiters, return_exceptions=True)
+    assert all(isinstance(r, ConnectionError) for r in results)
+    call.error = None
+    assert await flight.do("k", call) == "answer"
+    assert call.runs == 2
+
+
+async def test_the_key_is_forgotten_when_the_call_ends() -> None:
+    flight: SingleFlight[str, str] = SingleFlight()
+    call = Call()
+    call.release.set()
+    await flight.do("k", call)
+    assert "k" not in flight
+    await flight.do("k", call)
+    assert call.runs == 2
+
+
+async def test_a_failed_call_whose_waiters_all_gave_up_reports_nothing_to_the_loop(
+    loop_errors: list[dict[str, Any]],
+) -> None:
+    flight: SingleFlight[str, str] = SingleFlight()
+    call = Call()
+    call.error = ConnectionError("registry down")
+    waiters = [asyncio.create_task(flight.do("k", call)) for _ in range(2)]
+    await settle()
+    for waiter in waiters:
+        waiter.cancel()
+    await settle()
+    call.release.set()
+    await settle()
+    del waiters
+    gc.collect()  # a never-retrieved exception is reported when its task is collected
+    assert loop_errors == []
+
+
+async def test_a_failed_call_started_without_a_waiter_reports_nothing_to_the_loop(
+    loop_errors: list[dict[str, Any]],
+) -> None:
+    flight: SingleFlight[str, str] = SingleFlight()
+    call = Call()
+    call.error = ConnectionError("registry down")
+    flight.start("k", call)
+    call.release.set()
+    await settle()
+    gc.collect()
+    assert loop_errors == []
+
+
+async def test_the_task_in_flight_is_found_by_its_key() -> None:
+    flight: SingleFlight[str, str] = SingleFlight()
+    call = Call()
+    task = flight.start("k", call)
+    assert flight.get("k") is task
+    call.release.set()
+    await task
+    await settle()
+    assert flight.get("k") is None
+
+
+async def test_closing_cancels_the_calls_in_flight() -> None:
+    flight: SingleFlight[str, str] = SingleFlight()
+    task = flight.start("k", Call())
+    await settle()
+    await flight.aclose()
+    assert task.cancelled()
+    assert len(flight) == 0
+
+
+# -- TTLMap ---------------------------------------------------------------------------------
+
+
+def test_the_least_recently_used_entry_is_evicted_beyond_maxsize() -> None:
+    items: TTLMap[str, int] = TTLMap(2, Clock())
+    items.set("a", 1, 60)
+    items.set("b", 2, 60)
+    items.set("c", 3, 60)
+    assert (items.get("a"), items.get("b"), items.get("c")) == (None, 2, 3)
+    assert (len(items), items.evictions) == (2, 1)
+
+
+def test_reading_an_entry_keeps_it_from_eviction() -> None:
+    items: TTLMap[str, int] = TTLMap(2, Clock())
+    items.set("a", 1, 60)
+    items.set("b", 2, 60)
+    items.get("a")
+    items.set("c", 3, 60)
+    assert (items.get("a"), items.get("b")) == (1, None)
+
+
+def test_each_entry_expires_after_its_own_ttl() -> None:
+    clock = Clock()
+    items: TTLMap[str, int] = TTLMap(10, clock)
+    items.set("short", 1, 5)
+    items.set("long", 2, 60)
+    clock.now += 10
+    assert (items.get("short"), items.get("long")) == (None, 2)
+
+
+def test_an_expired_entry_is_still_there_as_stale() -> None:
+    clock = Clock()
+    items: TTLMap[str, int] = TTLMap(10, clock)
+    items.set("a", 1, 5)
+    assert items.entry("a") == (1, True)
+    clock.now += 10
+    assert items.entry("a") == (1, False)
+    assert items.entry("never") is None
+
+
+def test_membership_is_for_fresh_entries_only() -> None:
+    clock = Clock()
+    items: TTLMap[str, int] = TTLMap(10, clock)
+    items.set("a", 1, 5)
+    assert "a" in items
+    clock.now += 5
+    assert "a" not in items
+
+
+def test_a_map_of_no_entries_is_refused() -> None:
+    with pytest.raises(ValueError, match="at least 1"):
+        TTLMap(0)

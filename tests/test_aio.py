@@ -10,6 +10,8 @@ from typing import Any
 import pytest
 
 from swapper.aio import SingleFlight, TTLMap
+from swapper.targets.cache import ExistenceCache
+from swapper.targets.memory import MemoryTarget
 
 
 class Clock:
@@ -207,3 +209,16 @@ def test_membership_is_for_fresh_entries_only() -> None:
 def test_a_map_of_no_entries_is_refused() -> None:
     with pytest.raises(ValueError, match="at least 1"):
         TTLMap(0)
+
+
+# -- the adopters' maps are bounded ------------------------------------------------------------
+
+
+async def test_the_existence_cache_keeps_at_most_max_entries_answers() -> None:
+    memory = MemoryTarget("mirror.local/m")
+    cache = ExistenceCache(memory, max_entries=10)
+    for i in range(100):
+        await cache.image_exists(f"mirror.local/m/app{i}:1")
+    await cache.image_exists("mirror.local/m/app0:1")  # pushed out by the 99 after it
+    assert cache.requests == 101
+    assert len(cache._entries) == 10

@@ -14,28 +14,25 @@ that day ends in ImagePullBackOff. Here:
 - a finished copy records the image as present (:meth:`record_present`), so the first pods after
   a copy need no check.
 
-Concurrent checks of one reference share one request. ``requests`` counts the registry checks.
+Concurrent checks of one reference share one request (:class:`~swapper.aio.SingleFlight`: a
+caller that gives up does not cancel it for the others). At most ``max_entries`` answers
+(10,000 by default, as many as the access check keeps) are held, the least recently used
+dropped first: one that is dropped costs one more check. ``requests`` counts the registry
+checks.
 """
 
 from __future__ import annotations
 
-import asyncio
 import random
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 
+from swapper.aio import SingleFlight, TTLMap
 from swapper.images import ImageReference
 from swapper.logs import get_logger
 from swapper.targets.base import Credentials, TargetRegistry
 
 log = get_logger("swapper.targets")
-
-
-@dataclass
-class _Entry:
-    present: bool
-    fresh_until: float
 
 
 class ExistenceCache:
@@ -47,7 +44,7 @@ class ExistenceCache:
         ttl: float = 60.0,
         negative_ttl: float = 5.0,
         clock: Callable[[], float] = time.monotonic,
-        max_entries: int = 50_000,
+        max_entries: int = 10_000,
     ) -> None:
         self.target = target
         self.ttl = ttl
@@ -56,29 +53,17 @@ class ExistenceCache:
         self.max_entries = max_entries
         self.on_missing: Callable[[str], None] = lambda _: None
         self.requests = 0
-        self._entries: dict[str, _Entry] = {}
-        self._inflight: dict[str, asyncio.Task[bool]] = {}
+        # target -> present; the least recently used dropped beyond max_entries
+        self._entries: TTLMap[str, bool] = TTLMap(max_entries, clock)
+        self._checks: SingleFlight[str, bool] = SingleFlight()
 
     # -- the cached check ---------------------------------------------------------------------
 
     async def image_exists(self, target: str) -> bool:
-        entry = self._entries.get(target)
-        if entry is not None and self.clock() < entry.fresh_until:
-            return entry.present
-        return await asyncio.shield(self._check(target))
-
-    def _check(self, target: str) -> asyncio.Task[bool]:
-        task = self._inflight.get(target)
-        if task is None:
-            task = asyncio.get_running_loop().create_task(self._ask(target))
-            self._inflight[target] = task
-            task.add_done_callback(lambda done: self._done(target, done))
-        return task
-
-    def _done(self, target: str, task: asyncio.Task[bool]) -> None:
-        self._inflight.pop(target, None)
-        if not task.cancelled():
-            task.exception()  # seen by the awaiting caller or, unawaited, only logged
+        present = self._entries.get(target)
+        if present is not None:
+            return present
+        return await self._checks.do(target, lambda: self._ask(target))
 
     async def _ask(self, target: str) -> bool:
         self.requests += 1
@@ -87,8 +72,8 @@ class ExistenceCache:
         except Exception as exc:  # the caller decides (admission: that container stays as is)
             log.warning("existence_check_failed", target=target, error=f"{type(exc).__name__}")
             raise
-        was = self._entries.get(target)
-        if was is not None and was.present and not present:
+        was = self._entries.entry(target)  # the last answer, however old
+        if was is not None and was[0] and not present:
             log.warning("mirrored_image_missing", target=target)
             self.on_missing(target)
         self._remember(target, present)
@@ -96,17 +81,14 @@ class ExistenceCache:
 
     def _remember(self, target: str, present: bool) -> None:
         ttl = self.ttl * random.uniform(0.9, 1.1) if present else self.negative_ttl  # noqa: S311
-        self._entries[target] = _Entry(present, self.clock() + ttl)
-        if len(self._entries) > self.max_entries:  # drop the oldest insertions
-            for key in list(self._entries)[: len(self._entries) - self.max_entries]:
-                del self._entries[key]
+        self._entries.set(target, present, ttl)
 
     def record_present(self, target: str) -> None:
         """A copy to ``target`` just finished."""
         self._remember(target, True)
 
     def invalidate(self, target: str) -> None:
-        self._entries.pop(target, None)
+        self._entries.pop(target)
 
     # -- delegated ----------------------------------------------------------------------------
 
@@ -124,6 +106,5 @@ class ExistenceCache:
         return await self.target.pull_credentials()
 
     async def aclose(self) -> None:
-        for task in list(self._inflight.values()):
-            task.cancel()
+        await self._checks.aclose()
         await self.target.aclose()

@@ -85,8 +85,14 @@ test: apt lint typecheck unit chart-test e2e image-test
 demo: venv apt
 	$(BIN)/python tests/demo.py
 
+# The peers (crane, regctl, k8s-image-swapper, aioregistry; benchmarks/peers.py) are built once at
+# pinned releases into $(SWAPPER_BENCH_CACHE), outside the work tree; GNU time gives each copy's
+# peak RSS, perf profiles swapper mirror. See docs/benchmarks.md.
+bench: export SWAPPER_BENCH_CACHE ?= $(HOME)/.cache/swapper-bench
 bench: venv apt
 	@dpkg -s valgrind >/dev/null 2>&1 || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq valgrind)
+	@dpkg -s time linux-perf >/dev/null 2>&1 || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq time linux-perf)
+	$(PY) -m benchmarks.peers
 	$(BIN)/python -m benchmarks.run
 	$(BIN)/python -m benchmarks.instructions
 	$(BIN)/python -m benchmarks.copy

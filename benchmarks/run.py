@@ -1,4 +1,5 @@
-"""``make bench``: admission throughput and latency, swapper side by side with a bare endpoint.
+"""``make bench``: admission throughput and latency, swapper side by side with a bare endpoint
+and with k8s-image-swapper, the webhook it replaces.
 
 All servers run on the same stack (FastAPI, uvicorn with uvloop and httptools, the same TLS
 context and runtime settings), one process each, pinned to CPU 0 while the load tool runs on
@@ -11,6 +12,16 @@ container, env, probes, owner references):
 - throughput: ``wrk`` (Debian), 32 keep-alive connections, for ``--seconds``, with the
   server's CPU time per request (user + system, from ``/proc``) over the same run;
 - latency: ``hey`` (Debian) at a steady 200 requests/s (4 workers x 50/s), for ``--seconds``.
+
+The peer, k8s-image-swapper (built by ``benchmarks/peers.py`` at a pinned release into the
+benchmark cache), runs beside ``swapper serve`` on one config both load, in the reference's own
+format (``reference_config``: its sample with swap policy ``always``, no copies, JSON logs at
+``info``, the same ``kube-system`` filter, an ECR target), on the same TLS certificate, pinned
+the same way, and gets the same review on ``/webhook`` (the path both serve). Its ECR client
+(aws-sdk-go v1, which reads no ``AWS_ENDPOINT_URL``) reaches moto through ``moto_proxy`` on
+loopback (``HTTPS_PROXY``, moto's CA in ``SSL_CERT_FILE``); swapper's ECR target reaches moto in
+server mode through ``endpointUrl``. A peer that cannot be built or started gets a row with the
+reason, and the benchmark goes on.
 
 Rounds alternate the servers so machine noise hits all alike; the table reports the median of
 the rounds, and the ratios are what the targets are about. Finally pyinstrument profiles the
@@ -34,7 +45,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchmarks import stop_servers_on_sigterm
+from benchmarks import peers, stop_servers_on_sigterm
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
@@ -50,6 +61,18 @@ from webhook_process import (  # noqa: E402
 
 POD = ROOT / "tests" / "fixtures" / "admission" / "three-containers.request.json"
 CONFIG = ROOT / "tests" / "fixtures" / "configs" / "webhook.yaml"
+REFERENCE_SAMPLE = ROOT / "tests" / "fixtures" / "k8s-image-swapper" / "k8s-image-swapper.yml"
+PEER = "k8s-image-swapper"
+SHARED = "swapper, reference config"
+CONFIGS = {
+    "bare": "fixed answer",
+    "bare-read": "fixed answer",
+    "bare-parse": "parse only",
+    "swapper": "`webhook.yaml`",
+    SHARED: "shared reference-format config",
+    PEER: "shared reference-format config",
+}
+MOTO_ACCOUNT, MOTO_REGION = "123456789012", "eu-west-1"
 
 
 LOAD_CPU = ["taskset", "-c", "1"] if (os.cpu_count() or 1) > 1 and shutil.which("taskset") else []
@@ -62,10 +85,12 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def wrk(url: str, seconds: float, connections: int, lua: Path) -> tuple[float, int]:
+def wrk(
+    url: str, seconds: float, connections: int, lua: Path, path: str = "/mutate"
+) -> tuple[float, int]:
     """Requests per second over ``connections`` keep-alive connections, and requests done."""
     command = [*LOAD_CPU, shutil.which("wrk") or "wrk", "-t", "1", "-c", str(connections)]
-    command += ["-d", f"{round(seconds)}s", "-s", str(lua), f"{url}/mutate"]
+    command += ["-d", f"{round(seconds)}s", "-s", str(lua), f"{url}{path}"]
     output = subprocess.run(command, capture_output=True, text=True, check=True).stdout
     if "Non-2xx" in output or "Socket errors" in output:
         raise RuntimeError(f"errors during the run:\n{output}")
@@ -80,7 +105,9 @@ def write_lua(path: Path) -> Path:
     return path
 
 
-def hey(url: str, seconds: float, concurrency: int, qps: int | None = None) -> dict[str, float]:
+def hey(
+    url: str, seconds: float, concurrency: int, qps: int | None = None, path: str = "/mutate"
+) -> dict[str, float]:
     command = [
         *LOAD_CPU,
         shutil.which("hey") or "hey",
@@ -98,7 +125,7 @@ def hey(url: str, seconds: float, concurrency: int, qps: int | None = None) -> d
     if qps:
         command += ["-q", str(qps)]
     output = subprocess.run(
-        [*command, f"{url}/mutate"], capture_output=True, text=True, check=True
+        [*command, f"{url}{path}"], capture_output=True, text=True, check=True
     ).stdout
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1))  # type: ignore[union-attr]
     found = dict(re.findall(r"\s(\d+)% in ([\d.]+) secs", output))
@@ -116,6 +143,112 @@ def start_bare(tmp: Path, cert_dir: Path, *extra: str) -> Webhook:
     return start_https_process(
         [*SERVER_CPU, *command, *extra], port, cert_dir, tmp / f"bare-{port}.log"
     )
+
+
+def reference_config(path: Path, moto_url: str) -> Path:
+    """The config both webhooks load, in k8s-image-swapper's format (swapper reads it too): the
+    reference sample with the benchmark's choices. Swap policy ``always`` and no copies, as in
+    ``webhook.yaml`` (a copy would reach for the images' real registries); JSON logs at
+    ``info``; the sample's ``kube-system`` filter; its ECR target in moto's account and region,
+    without the sample's role (nothing to assume). ``endpointUrl`` (moto) and
+    ``source.checkAccess: false`` (the private-image check would ask the real registries) are
+    swapper's keys; k8s-image-swapper ignores keys it does not know."""
+    import yaml
+
+    config = yaml.safe_load(REFERENCE_SAMPLE.read_text())
+    config.update(
+        dryRun=False,
+        logLevel="info",
+        logFormat="json",
+        imageSwapPolicy="always",
+        imageCopyPolicy="none",
+    )
+    config["source"]["checkAccess"] = False
+    aws = config["target"]["aws"]
+    aws.pop("role", None)
+    aws.update(accountId=MOTO_ACCOUNT, region=MOTO_REGION, endpointUrl=moto_url)
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    return path
+
+
+def wait_https(hook: Webhook, path: str, timeout: float = 30) -> Webhook:
+    """Wait until ``GET path`` answers 200 over TLS (k8s-image-swapper has no ``/readyz``)."""
+    import httpx
+
+    deadline = time.monotonic() + timeout
+    with hook.client() as client:
+        while True:
+            if hook.process.poll() is not None:
+                raise RuntimeError(f"exited {hook.process.returncode}: {hook.logs()[-800:]}")
+            try:
+                if client.get(path).status_code == 200:
+                    return hook
+            except httpx.TransportError:
+                pass
+            if time.monotonic() > deadline:
+                stop(hook)
+                raise RuntimeError(f"never answered {path}: {hook.logs()[-800:]}")
+            time.sleep(0.05)
+
+
+def start_moto_proxy(tmp: Path) -> tuple[subprocess.Popen[bytes], int, Path]:
+    """moto's intercepting proxy on loopback: the AWS SDK for Go v1 reads no
+    ``AWS_ENDPOINT_URL``, so the peer's ECR calls go through ``HTTPS_PROXY`` to moto, which
+    answers them with a certificate from its own CA."""
+    import socket
+
+    import moto.moto_proxy
+
+    port = free_port()
+    with (tmp / "moto-proxy.log").open("wb") as log:
+        process = subprocess.Popen(
+            [str(ROOT / ".venv" / "bin" / "moto_proxy"), "-H", "127.0.0.1", "-p", str(port)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    deadline = time.monotonic() + 20
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            break
+        except OSError:
+            if process.poll() is not None or time.monotonic() > deadline:
+                process.kill()
+                raise RuntimeError("moto_proxy did not start") from None
+            time.sleep(0.05)
+    return process, port, Path(moto.moto_proxy.__file__).parent / "ca.crt"
+
+
+def start_peer(
+    tmp: Path, cert_dir: Path, binary: str, config: Path, proxy_port: int, proxy_ca: Path
+) -> Webhook:
+    """k8s-image-swapper on the shared config and certificate, pinned like swapper."""
+    from moto_ecr import ENV, UNSET
+
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if k not in UNSET}
+    env.update(ENV)
+    env.update(
+        AWS_REGION=MOTO_REGION,
+        HTTPS_PROXY=f"http://127.0.0.1:{proxy_port}",
+        NO_PROXY="127.0.0.1,localhost",
+        SSL_CERT_FILE=str(proxy_ca),
+        HOME=str(tmp),
+    )
+    command = [*SERVER_CPU, binary, "--config", str(config)]
+    command += ["--tls-cert-file", str(cert_dir / "tls.crt")]
+    command += ["--tls-key-file", str(cert_dir / "tls.key")]
+    command += ["--listen-address", f"127.0.0.1:{port}"]
+    log = tmp / f"{PEER}-{port}.log"
+    with log.open("wb") as out:
+        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env)
+    hook = wait_https(Webhook(f"https://127.0.0.1:{port}", cert_dir, process, log), "/")
+    if "unknown image copy policy" in hook.logs():
+        # Its releases without ``none`` fall back to ``delayed``: every admission would start
+        # copies from the images' real registries, off this machine.
+        stop(hook)
+        raise RuntimeError("this release has no imageCopyPolicy none (copies would leave loopback)")
+    return hook
 
 
 def profile_handler(iterations: int) -> str:
@@ -171,26 +304,50 @@ def main() -> int:
             return 2
     out = ROOT / "benchmarks" / "out"
     out.mkdir(parents=True, exist_ok=True)
+    found = peers.ensure([PEER])[PEER]
+    from moto_ecr import MotoServer
+
     results: dict[str, dict[str, list[float]]] = {}
+    missing: dict[str, str] = {}
+    servers: dict[str, tuple[Webhook, str]] = {}  # name -> (server, path)
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
         cert_dir = make_certs(tmp / "certs")
         lua = write_lua(tmp / "post.lua")
-        servers = {
-            "bare": start_bare(tmp, cert_dir),
-            "bare-read": start_bare(tmp, cert_dir, "--read-body"),
-            "bare-parse": start_bare(tmp, cert_dir, "--parse"),
-            "swapper": start_webhook(tmp, CONFIG, cert_dir=cert_dir, wrapper=SERVER_CPU),
-        }
+        moto = MotoServer().start()
+        proxy: subprocess.Popen[bytes] | None = None
+        shared = reference_config(tmp / "reference-format.yml", moto.url)
         try:
-            for server in servers.values():  # warm-up
-                wrk(server.url, 2, 8, lua)
+            servers["bare"] = (start_bare(tmp, cert_dir), "/mutate")
+            servers["bare-read"] = (start_bare(tmp, cert_dir, "--read-body"), "/mutate")
+            servers["bare-parse"] = (start_bare(tmp, cert_dir, "--parse"), "/mutate")
+            servers["swapper"] = (
+                start_webhook(tmp, CONFIG, cert_dir=cert_dir, wrapper=SERVER_CPU),
+                "/mutate",
+            )
+            servers[SHARED] = (
+                start_webhook(
+                    tmp, shared, cert_dir=cert_dir, wrapper=SERVER_CPU, env=moto.environment()
+                ),
+                "/webhook",
+            )
+            if found.ok and found.path:
+                try:
+                    proxy, proxy_port, proxy_ca = start_moto_proxy(tmp)
+                    peer = start_peer(tmp, cert_dir, found.path, shared, proxy_port, proxy_ca)
+                    servers[PEER] = (peer, "/webhook")
+                except RuntimeError as error:
+                    missing[PEER] = f"could not start: {error}"
+            else:
+                missing[PEER] = f"not built: {found.reason}"
+            for server, path in servers.values():  # warm-up
+                wrk(server.url, 2, 8, lua, path)
             for round_ in range(args.rounds):
-                for name, server in servers.items():
+                for name, (server, path) in servers.items():
                     before = cpu_seconds(server.process.pid)
-                    rps, done = wrk(server.url, args.seconds, 32, lua)
+                    rps, done = wrk(server.url, args.seconds, 32, lua, path)
                     cpu = (cpu_seconds(server.process.pid) - before) / done * 1e6
-                    steady = hey(server.url, args.seconds, 4, qps=50)
+                    steady = hey(server.url, args.seconds, 4, qps=50, path=path)
                     row = results.setdefault(name, {})
                     row.setdefault("rps", []).append(rps)
                     row.setdefault("cpu", []).append(cpu)
@@ -203,18 +360,24 @@ def main() -> int:
                         flush=True,
                     )
         finally:
-            for server in servers.values():
+            for server, _ in servers.values():
                 stop(server)
+            if proxy is not None:
+                proxy.terminate()
+                proxy.wait(timeout=10)
+            moto.stop()
     med = {n: {k: statistics.median(v) for k, v in r.items()} for n, r in results.items()}
     sw = med["swapper"]
     lines = [
-        "| endpoint | req/s, 32 connections | CPU per request | p50 at 200 req/s |"
-        " p99 at 200 req/s |",
-        "| --- | --- | --- | --- | --- |",
+        "| endpoint | config, path | req/s, 32 connections | CPU per request "
+        "| p50 at 200 req/s | p99 at 200 req/s |",
+        "| --- | --- | --- | --- | --- | --- |",
         *(
-            f"| {n} | {m['rps']:.0f} | {m['cpu']:.0f} us | {m['p50']:.2f} ms | {m['p99']:.2f} ms |"
+            f"| {n} | {CONFIGS[n]}, `{servers[n][1]}` | {m['rps']:.0f} | {m['cpu']:.0f} us "
+            f"| {m['p50']:.2f} ms | {m['p99']:.2f} ms |"
             for n, m in med.items()
         ),
+        *(f"| {n} | {CONFIGS[n]}, `/webhook` | {why} | | | |" for n, why in missing.items()),
         "",
     ]
     for base in ("bare", "bare-read", "bare-parse"):
@@ -223,6 +386,15 @@ def main() -> int:
             f"swapper/{base}: throughput {sw['rps'] / med[base]['rps']:.0%}{targets[0]},"
             f" p99 {sw['p99'] / med[base]['p99']:.2f}x{targets[1]}"
         )
+    if PEER in med:
+        ours, theirs = med[SHARED], med[PEER]
+        lines.append(
+            f"{SHARED}/{PEER}: throughput {ours['rps'] / theirs['rps']:.2f}x,"
+            f" CPU per request {ours['cpu'] / theirs['cpu']:.2f}x,"
+            f" p99 {ours['p99'] / theirs['p99']:.2f}x (target <= 2x)"
+        )
+    else:
+        lines.append(f"{PEER}: not measured ({missing.get(PEER, 'no result')})")
     table = "\n".join(lines)
     print("\n" + table)
     profile = profile_handler(args.profile_iterations)

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import gc
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import pytest
 
 from swapper.aio import SingleFlight, TTLMap
+from swapper.oci._auth import TokenCache, TokenKey
 from swapper.targets.cache import ExistenceCache
 from swapper.targets.memory import MemoryTarget
 
@@ -222,3 +223,45 @@ async def test_the_existence_cache_keeps_at_most_max_entries_answers() -> None:
     await cache.image_exists("mirror.local/m/app0:1")  # pushed out by the 99 after it
     assert cache.requests == 101
     assert len(cache._entries) == 10
+
+
+async def test_the_token_cache_keeps_at_most_size_tokens() -> None:
+    tokens = TokenCache(size=10)
+    fetched: list[str] = []
+
+    def fetch(repository: str) -> Callable[[], Awaitable[tuple[str, float]]]:
+        async def call() -> tuple[str, float]:
+            fetched.append(repository)
+            return f"token-{repository}", 300.0
+
+        return call
+
+    def key(repository: str) -> TokenKey:
+        return ("registry.local", None, (f"repository:{repository}:pull",))
+
+    for i in range(100):
+        await tokens.get_or_fetch(key(f"app{i}"), fetch(f"app{i}"))
+    await tokens.get_or_fetch(key("app0"), fetch("app0"))
+    assert len(fetched) == 101
+
+
+async def test_a_token_fetch_goes_on_for_the_others_when_the_request_that_started_it_gives_up() -> (
+    None
+):
+    tokens = TokenCache()
+    call = Call("token")
+    fetches = [0]
+
+    async def fetch() -> tuple[str, float]:
+        fetches[0] += 1
+        return await call(), 300.0
+
+    key: TokenKey = ("registry.local", None, ("repository:app:pull",))
+    first = asyncio.create_task(tokens.get_or_fetch(key, fetch))
+    others = [asyncio.create_task(tokens.get_or_fetch(key, fetch)) for _ in range(3)]
+    await settle()
+    first.cancel()
+    await settle()
+    call.release.set()
+    assert await asyncio.gather(*others) == ["token"] * 3
+    assert fetches[0] == 1

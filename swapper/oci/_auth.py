@@ -12,12 +12,12 @@ one pod's credentials is never used for a request made with another's (or with n
 
 from __future__ import annotations
 
-import asyncio
 import re
 import time
-from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
+
+from swapper.aio import SingleFlight, TTLMap
 
 __all__ = [
     "Challenge",
@@ -98,68 +98,36 @@ TokenKey = tuple[str, Identity, tuple[str, ...]]
 class TokenCache:
     """Bearer tokens by (host, identity, scopes), until shortly before they expire.
 
-    Concurrent requests for the same key share one fetch. At most ``size`` tokens are kept
-    (least recently used dropped first).
+    Concurrent requests for the same key share one fetch (:class:`~swapper.aio.SingleFlight`:
+    a request that gives up does not cancel the fetch the others wait for). At most ``size``
+    tokens are kept (least recently used dropped first).
     """
 
     def __init__(self, size: int = 1024, clock: Callable[[], float] = time.monotonic) -> None:
-        self._size = size
-        self._clock = clock
-        self._tokens: OrderedDict[TokenKey, tuple[str, float]] = OrderedDict()
-        self._inflight: dict[TokenKey, asyncio.Future[str]] = {}
+        self._tokens: TTLMap[TokenKey, str] = TTLMap(size, clock)
+        self._fetches: SingleFlight[TokenKey, str] = SingleFlight()
 
     def get(self, key: TokenKey) -> str | None:
-        entry = self._tokens.get(key)
-        if entry is None:
-            return None
-        token, valid_until = entry
-        if self._clock() >= valid_until:
-            del self._tokens[key]
-            return None
-        self._tokens.move_to_end(key)
-        return token
+        return self._tokens.get(key)
 
     def put(self, key: TokenKey, token: str, expires_in: float) -> None:
         # Renew before expiry: a token that runs out mid-upload costs the whole blob.
         ttl = max(expires_in, 60.0)
-        self._tokens[key] = (token, self._clock() + ttl - max(5.0, ttl * 0.1))
-        self._tokens.move_to_end(key)
-        while len(self._tokens) > self._size:
-            self._tokens.popitem(last=False)
+        self._tokens.set(key, token, ttl - max(5.0, ttl * 0.1))
 
     def invalidate(self, key: TokenKey) -> None:
-        self._tokens.pop(key, None)
+        self._tokens.pop(key)
 
     async def get_or_fetch(
         self, key: TokenKey, fetch: Callable[[], Awaitable[tuple[str, float]]]
     ) -> str:
-        while True:
-            token = self.get(key)
-            if token is not None:
-                return token
-            pending = self._inflight.get(key)
-            if pending is None:
-                break
-            try:
-                return await asyncio.shield(pending)
-            except asyncio.CancelledError:
-                task = asyncio.current_task()
-                if pending.cancelled() and task is not None and not task.cancelling():
-                    continue  # the task fetching it was cancelled, not this one: fetch again
-                raise
-        future: asyncio.Future[str] = asyncio.get_running_loop().create_future()
-        self._inflight[key] = future
-        try:
+        token = self.get(key)
+        if token is not None:
+            return token
+
+        async def fetch_and_keep() -> str:
             token, expires_in = await fetch()
-        except asyncio.CancelledError:
-            future.cancel()
-            raise
-        except BaseException as exc:
-            future.set_exception(exc)
-            future.exception()  # mark it retrieved: nobody may be sharing this fetch
-            raise
-        finally:
-            self._inflight.pop(key, None)
-        self.put(key, token, expires_in)
-        future.set_result(token)
-        return token
+            self.put(key, token, expires_in)
+            return token
+
+        return await self._fetches.do(key, fetch_and_keep)

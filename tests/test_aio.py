@@ -10,7 +10,9 @@ from typing import Any
 import pytest
 
 from swapper.aio import SingleFlight, TTLMap
+from swapper.config import AWSRegistry
 from swapper.oci._auth import TokenCache, TokenKey
+from swapper.targets import ecr
 from swapper.targets.cache import ExistenceCache
 from swapper.targets.memory import MemoryTarget
 
@@ -265,3 +267,30 @@ async def test_a_token_fetch_goes_on_for_the_others_when_the_request_that_starte
     call.release.set()
     assert await asyncio.gather(*others) == ["token"] * 3
     assert fetches[0] == 1
+
+
+async def test_ecr_remembers_a_bounded_number_of_ensured_repositories(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(ecr, "ENSURED_REPOSITORIES", 10)
+    target = ecr.ECRTarget(
+        AWSRegistry.model_validate({"accountId": "123456789012", "region": "eu-west-1"})
+    )
+    checked: list[str] = []
+
+    async def create(repository: str) -> bool:  # no API: the repository "already exists"
+        checked.append(repository)
+        return False
+
+    async def reconcile(repository: str) -> None:
+        pass
+
+    monkeypatch.setattr(target, "_create", create)
+    monkeypatch.setattr(target, "_reconcile", reconcile)
+    try:
+        for i in range(100):
+            await target.ensure_repository(f"mirror/app{i}")
+        await target.ensure_repository("mirror/app0")  # forgotten: checked again
+    finally:
+        await target.aclose()
+    assert len(checked) == 101

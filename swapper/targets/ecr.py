@@ -12,8 +12,9 @@ Images go to ``<registryId or accountId>.dkr.ecr.<region>.amazonaws.com[/prefix]
   do not count), and written only when it differs. A repository ensured less than
   ``repository_ttl`` ago costs no API call; after that it is checked again, so drift (a policy
   changed or removed behind swapper's back) is repaired by the next copy into it. Concurrent
-  copies into one repository share one check. Tag mutability, scanning and encryption are
-  creation settings and are not changed on existing repositories.
+  copies into one repository share one check; the last 10,000 repositories ensured are
+  remembered. Tag mutability, scanning and encryption are creation settings and are not
+  changed on existing repositories.
 - **Existence** (:meth:`ECRTarget.image_exists`): ``DescribeImages`` by digest when the
   reference has one (what the kubelet pulls), else by tag. Not cached here (see
   :mod:`swapper.targets.cache`).
@@ -62,6 +63,7 @@ from botocore.credentials import (
 )
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 
+from swapper.aio import SingleFlight, TTLMap
 from swapper.config import AWSRegistry
 from swapper.errors import RegistryError
 from swapper.images import ImageReference, is_at_endpoint, parse
@@ -80,6 +82,9 @@ ROLE_SESSION_NAME = "swapper"
 
 RENEWAL_RETRY = 60.0
 """Seconds between renewal attempts while the current token still works."""
+
+ENSURED_REPOSITORIES = 10_000
+"""Repositories remembered as ensured (the least recently used forgotten, then checked again)."""
 
 _THROTTLED = frozenset(
     {
@@ -235,10 +240,11 @@ class ECRTarget:
             max_workers=max_workers, thread_name_prefix="swapper-ecr"
         )
         self._closed = False
-        self._ensured: dict[str, float] = {}  # repository -> clock() until which it is trusted
-        self._ensuring: dict[str, asyncio.Task[None]] = {}
+        # repositories trusted for repository_ttl; the least recently used forgotten first
+        self._ensured: TTLMap[str, bool] = TTLMap(ENSURED_REPOSITORIES, clock)
+        self._ensuring: SingleFlight[str, None] = SingleFlight()
         self._token: _Token | None = None
-        self._renewal: asyncio.Task[Credentials] | None = None
+        self._renewal: SingleFlight[str, Credentials] = SingleFlight()  # one key: "token"
 
     # -- the boto3 client, used only from the thread pool ----------------------------------------
 
@@ -314,20 +320,9 @@ class ECRTarget:
         return bool(response and response.get("imageDetails"))
 
     async def ensure_repository(self, repository: str) -> None:
-        trusted_until = self._ensured.get(repository)
-        if trusted_until is not None and self._clock() < trusted_until:
+        if self._ensured.get(repository):
             return
-        task = self._ensuring.get(repository)
-        if task is None:
-            task = asyncio.get_running_loop().create_task(self._ensure(repository))
-            self._ensuring[repository] = task
-            task.add_done_callback(functools.partial(self._ensure_done, repository))
-        await asyncio.shield(task)
-
-    def _ensure_done(self, repository: str, task: asyncio.Task[None]) -> None:
-        self._ensuring.pop(repository, None)
-        if not task.cancelled():
-            task.exception()  # retrieved: raised to every caller that still waits
+        await self._ensuring.do(repository, lambda: self._ensure(repository))
 
     async def _ensure(self, repository: str) -> None:
         created = await self._create(repository)
@@ -339,10 +334,7 @@ class ECRTarget:
                 await self._set_lifecycle_policy(repository)
         else:
             await self._reconcile(repository)
-        now = self._clock()
-        self._ensured[repository] = now + self.repository_ttl
-        if len(self._ensured) > 10_000:
-            self._ensured = {r: t for r, t in self._ensured.items() if t > now}
+        self._ensured.set(repository, True, self.repository_ttl)
 
     async def _create(self, repository: str) -> bool:
         """True when created, False when it already existed."""
@@ -413,11 +405,8 @@ class ECRTarget:
         now = self._clock()
         if token is not None and now < token.renew_at:
             return token.credentials
-        if self._renewal is None:
-            self._renewal = asyncio.get_running_loop().create_task(self._fetch_token())
-            self._renewal.add_done_callback(self._renewal_done)
         try:
-            return await asyncio.shield(self._renewal)
+            return await self._renewal.do("token", self._fetch_token)
         except RegistryError as exc:
             now = self._clock()
             if token is not None and now < token.expires_at - RENEWAL_RETRY:
@@ -426,11 +415,6 @@ class ECRTarget:
                 self._token = dataclasses.replace(token, renew_at=now + RENEWAL_RETRY)
                 return token.credentials
             raise
-
-    def _renewal_done(self, task: asyncio.Task[Credentials]) -> None:
-        self._renewal = None
-        if not task.cancelled():
-            task.exception()  # retrieved: raised to every caller that still waits
 
     async def _fetch_token(self) -> Credentials:
         fetched = self._clock()
@@ -454,10 +438,7 @@ class ECRTarget:
 
     async def aclose(self) -> None:
         self._closed = True
-        pending = [*self._ensuring.values(), *([self._renewal] if self._renewal else [])]
-        for task in pending:
-            task.cancel()
-        await asyncio.gather(*pending, return_exceptions=True)
+        await asyncio.gather(self._ensuring.aclose(), self._renewal.aclose())
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(
             None, functools.partial(self._executor.shutdown, wait=True, cancel_futures=True)

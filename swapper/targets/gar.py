@@ -53,6 +53,7 @@ from google.cloud.artifactregistry_v1.services.artifact_registry.transports impo
     ArtifactRegistryGrpcTransport,
 )
 
+from swapper.aio import SingleFlight
 from swapper.config import GCPRegistry
 from swapper.errors import CopyError, RegistryError
 from swapper.images import ImageReference, is_at_endpoint
@@ -148,7 +149,7 @@ class GARTarget:
         # access token state
         self._token: Credentials | None = None
         self._renew_at = 0.0
-        self._refreshing: asyncio.Task[Credentials] | None = None
+        self._refreshing: SingleFlight[str, Credentials] = SingleFlight()  # one key: "token"
         # repository state
         self._repository_ready = False
         self._repository_lock = asyncio.Lock()
@@ -197,16 +198,10 @@ class GARTarget:
         token = self._token
         if token is not None and self._clock() < self._renew_at:
             return token
-        task = self._refreshing
-        if task is None:
-            task = self._refreshing = asyncio.create_task(self._refresh())
-            task.add_done_callback(self._refreshed)
-        return await asyncio.shield(task)
+        return await self._refreshing.do("token", self._refresh)
 
     async def aclose(self) -> None:
-        task, self._refreshing = self._refreshing, None
-        if task is not None:
-            task.cancel()
+        await self._refreshing.aclose()
         await self._registry.aclose()
         if self._channel is not None:
             self._channel.close()
@@ -399,12 +394,6 @@ class GARTarget:
     def _credentials(self) -> google.auth.credentials.Credentials:
         assert self._google_credentials is not None, "credentials are loaded before any call"
         return self._google_credentials
-
-    def _refreshed(self, task: asyncio.Task[Credentials]) -> None:
-        if self._refreshing is task:
-            self._refreshing = None
-        if not task.cancelled():
-            task.exception()  # retrieved: a refresh nobody waits for any more must not warn
 
     async def _refresh(self) -> Credentials:
         try:

@@ -11,6 +11,10 @@ import pytest
 
 from swapper.aio import SingleFlight, TTLMap
 from swapper.config import AWSRegistry
+from swapper.errors import CopyError
+from swapper.images import parse
+from swapper.mirror.queue import CopyJob
+from swapper.mirror.workers import QueueSettings, WorkerQueue
 from swapper.oci._auth import TokenCache, TokenKey
 from swapper.targets import ecr
 from swapper.targets.cache import ExistenceCache
@@ -294,3 +298,48 @@ async def test_ecr_remembers_a_bounded_number_of_ensured_repositories(
     finally:
         await target.aclose()
     assert len(checked) == 101
+
+
+def queue_of(copier: Callable[[CopyJob], Awaitable[None]], clock: Clock) -> WorkerQueue:
+    return WorkerQueue(copier, QueueSettings(workers=1, max_remembered=10, clock=clock))
+
+
+def copy_job(i: int) -> CopyJob:
+    ref = parse(f"registry.local/app{i}:1")
+    return CopyJob(ref, f"m.local/{ref.mirror_path()}:1", ref.mirror_path())
+
+
+async def test_the_copy_queue_remembers_a_bounded_number_of_failed_targets() -> None:
+    started: list[str] = []
+
+    async def failing(job: CopyJob) -> None:
+        started.append(job.target)
+        raise CopyError("refused", "denied")
+
+    queue = queue_of(failing, Clock())
+    try:
+        for i in range(100):
+            with pytest.raises(CopyError):
+                await queue.submit_and_wait(copy_job(i), 5)
+        # Its backoff (30 s at least) is not over, but it was forgotten: copied again.
+        with pytest.raises(CopyError, match="refused"):
+            await queue.submit_and_wait(copy_job(0), 5)
+    finally:
+        await queue.aclose()
+    assert len(started) == 101
+
+
+async def test_the_copy_queue_remembers_a_bounded_number_of_copied_targets() -> None:
+    started: list[str] = []
+
+    async def copying(job: CopyJob) -> None:
+        started.append(job.target)
+
+    queue = queue_of(copying, Clock())
+    try:
+        for i in range(100):
+            await queue.submit_and_wait(copy_job(i), 5)
+        await queue.submit_and_wait(copy_job(0), 5)  # fresh for an hour, but forgotten
+    finally:
+        await queue.aclose()
+    assert len(started) == 101

@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
+from swapper.aio import SingleFlight
 from swapper.errors import CopyDeadlineExceeded, CopyError, QueueFull
 from swapper.images import ImageReference
 from swapper.targets.memory import MemoryTarget
@@ -78,7 +79,7 @@ class MemoryCopyQueue:
         self.delay = delay
         self.fail: set[str] = set()
         self.jobs: list[CopyJob] = []
-        self._inflight: dict[str, asyncio.Task[None]] = {}
+        self._copies: SingleFlight[str, None] = SingleFlight()  # in flight, by target
 
     async def _copy(self, job: CopyJob) -> None:
         self.jobs.append(job)
@@ -90,14 +91,9 @@ class MemoryCopyQueue:
         self.target.add_image(job.target)
 
     def _start(self, job: CopyJob) -> asyncio.Task[None]:
-        task = self._inflight.get(job.target)
-        if task is None:
-            if len(self._inflight) >= self.bound:
-                raise QueueFull(f"copy queue is full ({self.bound} jobs)")
-            task = asyncio.get_running_loop().create_task(self._copy(job))
-            self._inflight[job.target] = task
-            task.add_done_callback(lambda _: self._inflight.pop(job.target, None))
-        return task
+        if job.target not in self._copies and len(self._copies) >= self.bound:
+            raise QueueFull(f"copy queue is full ({self.bound} jobs)")
+        return self._copies.start(job.target, lambda: self._copy(job))
 
     def submit(self, job: CopyJob) -> None:
         self._start(job)
@@ -109,9 +105,7 @@ class MemoryCopyQueue:
         await _wait(asyncio.get_running_loop().create_task(self._copy(job)), deadline, job)
 
     async def aclose(self) -> None:
-        for task in list(self._inflight.values()):
-            task.cancel()
-        await asyncio.gather(*self._inflight.values(), return_exceptions=True)
+        await self._copies.aclose()
 
 
 async def _wait(task: asyncio.Task[None], deadline: float, job: CopyJob) -> None:

@@ -19,6 +19,14 @@ What it promises (the :class:`~swapper.mirror.queue.CopyQueue` protocol, plus):
 - **Failures are contained.** Each failed copy is logged once (source, target, reason) and
   counted by reason; an exception from the copier never stops a worker.
 - **Waiters never cancel a copy.** A deadline ends the wait, not the copy others may share.
+- **Bounded memory.** What is remembered per target (copied when, for ``fresh_for``; the last
+  failure, for the backoff) is kept for at most ``max_remembered`` targets each, the least
+  recently used forgotten first: a forgotten copy is copied again (the copier compares digests
+  and sends only what changed), a forgotten failure is tried again sooner.
+
+Copies in flight (queued or running) are a :class:`~swapper.aio.SingleFlight` keyed by target:
+every request for a target shares its one task, and a failure nobody waits for is not reported
+again by asyncio (it is logged once here).
 
 The copier does the work; retries of single requests (5xx, resets, 429) live in
 :mod:`swapper.oci`, so a copy failing here has already had its retries.
@@ -34,6 +42,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from swapper.aio import SingleFlight, TTLMap
 from swapper.errors import (
     CopyDeadlineExceeded,
     CopyError,
@@ -51,11 +60,13 @@ Copier = Callable[[CopyJob], Awaitable[Any]]
 """Copies one job; raises :class:`CopyError` (with a ``reason``) when it cannot."""
 
 
-@dataclass
-class _Entry:
-    job: CopyJob
-    done: asyncio.Future[None]
-    started: bool = False
+@dataclass(eq=False)
+class _Queued:
+    """A copy waiting for a worker to let it start (or for ``force``, which lets it at once)."""
+
+    target: str
+    copy: asyncio.Task[None]  # its task in the flight, waiting for go
+    go: asyncio.Event
 
 
 @dataclass
@@ -75,6 +86,7 @@ class QueueSettings:
     recheck_every: float = 60.0
     backoff_min: float = 30.0
     backoff_max: float = 900.0
+    max_remembered: int = 10_000  # targets remembered as copied, and as failed (each)
     clock: Callable[[], float] = field(default=time.monotonic, repr=False)
 
 
@@ -92,13 +104,17 @@ class WorkerQueue:
         self.verify = verify
         self.settings = settings or QueueSettings()
         self.metrics = metrics or Metrics()
-        self._entries: dict[str, _Entry] = {}
-        self._waiting: asyncio.Queue[_Entry] | None = None
+        s = self.settings
+        self._copies: SingleFlight[str, None] = SingleFlight()  # queued or running, by target
+        self._queued: dict[str, _Queued] = {}  # not started yet (at most max_queued)
+        self._waiting: asyncio.Queue[_Queued] | None = None
         self._workers: list[asyncio.Task[None]] = []
-        self._forced: set[asyncio.Task[None]] = set()
-        self._copied: dict[str, tuple[float, CopyJob]] = {}  # target -> (copied when, job)
-        self._verifying: set[str] = set()
-        self._held: dict[str, _Held] = {}
+        self._running = 0
+        # target -> (copied when, job), fresh for fresh_for
+        self._copied: TTLMap[str, tuple[float, CopyJob]] = TTLMap(s.max_remembered, s.clock)
+        self._verifications: SingleFlight[str, None] = SingleFlight()
+        # target -> the last failure, held back while fresh; read when stale for the count
+        self._held: TTLMap[str, _Held] = TTLMap(s.max_remembered, s.clock)
         self._closed = False
 
     # -- the protocol -------------------------------------------------------------------------
@@ -108,15 +124,15 @@ class WorkerQueue:
 
     async def submit_and_wait(self, job: CopyJob, deadline: float) -> None:
         await self._still_there(job.target)
-        entry = self._admit(job, wait=True)
-        if entry is not None:
-            await self._wait(entry, deadline)
+        copy = self._admit(job, wait=True)
+        if copy is not None:
+            await _wait(copy, job, deadline)
 
     async def copy_now(self, job: CopyJob, deadline: float) -> None:
         await self._still_there(job.target)
-        entry = self._admit(job, wait=True, now=True)
-        if entry is not None:
-            await self._wait(entry, deadline)
+        copy = self._admit(job, wait=True, now=True)
+        if copy is not None:
+            await _wait(copy, job, deadline)
 
     async def _still_there(self, target: str) -> None:
         """Before a waiter is told "copied recently", make sure the mirror still has it."""
@@ -124,23 +140,21 @@ class WorkerQueue:
             return
         with contextlib.suppress(Exception):  # a failed check proves nothing
             if not await self.verify(target):
-                self._copied.pop(target, None)
+                self._copied.pop(target)
 
     async def aclose(self) -> None:
         self._closed = True
-        tasks = [*self._workers, *self._forced]
-        for task in tasks:
+        for task in self._workers:
             task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        for entry in self._entries.values():
-            if not entry.done.done():
-                entry.done.set_exception(CopyError("swapper is shutting down", "shutdown"))
-        self._entries.clear()
+        await asyncio.gather(*self._workers, return_exceptions=True)
+        # Each copy ends with CopyError(shutdown), which its waiters get.
+        await asyncio.gather(self._copies.aclose(), self._verifications.aclose())
+        self._queued.clear()
         self._workers.clear()
 
     def forget(self, target: str) -> None:
         """``target`` is gone from the mirror although it was copied: copy it again now."""
-        copied = self._copied.pop(target, None)
+        copied = self._copied.pop(target)
         if copied is None or self._closed:
             return
         try:
@@ -150,13 +164,10 @@ class WorkerQueue:
 
     def _verify_soon(self, target: str) -> None:
         """Check in the background that a recently copied image is still in the mirror
-        (a lifecycle rule or a person may have deleted it); :meth:`forget` is called if not."""
-        if self.verify is None or target in self._verifying:
-            return
-        self._verifying.add(target)
-        task = asyncio.get_running_loop().create_task(self._verify(target))
-        self._forced.add(task)
-        task.add_done_callback(self._forced.discard)
+        (a lifecycle rule or a person may have deleted it); :meth:`forget` is called if not.
+        One check per target at a time."""
+        if self.verify is not None:
+            self._verifications.start(target, lambda: self._verify(target))
 
     async def _verify(self, target: str) -> None:
         assert self.verify is not None
@@ -165,8 +176,6 @@ class WorkerQueue:
                 self.forget(target)
         except Exception as exc:  # a failed check proves nothing; the next request asks again
             log.debug("verify_failed", target=target, error=f"{type(exc).__name__}: {exc}")
-        finally:
-            self._verifying.discard(target)
 
     # -- state for tests and metrics ---------------------------------------------------------
 
@@ -176,23 +185,24 @@ class WorkerQueue:
 
     @property
     def in_flight(self) -> int:
-        return sum(1 for e in self._entries.values() if e.started)
+        return self._running
 
     # -- internals ---------------------------------------------------------------------------
 
-    def _admit(self, job: CopyJob, *, wait: bool, now: bool = False) -> _Entry | None:
-        """The entry to wait on, or None when nothing needs copying."""
+    def _admit(self, job: CopyJob, *, wait: bool, now: bool = False) -> asyncio.Task[None] | None:
+        """The copy to wait on, or None when nothing needs copying."""
         if self._closed:
             raise CopyError("swapper is shutting down", "shutdown")
-        entry = self._entries.get(job.target)
-        if entry is not None:
+        shared = self._copies.get(job.target)
+        if shared is not None:
             self.metrics.copies_not_started.labels("deduplicated").inc()
-            if now and not entry.started:
-                self._start_forced(entry)
-            return entry
+            queued = self._queued.pop(job.target, None) if now else None
+            if queued is not None:
+                queued.go.set()  # forced: it starts at once, outside the worker limit
+            return shared
         clock = self.settings.clock()
-        held = self._held.get(job.target)
-        if held is not None and clock < held.until:
+        held = self._held.get(job.target)  # fresh while the backoff lasts
+        if held is not None:
             self.metrics.copies_not_started.labels("backoff").inc()
             if wait:
                 raise CopyError(
@@ -201,29 +211,26 @@ class WorkerQueue:
                     held.reason,
                 )
             return None
-        copied = self._copied.get(job.target)
+        copied = self._copied.get(job.target)  # fresh for fresh_for
         if copied is not None:
             age = clock - copied[0]
-            if age < self.settings.fresh_for and not (
-                job.recheck and age >= self.settings.recheck_every
-            ):
+            if not (job.recheck and age >= self.settings.recheck_every):
                 self.metrics.copies_not_started.labels("fresh").inc()
                 self._verify_soon(job.target)
                 return None
         if not now and self.queued >= self.settings.max_queued:
             raise QueueFull(f"copy queue is full ({self.settings.max_queued} waiting)")
-        loop = asyncio.get_running_loop()
-        entry = _Entry(job, loop.create_future())
-        entry.done.add_done_callback(_consume)
-        self._entries[job.target] = entry
+        go = asyncio.Event()
+        copy = self._copies.start(job.target, lambda: self._copy(job, go))
         if now:
-            self._start_forced(entry)
+            go.set()
         else:
             self._ensure_workers()
             assert self._waiting is not None
-            self._waiting.put_nowait(entry)
+            queued = self._queued[job.target] = _Queued(job.target, copy, go)
+            self._waiting.put_nowait(queued)
             self.metrics.copy_queue_depth.set(self._waiting.qsize())
-        return entry
+        return copy
 
     def _ensure_workers(self) -> None:
         if self._waiting is None:
@@ -234,61 +241,62 @@ class WorkerQueue:
                 for i in range(self.settings.workers)
             ]
 
-    def _start_forced(self, entry: _Entry) -> None:
-        entry.started = True  # a worker that dequeues it later skips it
-        task = asyncio.get_running_loop().create_task(self._run(entry))
-        self._forced.add(task)
-        task.add_done_callback(self._forced.discard)
-
     async def _worker(self) -> None:
         assert self._waiting is not None
         while True:
-            entry = await self._waiting.get()
+            queued = await self._waiting.get()
             self.metrics.copy_queue_depth.set(self._waiting.qsize())
-            if entry.started or entry.done.done():
-                continue
-            entry.started = True
-            await self._run(entry)
+            if queued.go.is_set():
+                continue  # forced meanwhile
+            if self._queued.get(queued.target) is queued:
+                del self._queued[queued.target]
+            queued.go.set()
+            await asyncio.wait([queued.copy])  # its outcome is its waiters'
 
-    async def _run(self, entry: _Entry) -> None:
-        job = entry.job
+    async def _copy(self, job: CopyJob, go: asyncio.Event) -> None:
+        """The copy's task: wait for a worker (or ``force``), then copy."""
+        try:
+            await go.wait()
+        except asyncio.CancelledError:
+            raise CopyError("swapper is shutting down", "shutdown") from None
+        await self._run(job)
+
+    async def _run(self, job: CopyJob) -> None:
         started = time.perf_counter()
         self.metrics.copies_started.inc()
         self.metrics.copies_in_flight.inc()
+        self._running += 1
         try:
             await self.copier(job)
         except asyncio.CancelledError:
-            if not entry.done.done():
-                entry.done.set_exception(CopyError("copy cancelled", "shutdown"))
-            raise
+            raise CopyError("copy cancelled", "shutdown") from None
         except Exception as exc:
-            error = exc if isinstance(exc, CopyError) else _as_copy_error(exc)
+            if isinstance(exc, CopyError):
+                self._failed(job, exc)
+                raise
+            error = _as_copy_error(exc)
             self._failed(job, error)
-            if not entry.done.done():
-                entry.done.set_exception(error)
+            raise error from exc
         else:
-            self._copied[job.target] = (self.settings.clock(), job)
-            self._held.pop(job.target, None)
+            self._copied.set(job.target, (self.settings.clock(), job), self.settings.fresh_for)
+            self._held.pop(job.target)
             self.metrics.copies_succeeded.inc()
-            if not entry.done.done():
-                entry.done.set_result(None)
         finally:
+            self._running -= 1
             self.metrics.copies_in_flight.dec()
             self.metrics.copy_duration.observe(time.perf_counter() - started)
-            if self._entries.get(job.target) is entry:
-                del self._entries[job.target]
 
     def _failed(self, job: CopyJob, error: CopyError) -> None:
-        previous = self._held.get(job.target)
-        failures = previous.failures + 1 if previous else 1
+        previous = self._held.entry(job.target)  # the last failure, its backoff over or not
+        failures = previous[0].failures + 1 if previous else 1
         s = self.settings
         delay = min(s.backoff_max, s.backoff_min * 2 ** (failures - 1))
         delay *= random.uniform(0.8, 1.2)  # noqa: S311 - jitter, not security
         retry_after = error.retry_after if isinstance(error, TransientCopyError) else None
         if retry_after:
             delay = max(delay, retry_after)
-        self._held[job.target] = _Held(s.clock() + delay, error.reason, failures)
-        self._copied.pop(job.target, None)
+        self._held.set(job.target, _Held(s.clock() + delay, error.reason, failures), delay)
+        self._copied.pop(job.target)
         self.metrics.copies_failed.labels(error.reason).inc()
         log.warning(
             "copy_failed",
@@ -301,21 +309,15 @@ class WorkerQueue:
             retry_in=round(delay),
         )
 
-    async def _wait(self, entry: _Entry, deadline: float) -> None:
-        try:
-            # shield: a waiter that gives up does not cancel a copy others may share.
-            await asyncio.wait_for(asyncio.shield(entry.done), deadline)
-        except TimeoutError:
-            raise CopyDeadlineExceeded(
-                f"copy of {entry.job.source} did not finish in {deadline:g}s"
-            ) from None
 
-
-def _consume(future: asyncio.Future[None]) -> None:
-    """Mark a copy's outcome as seen, so a failure nobody waited for is not reported twice
-    (it is logged once by the queue)."""
-    with contextlib.suppress(asyncio.CancelledError):
-        future.exception()
+async def _wait(copy: asyncio.Task[None], job: CopyJob, deadline: float) -> None:
+    try:
+        # shield: a waiter that gives up does not cancel a copy others may share.
+        await asyncio.wait_for(asyncio.shield(copy), deadline)
+    except TimeoutError:
+        raise CopyDeadlineExceeded(
+            f"copy of {job.source} did not finish in {deadline:g}s"
+        ) from None
 
 
 def _as_copy_error(exc: BaseException) -> CopyError:

@@ -2,6 +2,8 @@
 
 - :mod:`swapper.kube.webhook_certs`: the webhook's certificate bootstrap that the Helm chart's
   Job and CronJob run when cert-manager is not used (``swapper certs bootstrap``).
+- :mod:`swapper.kube.remembered`: the source-access check's public answers, kept in a ConfigMap
+  of swapper's own namespace (:func:`own_namespace`).
 
 Objects are read as raw JSON (``_preload_content=False``) and written as plain JSON (dicts, and
 JSON patches as lists), so swapper depends on the API's wire format, not on the client's
@@ -22,6 +24,37 @@ from swapper.errors import KubeError  # raised by this package; defined with the
 
 REQUEST_TIMEOUT = 30.0
 """Seconds for one API call (connect and read), so a Job never hangs on a dead connection."""
+
+SERVICE_ACCOUNT_NAMESPACE = "/var/run/secrets/kubernetes.io/serviceaccount/namespace"
+"""Where a pod's mounted ServiceAccount token says which namespace the pod runs in."""
+
+
+def own_namespace(kubeconfig: str | None = None, context: str | None = None) -> str:
+    """The namespace swapper runs in: ``$POD_NAMESPACE`` (the chart sets it from the downward
+    API), else the mounted ServiceAccount's namespace file, else the namespace of the
+    kubeconfig's context (outside a cluster), else ``default``, as kubectl does."""
+    named = os.environ.get("POD_NAMESPACE", "").strip()
+    if named:
+        return named
+    try:
+        with open(SERVICE_ACCOUNT_NAMESPACE, encoding="utf-8") as mounted:
+            found = mounted.read().strip()
+    except OSError:
+        found = ""
+    if found:
+        return found
+    from kubernetes import config
+    from kubernetes.config.config_exception import ConfigException
+
+    try:
+        contexts, current = config.list_kube_config_contexts(config_file=kubeconfig)
+    except (ConfigException, OSError, TypeError, ValueError):
+        return "default"
+    chosen = (
+        next((c for c in contexts or [] if c.get("name") == context), None) if context else None
+    )
+    entry = (chosen or current or {}).get("context") or {}
+    return str(entry.get("namespace") or "default")
 
 
 def api_client(kubeconfig: str | None = None, context: str | None = None) -> Any:

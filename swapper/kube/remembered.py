@@ -1,0 +1,594 @@
+"""The source-access check's public answers, remembered across restarts and shared by replicas.
+
+Before swapping a pod's image to the mirror, swapper checks that the source image is readable
+(anonymously, or with the pod's own pull secrets). "Readable anonymously" (public) is the same
+answer for every pod, so it is remembered here: after a restart during a source outage, a public
+image already in the mirror is still swapped, and replicas do not each ask the source.
+
+:class:`PublicAnswers` is what the access check uses. Nothing on the admission path does I/O:
+:meth:`~PublicAnswers.confirmed_at` reads an in-memory copy; :meth:`~PublicAnswers.remember` and
+:meth:`~PublicAnswers.forget` change that copy and queue the change; the background task
+:meth:`~PublicAnswers.run` does the rest.
+
+- :class:`MemoryPublicAnswers`: this process only (no ConfigMap configured).
+- :class:`ConfigMapPublicAnswers`: one ConfigMap in swapper's own namespace (the chart creates
+  ``<fullname>-source-access`` without data, and grants get, list, watch, update and patch on
+  that one object only; swapper never creates, deletes or lists any other ConfigMap).
+
+Only repository names are taken, never credentials: answers tied to a pod's pull secrets stay
+in the access check's own memory and never reach this module, so they are never written.
+
+The ConfigMap holds one data key, ``public.json`` (ConfigMap keys cannot hold ``/`` or ``:``):
+a JSON object of repository name -> unix seconds it was last confirmed public, e.g.
+``{"docker.io/library/nginx": 1764590000}``. It is bounded by ``max_entries`` and by
+``max_bytes`` of JSON (512 KiB by default, well under the API server's 1 MiB per object), the
+oldest stamps dropped first. A repository confirmed again is written only once its stamp is
+older than ``refresh`` (10 minutes), so a hot image does not write on every pod.
+
+- **Load**: at start, a list of that one object (a ``metadata.name`` field selector, which RBAC
+  authorises against the rule's ``resourceNames``); then a watch from the list's
+  resourceVersion, in a thread, so every replica sees the others' writes. A watch that ends
+  resumes from the last resourceVersion seen; 410 Gone lists again.
+- **Write**: every ``flush_interval`` seconds, the queued changes in one batch: a PUT of the
+  object as last read (its labels and annotations, e.g. Helm's, kept), with its
+  ``metadata.resourceVersion``, so a concurrent write is a 409 Conflict, not a lost update. On
+  a conflict the object is read again and the batch merged into it again (per repository the
+  newest stamp wins; a forget removes a stamp no newer than itself), at most ``ATTEMPTS`` times
+  per flush; what is not written stays queued for the next one.
+- **Ordering**: the watch may deliver an older version after this replica's own write was
+  applied; a version older than the one held is ignored (resourceVersions compared as integers,
+  as KEP-5504 made them comparable; when one is not an integer the newer arrival wins).
+- **Failures** never block anything: when the ConfigMap is missing (404, or a list without
+  it), or RBAC forbids it, or the API server cannot be reached, one warning is logged per kind
+  of problem until it is over, answers are kept (and queued) in memory, and the watch retries
+  with a backoff (a ConfigMap created later is picked up by the watch). :meth:`ready` is true
+  once the start-up load was tried, whatever its outcome.
+
+The ``kubernetes`` client is synchronous: every call runs in a thread (``asyncio.to_thread``, or
+the watch's own thread) with a timeout (:data:`swapper.kube.REQUEST_TIMEOUT`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import copy
+import json
+import math
+import random
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any, Protocol, runtime_checkable
+
+from swapper.errors import KubeError
+from swapper.kube import REQUEST_TIMEOUT, call_json, describe_api_error, status_of
+from swapper.logs import get_logger
+
+log = get_logger("swapper.kube")
+
+DATA_KEY = "public.json"
+MAX_ENTRIES = 5_000
+MAX_BYTES = 512 * 1024
+REFRESH = 600.0
+ATTEMPTS = 5
+FINAL_FLUSH_TIMEOUT = 5.0  # seconds the last write may hold a shutdown
+
+Stamps = dict[str, int]
+
+
+@runtime_checkable
+class PublicAnswers(Protocol):
+    """Repositories known to be readable anonymously, and since when (unix seconds)."""
+
+    def confirmed_at(self, repository: str) -> float | None:
+        """When ``repository`` was last confirmed public, or None (in memory, no I/O)."""
+        ...
+
+    def remember(self, repository: str) -> None:
+        """``repository`` was just confirmed public (no I/O: queued)."""
+        ...
+
+    def forget(self, repository: str) -> None:
+        """The source says ``repository`` is not public any more (no I/O: queued)."""
+        ...
+
+    def ready(self) -> bool:
+        """Whether the start-up load was tried (never blocks on a failure)."""
+        ...
+
+    async def run(self) -> None:
+        """Background task for the app's lifespan: load, follow, write; until cancelled."""
+        ...
+
+
+def bounded(
+    stamps: Mapping[str, int], max_entries: int, max_bytes: int | None = None
+) -> dict[str, int]:
+    """The newest ``max_entries`` stamps, and of those the newest that fit in ``max_bytes`` of
+    :func:`encode`'s JSON; the oldest are dropped first (ties: by repository name)."""
+    newest = sorted(stamps.items(), key=lambda item: (-item[1], item[0]))[:max_entries]
+    if max_bytes is not None:
+        size, kept = 2, 0  # the braces
+        for repository, stamp in newest:
+            size += len(json.dumps(repository)) + 1 + len(str(stamp)) + (1 if kept else 0)
+            if size > max_bytes:
+                break
+            kept += 1
+        newest = newest[:kept]
+    return dict(newest)
+
+
+def encode(stamps: Mapping[str, int]) -> str:
+    """The ``public.json`` text: compact, ASCII, sorted by repository (a stable diff)."""
+    return json.dumps(dict(sorted(stamps.items())), separators=(",", ":"))
+
+
+def decode(text: str | None) -> Stamps:
+    """Stamps from ``public.json`` (none for a missing key); raises ValueError when unreadable.
+    Entries that are not a repository name and a non-negative number are skipped."""
+    if not text:
+        return {}
+    parsed = json.loads(text)
+    if not isinstance(parsed, dict):
+        raise ValueError("public.json is not a JSON object")
+    return {
+        key: int(value)
+        for key, value in parsed.items()
+        if isinstance(key, str)
+        and key
+        and isinstance(value, int | float)
+        and not isinstance(value, bool)
+        and math.isfinite(value)
+        and value >= 0
+    }
+
+
+def newer(version: str, than: str) -> bool:
+    """Whether resourceVersion ``version`` is newer than ``than`` (KEP-5504: positive integers
+    without leading zeros compare by value). Not comparable: True, the newer arrival wins."""
+    if not than:
+        return True
+    if not (version.isdigit() and than.isdigit()) or "0" in (version[:1], than[:1]):
+        return version != than
+    return (len(version), version) > (len(than), than)
+
+
+class _Answers:
+    """The in-memory copy both implementations read: repository -> unix seconds."""
+
+    def __init__(self, max_entries: int, refresh: float, clock: Callable[[], float]) -> None:
+        if max_entries < 1:
+            raise ValueError("max_entries must be at least 1")
+        self.max_entries = max_entries
+        self.refresh = refresh
+        self.clock = clock
+        self._lock = threading.Lock()  # the watch thread changes the copy too
+        self._view: Stamps = {}
+
+    def confirmed_at(self, repository: str) -> float | None:
+        with self._lock:
+            stamp = self._view.get(repository)
+        return None if stamp is None else float(stamp)
+
+    def remember(self, repository: str) -> None:
+        now = int(self.clock())
+        with self._lock:
+            stamp = self._view.get(repository)
+            if stamp is not None and now - stamp < self.refresh:
+                return  # confirmed recently enough: nothing to change, nothing to write
+            self._view[repository] = now
+            self._queued(repository, now)
+            while len(self._view) > self.max_entries:
+                oldest = min(self._view.items(), key=lambda item: (item[1], item[0]))[0]
+                del self._view[oldest]
+                self._dropped(oldest)
+
+    def forget(self, repository: str) -> None:
+        now = int(self.clock())
+        with self._lock:
+            self._view.pop(repository, None)
+            self._unqueued(repository, now)
+
+    # Hooks, called with the lock held.
+    def _queued(self, repository: str, stamp: int) -> None:
+        pass
+
+    def _unqueued(self, repository: str, stamp: int) -> None:
+        pass
+
+    def _dropped(self, repository: str) -> None:
+        pass
+
+
+class MemoryPublicAnswers(_Answers):
+    """Public answers in this process only: lost on restart, not shared with other replicas."""
+
+    def __init__(
+        self,
+        max_entries: int = MAX_ENTRIES,
+        *,
+        refresh: float = REFRESH,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        super().__init__(max_entries, refresh, clock)
+
+    def ready(self) -> bool:
+        return True
+
+    async def run(self) -> None:
+        await asyncio.Event().wait()
+
+
+class _Gone(Exception):
+    """The watch's resourceVersion is too old (HTTP 410): list again."""
+
+
+def _lines(response: Any) -> Iterator[bytes]:
+    buffer = b""
+    for chunk in response.stream(amt=None, decode_content=True):
+        buffer += chunk
+        while b"\n" in buffer:
+            line, buffer = buffer.split(b"\n", 1)
+            if line.strip():
+                yield line
+    if buffer.strip():
+        yield buffer
+
+
+class ConfigMapPublicAnswers(_Answers):
+    """Public answers kept in the ConfigMap ``namespace/name`` (see the module docstring).
+
+    Counters, for metrics and tests: ``loads`` (the object read by a list), ``writes``,
+    ``conflicts`` (409s met, each followed by a read and a retry), ``failures`` (failed lists or
+    watches, retried after a backoff); ``warnings`` holds the event of every warning logged, in
+    order.
+    """
+
+    def __init__(
+        self,
+        api_client: Any,
+        namespace: str,
+        name: str,
+        max_entries: int = MAX_ENTRIES,
+        *,
+        max_bytes: int = MAX_BYTES,
+        refresh: float = REFRESH,
+        flush_interval: float = 1.0,
+        watch_timeout: int = 300,
+        max_backoff: float = 60.0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        from kubernetes import client
+
+        super().__init__(max_entries, refresh, clock)
+        self.core = client.CoreV1Api(api_client)
+        self.namespace = namespace
+        self.name = name
+        self.max_bytes = max_bytes
+        self.flush_interval = flush_interval
+        self.watch_timeout = watch_timeout
+        self.max_backoff = max_backoff
+        self.loads = 0
+        self.writes = 0
+        self.conflicts = 0
+        self.failures = 0
+        self.warnings: list[str] = []
+        # All below under self._lock.
+        self._object: dict[str, Any] | None = None  # the ConfigMap as last seen; None: missing
+        self._stored: Stamps = {}  # its public.json
+        self._version = ""  # its resourceVersion
+        self._pending: Stamps = {}  # remembered here, not written yet
+        self._forgets: Stamps = {}  # forgotten here (when), not written yet
+        self._problems: dict[str, str] = {}  # kind -> message, warned once until it is over
+        self._tried = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._response: Any = None
+        self._listed = ""  # the start-up list's resourceVersion, the watch's start
+        self._flushing = asyncio.Lock()
+
+    @property
+    def where(self) -> str:
+        return f"{self.namespace}/{self.name}"
+
+    @property
+    def loaded(self) -> bool:
+        """Whether the ConfigMap is known (read at least once and not deleted since)."""
+        with self._lock:
+            return self._object is not None
+
+    def ready(self) -> bool:
+        return self._tried.is_set()
+
+    def stored(self) -> Stamps:
+        """The ConfigMap's answers as last seen (a copy)."""
+        with self._lock:
+            return dict(self._stored)
+
+    # -- the in-memory copy -----------------------------------------------------------------------
+
+    def _queued(self, repository: str, stamp: int) -> None:
+        self._pending[repository] = stamp
+        self._forgets.pop(repository, None)
+
+    def _unqueued(self, repository: str, stamp: int) -> None:
+        self._pending.pop(repository, None)
+        self._forgets[repository] = stamp
+        if len(self._forgets) > self.max_entries:
+            self._forgets = bounded(self._forgets, self.max_entries)
+
+    def _dropped(self, repository: str) -> None:
+        self._pending.pop(repository, None)
+
+    @staticmethod
+    def _merge(base: Stamps, pending: Stamps, forgets: Stamps) -> Stamps:
+        merged = dict(base)
+        for repository, when in forgets.items():
+            if repository in merged and merged[repository] <= when:
+                del merged[repository]
+        for repository, stamp in pending.items():
+            if merged.get(repository, -1) < stamp:
+                merged[repository] = stamp
+        return merged
+
+    def _rebuild(self) -> None:
+        """The copy: the stored answers with this replica's queued changes (lock held)."""
+        view = self._merge(self._stored, self._pending, self._forgets)
+        if len(view) > self.max_entries:
+            view = bounded(view, self.max_entries)
+        self._pending = {
+            repository: stamp
+            for repository, stamp in self._pending.items()
+            if view.get(repository) == stamp and self._stored.get(repository) != stamp
+        }
+        self._view = view
+
+    def _observe(self, obj: dict[str, Any]) -> None:
+        """Take the ConfigMap as the API server holds it (unless an older version)."""
+        version = str((obj.get("metadata") or {}).get("resourceVersion") or "")
+        try:
+            stamps = decode((obj.get("data") or {}).get(DATA_KEY))
+        except ValueError as exc:
+            self._problem("unreadable", f"{DATA_KEY} of ConfigMap {self.where}: {exc}")
+            stamps = {}  # rewritten whole with the next write
+        else:
+            self._over("unreadable")
+        with self._lock:
+            if self._object is not None and not newer(version, self._version):
+                return
+            self._object, self._stored, self._version = obj, stamps, version
+            self._rebuild()
+        self._over("missing")
+
+    def _missing(self) -> None:
+        with self._lock:
+            self._object, self._version = None, ""
+        self._problem(
+            "missing",
+            f"ConfigMap {self.where} does not exist (the chart creates it): "
+            "public answers are kept in memory until it does",
+        )
+
+    # -- reporting ----------------------------------------------------------------------------
+
+    def _problem(self, kind: str, message: str) -> None:
+        with self._lock:
+            if kind in self._problems:
+                return
+            self._problems[kind] = message
+        event = f"remembered_answers_{kind}"
+        self.warnings.append(event)
+        log.warning(event, config_map=self.where, error=message[:300])
+
+    def _over(self, kind: str) -> None:
+        with self._lock:
+            if self._problems.pop(kind, None) is None:
+                return
+        log.info(f"remembered_answers_{kind}_over", config_map=self.where)
+
+    # -- reading --------------------------------------------------------------------------------
+
+    @property
+    def _selector(self) -> str:
+        return f"metadata.name={self.name}"
+
+    def _list(self) -> str:
+        """Read the object (a list of one, by name); returns the list's resourceVersion."""
+        body = call_json(
+            self.core.list_namespaced_config_map, self.namespace, field_selector=self._selector
+        )
+        self._over("read")
+        items = [i for i in body.get("items") or [] if isinstance(i, dict)]
+        if items:
+            self.loads += 1
+            self._observe(items[0])
+        else:
+            self._missing()
+        return str((body.get("metadata") or {}).get("resourceVersion") or "")
+
+    async def load(self) -> bool:
+        """The start-up read; returns whether the ConfigMap was read. Never raises."""
+        try:
+            self._listed = await asyncio.to_thread(self._list)
+        except Exception as exc:
+            self._problem("read", str(describe_api_error(exc, f"reading ConfigMap {self.where}")))
+        finally:
+            self._tried.set()
+        return self.loaded
+
+    def _watch(self, version: str) -> str:
+        """Follow the object from ``version`` until the watch ends; returns the last version."""
+        try:
+            response = self.core.list_namespaced_config_map(
+                self.namespace,
+                field_selector=self._selector,
+                watch=True,
+                resource_version=version,
+                timeout_seconds=self.watch_timeout,
+                allow_watch_bookmarks=True,
+                _preload_content=False,
+                _request_timeout=(REQUEST_TIMEOUT, self.watch_timeout + REQUEST_TIMEOUT),
+            )
+        except Exception as exc:
+            if status_of(exc) == 410:
+                raise _Gone() from None
+            raise
+        self._response = response
+        try:
+            if self._stop.is_set():  # stop() ran before the response could be shut down
+                return version
+            self._over("read")
+            for line in _lines(response):
+                if self._stop.is_set():
+                    break
+                event = json.loads(line)
+                kind, obj = event.get("type"), event.get("object") or {}
+                if kind == "ERROR":
+                    if obj.get("code") == 410:
+                        raise _Gone()
+                    raise KubeError(f"watch of {self.where}: {str(obj.get('message', ''))[:200]}")
+                if kind in ("ADDED", "MODIFIED"):
+                    self._observe(obj)
+                elif kind == "DELETED":
+                    self._missing()
+                seen = (obj.get("metadata") or {}).get("resourceVersion")
+                if seen:
+                    version = str(seen)
+        finally:
+            self._response = None
+            response.release_conn()
+        return version
+
+    def _follow(self) -> None:
+        """The watch thread: watch, list again when needed, back off on failures."""
+        version = self._listed
+        failures = 0 if version else 1
+        while not self._stop.is_set():
+            if failures:
+                delay = min(self.max_backoff, 0.5 * 2**failures) * random.uniform(0.5, 1.0)  # noqa: S311
+                if self._stop.wait(delay):
+                    break
+            try:
+                if not version:
+                    version = self._list()
+                version = self._watch(version)
+                failures = 0
+            except _Gone:
+                version = ""  # list again, at once: not a failure
+                failures = 0
+            except Exception as exc:
+                if self._stop.is_set():
+                    break
+                failures += 1
+                self.failures += 1
+                version = ""
+                message = describe_api_error(exc, f"following ConfigMap {self.where}")
+                self._problem("read", str(message))
+
+    # -- writing --------------------------------------------------------------------------------
+
+    def _body(self, obj: dict[str, Any], stamps: Stamps) -> dict[str, Any]:
+        body = copy.deepcopy(obj)
+        body.setdefault("apiVersion", "v1")
+        body.setdefault("kind", "ConfigMap")
+        body.get("metadata", {}).pop("managedFields", None)  # kept by the server as they are
+        body["data"] = {**(body.get("data") or {}), DATA_KEY: encode(stamps)}
+        return body
+
+    def _flush(self) -> bool:
+        """Write the queued changes (in a thread); returns whether they are in the ConfigMap.
+        Raises the client's ApiException when the API server refuses (404, 403, ...)."""
+        with self._lock:
+            if not self._pending and not self._forgets:
+                return True
+            if self._object is None:
+                return False  # not known (missing, forbidden, unreachable): kept in memory
+            pending, forgets = dict(self._pending), dict(self._forgets)
+            obj, base = self._object, self._stored
+        for _ in range(ATTEMPTS):
+            merged = bounded(self._merge(base, pending, forgets), self.max_entries, self.max_bytes)
+            if merged != base:
+                try:
+                    written = call_json(
+                        self.core.replace_namespaced_config_map,
+                        self.name,
+                        self.namespace,
+                        self._body(obj, merged),
+                    )
+                except Exception as exc:
+                    if status_of(exc) != 409:
+                        raise
+                    self.conflicts += 1
+                    self._observe(
+                        call_json(self.core.read_namespaced_config_map, self.name, self.namespace)
+                    )
+                    with self._lock:
+                        if self._object is None:
+                            return False
+                        obj, base = self._object, self._stored
+                    continue
+                self.writes += 1
+                self._observe(written)
+            with self._lock:
+                for repository, stamp in pending.items():
+                    if self._pending.get(repository) == stamp:
+                        del self._pending[repository]
+                for repository, when in forgets.items():
+                    if self._forgets.get(repository) == when:
+                        del self._forgets[repository]
+                self._rebuild()
+            self._over("write")
+            return True
+        self._problem(
+            "write", f"ConfigMap {self.where}: still conflicting after {ATTEMPTS} attempts"
+        )
+        return False
+
+    async def flush(self) -> bool:
+        """Write the queued changes now; returns whether they are stored. Never raises."""
+        async with self._flushing:
+            try:
+                return await asyncio.to_thread(self._flush)
+            except Exception as exc:
+                if status_of(exc) == 404:
+                    self._missing()
+                else:
+                    action = f"writing ConfigMap {self.where}"
+                    self._problem("write", str(describe_api_error(exc, action)))
+                return False
+
+    # -- the background task ------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start the watch thread (after :meth:`load`)."""
+        self._stop.clear()
+        self._thread = threading.Thread(
+            target=self._follow, name=f"remembered-{self.name}", daemon=True
+        )
+        self._thread.start()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Stop the watch thread (interrupting its watch) and wait for it."""
+        self._stop.set()
+        response = self._response
+        if response is not None:
+            with contextlib.suppress(Exception):  # best effort on shutdown
+                response.shutdown()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            self._thread = None
+
+    async def run(self) -> None:
+        """Load, follow the object, write queued changes every ``flush_interval`` seconds;
+        on cancellation, one last write (bounded), then stop."""
+        await self.load()
+        self.start()
+        try:
+            while True:
+                await asyncio.sleep(self.flush_interval)
+                await self.flush()
+        finally:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self.flush(), FINAL_FLUSH_TIMEOUT)
+            await asyncio.to_thread(self.stop)

@@ -96,8 +96,19 @@ class Rendered:
         return self.one("MutatingWebhookConfiguration")["webhooks"][0]  # type: ignore[no-any-return]
 
     @property
+    def config_map(self) -> Obj:
+        """The ConfigMap of swapper's config file (the one the pods mount)."""
+        volume = next(v for v in self.pod["volumes"] if v["name"] == "config")
+        return self.one("ConfigMap", volume["configMap"]["name"])
+
+    @property
     def config(self) -> Obj:
-        return yaml.safe_load(self.one("ConfigMap")["data"]["config.yaml"])  # type: ignore[no-any-return]
+        return yaml.safe_load(self.config_map["data"]["config.yaml"])  # type: ignore[no-any-return]
+
+    @property
+    def access_config_map(self) -> Obj:
+        """The ConfigMap of the access check's remembered answers (the config names it)."""
+        return self.one("ConfigMap", self.config["source"]["access"]["configMap"])
 
 
 def annotations(obj: Obj) -> dict[str, str]:

@@ -31,7 +31,7 @@ def test_the_container_reads_the_config_file_the_configmap_holds() -> None:
     rendered = render()
     mounts = {m["name"]: m["mountPath"] for m in rendered.container["volumeMounts"]}
     config_volume = next(v for v in rendered.pod["volumes"] if v["name"] == "config")
-    assert config_volume["configMap"]["name"] == rendered.one("ConfigMap")["metadata"]["name"]
+    assert "config.yaml" in rendered.one("ConfigMap", config_volume["configMap"]["name"])["data"]
     assert rendered.container["args"] == ["serve", f"--config={mounts['config']}/config.yaml"]
 
 

@@ -158,3 +158,54 @@ def test_the_certificate_identities_are_bound_to_their_own_service_accounts() ->
 def test_rbac_can_be_left_to_the_cluster_admin() -> None:
     rendered = render({"rbac": {"create": False}})
     assert not [r for r in rendered.all("ClusterRole") if r["metadata"]["name"] == "swapper"]
+    assert not [r for r in rendered.all("Role") if r["metadata"]["name"] == "swapper"]
+    assert not [b for b in rendered.all("RoleBinding") if b["metadata"]["name"] == "swapper"]
+
+
+def test_the_webhook_may_read_and_update_only_its_source_access_config_map() -> None:
+    rendered = render()
+    assert grants(rendered.one("Role", "swapper")["rules"]) == {
+        ("", "configmaps", verb, "swapper-source-access")
+        for verb in ("get", "list", "watch", "update")
+    }
+
+
+def test_the_source_access_role_is_bound_to_the_webhooks_service_account() -> None:
+    rendered = render(namespace="mirror")
+    role = rendered.one("Role", "swapper")
+    binding = rendered.one("RoleBinding", "swapper")
+    assert role["metadata"]["namespace"] == binding["metadata"]["namespace"] == "mirror"
+    assert binding["roleRef"] == {
+        "apiGroup": "rbac.authorization.k8s.io",
+        "kind": "Role",
+        "name": "swapper",
+    }
+    assert binding["subjects"] == [
+        {
+            "kind": "ServiceAccount",
+            "name": rendered.pod["serviceAccountName"],
+            "namespace": "mirror",
+        }
+    ]
+
+
+def test_the_source_access_role_names_the_config_map_the_config_names() -> None:
+    rendered = render(release="mirror")
+    (rule,) = rendered.one("Role", "mirror-swapper")["rules"]
+    assert rule["resourceNames"] == [rendered.config["source"]["access"]["configMap"]]
+
+
+def test_without_the_access_check_the_webhook_may_touch_no_config_map() -> None:
+    rendered = render({"config": {"source": {"checkAccess": False}}})
+    assert not [r for r in rendered.all("Role") if r["metadata"]["name"] == "swapper"]
+    assert not [b for b in rendered.all("RoleBinding") if b["metadata"]["name"] == "swapper"]
+
+
+@pytest.mark.parametrize("name", VALUES_FILES)
+def test_no_role_touches_a_config_map_it_does_not_name(name: str) -> None:
+    rendered = render(file=name)
+    for role in rendered.all("ClusterRole") + rendered.all("Role"):
+        for _, resource, verb, target in grants(role["rules"]):
+            if resource == "configmaps":
+                assert target != "*", (role["metadata"]["name"], verb)
+                assert verb not in ("create", "delete", "deletecollection")

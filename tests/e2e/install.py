@@ -187,7 +187,7 @@ class Installed:
         from kubernetes import client
 
         core = client.CoreV1Api(self.cluster.api_client())
-        name = self.rendered.one("ConfigMap")["metadata"]["name"]
+        name = self.rendered.config_map["metadata"]["name"]
         stored = core.read_namespaced_config_map(name, self.namespace)
         return yaml.safe_load(stored.data["config.yaml"])  # type: ignore[no-any-return]
 

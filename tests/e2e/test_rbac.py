@@ -104,10 +104,12 @@ def baseline(cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> set[
 def _names(values: dict[str, Any], rendered: Rendered) -> dict[str, str]:
     """The object names the table's ``names`` column stands for, in this render."""
     tls = next(v for v in rendered.pod["volumes"] if v["name"] == "tls")
+    access = rendered.config["source"].get("access", {})
     return {
         "the pull secret": merged(DEFAULTS, values)["config"]["target"]["pullSecret"]["name"],
         "the TLS Secret": tls["secret"]["secretName"],
         "the chart's": rendered.one("MutatingWebhookConfiguration")["metadata"]["name"],
+        "the source-access ConfigMap": access.get("configMap", ""),
     }
 
 
@@ -134,14 +136,21 @@ def test_the_certificate_accounts_may_do_exactly_what_the_readme_documents(
 FEATURES_OFF = {
     "events-only": {
         "config": {
-            "source": {"podPullSecrets": False},
+            "source": {"podPullSecrets": False, "checkAccess": False},
             "target": {"pullSecret": {"enabled": False}},
         }
+    },
+    "access-check-only": {
+        "rbac": {"events": False},
+        "config": {
+            "source": {"podPullSecrets": False},
+            "target": {"pullSecret": {"enabled": False}},
+        },
     },
     "nothing": {
         "rbac": {"events": False},
         "config": {
-            "source": {"podPullSecrets": False},
+            "source": {"podPullSecrets": False, "checkAccess": False},
             "target": {"pullSecret": {"enabled": False}},
         },
     },

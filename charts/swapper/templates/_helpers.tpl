@@ -160,9 +160,10 @@ render fails here, with this message, rather than with the schema's "not allowed
 {{- end -}}
 
 {{/*
-The config file swapper reads: the `config:` block, with the keys the chart owns (where the
-certificate is mounted, the listen address) set by the chart, and only the selected target's
-block kept (Helm merges a user's target over the default one).
+The config file swapper reads: the `config:` block, with the keys the chart owns set by the
+chart (where the certificate is mounted, the listen address, and source.access.configMap: the
+ConfigMap the chart creates for the access check's remembered answers), and only the selected
+target's block kept (Helm merges a user's target over the default one).
 */}}
 {{- define "swapper.config" -}}
 {{- $config := deepCopy .Values.config -}}
@@ -173,6 +174,14 @@ block kept (Helm merges a user's target over the default one).
 {{- if ne $type $selected -}}
 {{- $_ := unset $target $type -}}
 {{- end -}}
+{{- end -}}
+{{- $accessConfigMap := include "swapper.sourceAccessConfigMap" . -}}
+{{- if $accessConfigMap -}}
+{{- $source := $config.source | default dict -}}
+{{- $access := $source.access | default dict -}}
+{{- $_ := set $access "configMap" $accessConfigMap -}}
+{{- $_ = set $source "access" $access -}}
+{{- $_ = set $config "source" $source -}}
 {{- end -}}
 {{- $_ := set $config "listenAddress" (include "swapper.listenAddress" .) -}}
 {{- $_ = set $config "tlsCertFile" "/etc/swapper/tls/tls.crt" -}}
@@ -242,6 +251,18 @@ default, when the key is removed, is on), else "".
 {{- $source := .Values.config.source | default dict -}}
 {{- $value := index $source "podPullSecrets" -}}
 {{- if or (kindIs "invalid" $value) $value -}}true{{- end -}}
+{{- end -}}
+
+{{/*
+The ConfigMap that remembers the source-access check's public answers: its name when
+config.source.checkAccess is on (swapper's own default, when the key is removed, is on), else "".
+*/}}
+{{- define "swapper.sourceAccessConfigMap" -}}
+{{- $source := .Values.config.source | default dict -}}
+{{- $value := index $source "checkAccess" -}}
+{{- if or (kindIs "invalid" $value) $value -}}
+{{- printf "%s-source-access" (include "swapper.fullname" .) -}}
+{{- end -}}
 {{- end -}}
 
 {{/* "true" when the webhook needs a ClusterRole at all. */}}

@@ -539,6 +539,30 @@ async def test_a_forbidden_config_map_logs_one_warning_however_often_it_is_retri
     assert store.warnings == ["remembered_answers_read"]
 
 
+@pytest.mark.parametrize("apply", [["--server-side", "--field-manager=helm"], []])
+async def test_applying_the_charts_config_map_again_keeps_the_answers_swapper_wrote(
+    cluster: Cluster,
+    core: Any,
+    namespaces: Namespaces,
+    clock: Clock,
+    apply: list[str],
+) -> None:
+    """What ``helm upgrade`` does to it: an apply of the chart's object, which has no data
+    (server-side, as Helm 4 applies; or a client-side three-way merge, as Helm 3 patches)."""
+    namespace = namespaces("upgrade")
+    config_map = render(namespace=namespace).access_config_map
+    cluster.kubectl("apply", *apply, "-f", "-", stdin=yaml.safe_dump(config_map))
+    store = config_map_store(cluster, namespace, clock)
+    assert await store.load()
+    store.remember(NGINX)
+    assert await store.flush()
+    config_map["metadata"]["labels"]["helm.sh/chart"] = "swapper-9.9.9"  # the next version
+    cluster.kubectl("apply", *apply, "-f", "-", stdin=yaml.safe_dump(config_map))
+    upgraded = read_config_map(core, namespace)
+    assert upgraded["metadata"]["labels"]["helm.sh/chart"] == "swapper-9.9.9"
+    assert decode(upgraded["data"][DATA_KEY]) == {NGINX: int(clock.now)}
+
+
 # -- pure helpers ------------------------------------------------------------------------------
 
 

@@ -20,6 +20,7 @@ from typing import Any
 from swapper.config import Config, RegistryHost
 from swapper.kube.keyring import Keyring
 from swapper.kube.pull_secrets import PullSecrets
+from swapper.kube.remembered import MemoryPublicAnswers, PublicAnswers
 from swapper.logs import get_logger
 from swapper.metrics import Metrics
 from swapper.mirror.access import KeyringSource, OpenAccess, RegistryAccess, SourceAccess
@@ -167,8 +168,12 @@ def build_backends(
         recheck_every=config.mirror.recheck_every,
     )
     access: SourceAccess = OpenAccess()
+    closers: list[Callable[[], Awaitable[None]]] = []
     if config.source.check_access:
         options = config.source.access
+        remembered = public_answers(config, kube)
+        background.append(remembered)
+        ready_checks.append(remembered.ready)
         access = RegistryAccess(
             client,
             keyrings or _no_keyring,
@@ -177,7 +182,9 @@ def build_backends(
             negative_ttl=options.negative_ttl,
             unverifiable_ttl=options.unverifiable_ttl,
             cache_size=options.cache_size,
+            remembered=remembered,
         )
+        closers.append(access.aclose)
     pull_secrets = None
     if config.target.pull_secret.enabled:
         kube = kube if kube is not None else kube_api_client()
@@ -207,9 +214,30 @@ def build_backends(
         access=access,
         background=background,
         ready_checks=ready_checks,
-        closers=[client.aclose],
+        closers=[*closers, client.aclose],
         pull_secrets=pull_secrets,
     )
+
+
+def public_answers(config: Config, kube: Any | None) -> PublicAnswers:
+    """Where the access check remembers public answers: the ConfigMap
+    ``source.access.configMap`` of swapper's own namespace, or this process's memory."""
+    options = config.source.access
+    if options.config_map:
+        kube = kube if kube is not None else kube_api_client()
+        if kube is not None:
+            from swapper.kube import own_namespace
+            from swapper.kube.remembered import ConfigMapPublicAnswers
+
+            return ConfigMapPublicAnswers(
+                kube, own_namespace(), options.config_map, options.max_remembered
+            )
+        log.warning(
+            "remembered_answers_unavailable",
+            reason="no Kubernetes API (not in a cluster, no KUBECONFIG): public answers of "
+            "the access check are kept in memory only",
+        )
+    return MemoryPublicAnswers(options.max_remembered)
 
 
 def _no_keyring(_: Requester) -> Keyring:

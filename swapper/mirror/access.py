@@ -47,6 +47,7 @@ from swapper.aio import SingleFlight, TTLMap
 from swapper.errors import CopyError
 from swapper.images import ImageReference
 from swapper.kube.keyring import Keyring, RegistryAuth
+from swapper.kube.remembered import MemoryPublicAnswers, PublicAnswers
 from swapper.logs import get_logger
 from swapper.mirror.queue import Requester
 from swapper.oci import Credentials, RegistryClient
@@ -131,27 +132,6 @@ class MemoryAccess:
 KeyringSource = Callable[[Requester], Keyring]
 
 
-class PublicAnswers(Protocol):
-    """Where public answers are remembered beyond this process (no I/O in these calls)."""
-
-    def confirmed_at(self, repository: str) -> float | None: ...
-
-    def remember(self, repository: str) -> None: ...
-
-    def forget(self, repository: str) -> None: ...
-
-
-class _Forgetful:
-    def confirmed_at(self, repository: str) -> float | None:
-        return None
-
-    def remember(self, repository: str) -> None:
-        return None
-
-    def forget(self, repository: str) -> None:
-        return None
-
-
 class _Said(StrEnum):
     """What one registry round trip said."""
 
@@ -211,7 +191,7 @@ class RegistryAccess:
         self.ttl = ttl
         self.negative_ttl = negative_ttl
         self.unverifiable_ttl = unverifiable_ttl
-        self.remembered: PublicAnswers = remembered or _Forgetful()
+        self.remembered: PublicAnswers = remembered or MemoryPublicAnswers()
         self.wall_clock = wall_clock
         # Readable/denied per repository, missing per reference; kept after expiry (stale
         # reads: the last answer while the source is down) until evicted.

@@ -28,6 +28,7 @@ from webhook_process import free_port
 
 from swapper.images import ImageReference, parse
 from swapper.kube.keyring import Keyring, RegistryAuth
+from swapper.kube.remembered import MemoryPublicAnswers
 from swapper.mirror.access import ANONYMOUS_REFUSED, READABLE, Access, RegistryAccess, Verdict
 from swapper.mirror.queue import Requester
 from swapper.oci import RegistryClient
@@ -70,7 +71,11 @@ async def access(registry: Registry) -> AsyncIterator[tuple[RegistryAccess, Cloc
         return Keyring((registry.host, SECRETS[n]) for n in who.pull_secrets if n in SECRETS)
 
     client = RegistryClient(hosts=plain_hosts(registry), retry=FAST_RETRY)
-    yield RegistryAccess(client, keyrings, clock=clock), clock
+    remembered = MemoryPublicAnswers(clock=clock)
+    yield (
+        RegistryAccess(client, keyrings, remembered=remembered, clock=clock, wall_clock=clock),
+        clock,
+    )
     await client.aclose()
 
 

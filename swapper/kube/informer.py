@@ -41,7 +41,8 @@ class Gone(Exception):
     """The watch's resourceVersion is too old (HTTP 410): list again."""
 
 
-def _lines(response: Any) -> Iterator[bytes]:
+def watch_lines(response: Any) -> Iterator[bytes]:
+    """The lines of a watch response as they arrive (one JSON event each)."""
     buffer = b""
     for chunk in response.stream(amt=None, decode_content=True):
         buffer += chunk
@@ -169,7 +170,7 @@ class Informer(Generic[T]):
             raise
         self._response = response
         try:
-            for line in _lines(response):
+            for line in watch_lines(response):
                 if stop.is_set():
                     break
                 seen = self._apply(json.loads(line))

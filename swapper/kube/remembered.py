@@ -58,11 +58,12 @@ import math
 import random
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, Protocol, runtime_checkable
 
 from swapper.errors import KubeError
 from swapper.kube import REQUEST_TIMEOUT, call_json, describe_api_error, status_of
+from swapper.kube.informer import Gone, watch_lines
 from swapper.logs import get_logger
 
 log = get_logger("swapper.kube")
@@ -218,22 +219,6 @@ class MemoryPublicAnswers(_Answers):
 
     async def run(self) -> None:
         await asyncio.Event().wait()
-
-
-class _Gone(Exception):
-    """The watch's resourceVersion is too old (HTTP 410): list again."""
-
-
-def _lines(response: Any) -> Iterator[bytes]:
-    buffer = b""
-    for chunk in response.stream(amt=None, decode_content=True):
-        buffer += chunk
-        while b"\n" in buffer:
-            line, buffer = buffer.split(b"\n", 1)
-            if line.strip():
-                yield line
-    if buffer.strip():
-        yield buffer
 
 
 class ConfigMapPublicAnswers(_Answers):
@@ -432,21 +417,21 @@ class ConfigMapPublicAnswers(_Answers):
             )
         except Exception as exc:
             if status_of(exc) == 410:
-                raise _Gone() from None
+                raise Gone() from None
             raise
         self._response = response
         try:
             if self._stop.is_set():  # stop() ran before the response could be shut down
                 return version
             self._over("read")
-            for line in _lines(response):
+            for line in watch_lines(response):
                 if self._stop.is_set():
                     break
                 event = json.loads(line)
                 kind, obj = event.get("type"), event.get("object") or {}
                 if kind == "ERROR":
                     if obj.get("code") == 410:
-                        raise _Gone()
+                        raise Gone()
                     raise KubeError(f"watch of {self.where}: {str(obj.get('message', ''))[:200]}")
                 if kind in ("ADDED", "MODIFIED"):
                     self._observe(obj)
@@ -474,7 +459,7 @@ class ConfigMapPublicAnswers(_Answers):
                     version = self._list()
                 version = self._watch(version)
                 failures = 0
-            except _Gone:
+            except Gone:
                 version = ""  # list again, at once: not a failure
                 failures = 0
             except Exception as exc:

@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+import base64
 import copy
 import subprocess
 import sys
+import uuid
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+import orjson
 
 from swapper.admission import Review
+
+if TYPE_CHECKING:
+    from webhook_process import Webhook
 
 FIXTURES = Path(__file__).parent / "fixtures"
 REPO = Path(__file__).resolve().parents[1]
@@ -76,3 +83,33 @@ def make_review(
         object=copy.deepcopy(pod),
         old_object=old,
     )
+
+
+def review_body(pod: dict[str, Any], namespace: str = "default") -> bytes:
+    """An AdmissionReview v1 request (CREATE, a fresh uid) for ``pod``, as the API server
+    sends it."""
+    return orjson.dumps(
+        {
+            "apiVersion": "admission.k8s.io/v1",
+            "kind": "AdmissionReview",
+            "request": {
+                "uid": str(uuid.uuid4()),
+                "kind": {"group": "", "version": "v1", "kind": "Pod"},
+                "resource": {"group": "", "version": "v1", "resource": "pods"},
+                "namespace": namespace,
+                "operation": "CREATE",
+                "object": pod,
+            },
+        }
+    )
+
+
+def post_review(hook: Webhook, body: bytes, timeout: float = 20) -> dict[str, Any]:
+    """POST ``body`` to the webhook's ``/mutate``; its ``response``, the patch decoded."""
+    with hook.client() as client:
+        answer = client.post("/mutate", content=body, timeout=timeout)
+    assert answer.status_code == 200, answer.text
+    response: dict[str, Any] = answer.json()["response"]
+    if "patch" in response:
+        response["patch"] = orjson.loads(base64.b64decode(response["patch"]))
+    return response

@@ -13,7 +13,6 @@ from __future__ import annotations
 import base64
 import json
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -22,6 +21,7 @@ from typing import Any
 import pytest
 import yaml
 from e2e.cluster import Cluster
+from helpers import make_pod, post_review, review_body
 from registries import (
     Registry,
     TokenServer,
@@ -156,38 +156,13 @@ def world(cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Iterato
 
 
 def review(namespace: str, image: str, secrets: tuple[str, ...] = ()) -> bytes:
-    pod: dict[str, Any] = {
-        "apiVersion": "v1",
-        "kind": "Pod",
-        "metadata": {"name": "app", "namespace": namespace},
-        "spec": {"containers": [{"name": "app", "image": image}]},
-    }
-    if secrets:
-        pod["spec"]["imagePullSecrets"] = [{"name": s} for s in secrets]
-    return json.dumps(
-        {
-            "apiVersion": "admission.k8s.io/v1",
-            "kind": "AdmissionReview",
-            "request": {
-                "uid": str(uuid.uuid4()),
-                "kind": {"group": "", "version": "v1", "kind": "Pod"},
-                "resource": {"group": "", "version": "v1", "resource": "pods"},
-                "namespace": namespace,
-                "operation": "CREATE",
-                "object": pod,
-            },
-        }
-    ).encode()
+    pod = make_pod(image, namespace=namespace, secrets=secrets or None)
+    pod["spec"]["containers"][0]["name"] = "app"
+    return review_body(pod, namespace)
 
 
 def admit(world: World, body: bytes) -> dict[str, Any]:
-    with world.hook.client() as client:
-        answer = client.post("/mutate", content=body, timeout=20)
-    assert answer.status_code == 200
-    response: dict[str, Any] = answer.json()["response"]
-    if "patch" in response:
-        response["patch"] = json.loads(base64.b64decode(response["patch"]))
-    return response
+    return post_review(world.hook, body)
 
 
 def mirror_repo(source: str) -> str:

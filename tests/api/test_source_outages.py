@@ -9,11 +9,8 @@ accepts and never answers, a closed port, an HTTP server answering 503 to everyt
 
 from __future__ import annotations
 
-import base64
-import json
 import threading
 import time
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -21,6 +18,7 @@ from typing import Any
 
 import pytest
 import yaml
+from helpers import make_pod, post_review, review_body
 from registries import (
     Registry,
     TokenServer,
@@ -113,40 +111,13 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
 
 
 def review(images: list[str], secrets: tuple[str, ...] = ()) -> bytes:
-    pod: dict[str, Any] = {
-        "apiVersion": "v1",
-        "kind": "Pod",
-        "metadata": {"name": "app", "namespace": "team"},
-        "spec": {"containers": [{"name": f"c{i}", "image": im} for i, im in enumerate(images)]},
-    }
-    if secrets:
-        pod["spec"]["imagePullSecrets"] = [{"name": s} for s in secrets]
-    return json.dumps(
-        {
-            "apiVersion": "admission.k8s.io/v1",
-            "kind": "AdmissionReview",
-            "request": {
-                "uid": str(uuid.uuid4()),
-                "kind": {"group": "", "version": "v1", "kind": "Pod"},
-                "resource": {"group": "", "version": "v1", "resource": "pods"},
-                "namespace": "team",
-                "operation": "CREATE",
-                "object": pod,
-            },
-        }
-    ).encode()
+    return review_body(make_pod(*images, namespace="team", secrets=secrets or None), "team")
 
 
 def admit(world: World, body: bytes) -> tuple[dict[str, Any], float]:
     started = time.monotonic()
-    with world.hook.client() as client:
-        answer = client.post("/mutate", content=body, timeout=20)
-    took = time.monotonic() - started
-    assert answer.status_code == 200
-    response: dict[str, Any] = answer.json()["response"]
-    if "patch" in response:
-        response["patch"] = json.loads(base64.b64decode(response["patch"]))
-    return response, took
+    response = post_review(world.hook, body)
+    return response, time.monotonic() - started
 
 
 def swapped(response: dict[str, Any]) -> dict[int, str]:

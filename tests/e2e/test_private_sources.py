@@ -7,6 +7,7 @@ here is created after swapper started, so only the watch can have told it.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
 from typing import Any
@@ -137,3 +138,27 @@ def test_a_pull_secret_whose_credentials_change_is_followed(
     core.replace_namespaced_secret(SECRET, namespace, right)
     mirrored = registries.mirror_ref("private/app")
     assert _until(lambda: pods.image_of_new_pod(namespace, secrets=(SECRET,)) == mirrored)
+
+
+def test_naming_the_mirror_of_a_private_image_directly_is_refused_by_the_api_server(
+    cluster: Cluster, team: str, pods: Pods, registries: Registries
+) -> None:
+    from kubernetes.client.exceptions import ApiException
+
+    mirrored = registries.mirror_ref("private/app")
+    assert _until(lambda: pods.image_of_new_pod(team, secrets=(SECRET,)) == mirrored)
+    other = cluster.namespace("e2e-private-bypass")
+    with pytest.raises(ApiException) as refused:
+        create_pod(cluster, other, pod("bypass", {"app": mirrored}, secrets=("swapper-pull",)))
+    assert refused.value.status == 403
+    message = json.loads(refused.value.body)["message"]
+    assert mirrored in message
+    assert f"{registries.source_ref('private/app')} is not readable without credentials" in message
+
+
+def test_naming_the_mirror_directly_with_the_sources_own_pull_secret_is_allowed(
+    cluster: Cluster, team: str, registries: Registries
+) -> None:
+    mirrored = registries.mirror_ref("private/app")
+    created = create_pod(cluster, team, pod("direct", {"app": mirrored}, secrets=(SECRET,)))
+    assert images(created) == {"app": mirrored}

@@ -106,3 +106,18 @@ class Metrics:
             registry=r,
         )
         self.ready = Gauge("swapper_ready", "1 when the webhook is ready to serve.", registry=r)
+        self.connections_closed = Counter(
+            "swapper_connections_closed",
+            "Connections swapper closed itself, by reason (handshake-timeout, handshake-failed, "
+            "header-timeout, keep-alive-timeout; shed: the oldest idle one, for a new one at "
+            "server.maxConnections; refused: a new one at the cap with none idle to shed).",
+            ["reason"],
+            registry=r,
+        )
+        self.requests_refused = Counter(
+            "swapper_requests_refused",
+            "Requests answered with an error before the admission handler, by reason "
+            "(body-too-large: 413, headers-too-large: 431, too-many-connections: 503).",
+            ["reason"],
+            registry=r,
+        )

@@ -9,7 +9,8 @@ from typing import Any
 import uvicorn
 
 from swapper.app import Dependencies, create_app
-from swapper.config import Config, split_address
+from swapper.config import Config, ServerSettings, split_address
+from swapper.connections import LimitedServer
 from swapper.metrics import Metrics
 from swapper.mirror.queue import CopyQueue
 from swapper.targets.base import TargetRegistry
@@ -19,7 +20,8 @@ from swapper.wiring import build_backends
 
 class TLSServerConfig(uvicorn.Config):
     """uvicorn builds its SSL context from file names once; hand it ours instead, so the
-    reloader can load a rotated pair into the same context that serves new handshakes."""
+    reloader can load a rotated pair into the same context that serves new handshakes
+    (:class:`~swapper.connections.LimitedServer` wraps each connection in it)."""
 
     def __init__(self, app: Any, context: ssl.SSLContext, **kwargs: Any) -> None:
         super().__init__(app, **kwargs)
@@ -65,7 +67,9 @@ def build_server(
         )
     else:
         deps = Dependencies(target=target, queue=queue, metrics=metrics, background=[reloader])
-    return uvicorn_server(create_app(config, deps), context, config.listen_address)
+    return uvicorn_server(
+        create_app(config, deps), context, config.listen_address, config.server, metrics
+    )
 
 
 def tune_runtime() -> None:
@@ -83,25 +87,32 @@ def tune_runtime() -> None:
     gc.set_threshold(10_000, 50, 100)
 
 
-def uvicorn_server(app: Any, context: ssl.SSLContext, listen_address: str) -> uvicorn.Server:
-    """The uvicorn settings swapper runs with (also used by the benchmark's bare endpoint)."""
+def uvicorn_server(
+    app: Any,
+    context: ssl.SSLContext,
+    listen_address: str,
+    settings: ServerSettings | None = None,
+    metrics: Metrics | None = None,
+) -> uvicorn.Server:
+    """The uvicorn settings swapper runs with (also used by the benchmark's bare endpoint):
+    the connection deadlines, the header limit and the connection cap of ``settings``
+    (``server`` in the config; the defaults when not given), counted in ``metrics``."""
     tune_runtime()
     host, port = split_address(listen_address)
-    return uvicorn.Server(
-        TLSServerConfig(
-            app,
-            context,
-            host=host,
-            port=port,
-            loop="uvloop",
-            http="httptools",
-            lifespan="on",
-            access_log=False,
-            log_config=None,
-            server_header=False,
-            timeout_graceful_shutdown=15,
-        )
+    config = TLSServerConfig(
+        app,
+        context,
+        host=host,
+        port=port,
+        loop="uvloop",
+        http="httptools",
+        lifespan="on",
+        access_log=False,
+        log_config=None,
+        server_header=False,
+        timeout_graceful_shutdown=15,
     )
+    return LimitedServer(config, settings or ServerSettings(), metrics or Metrics())
 
 
 def serve(config: Config, target: TargetRegistry, reload_interval: float = 10.0) -> None:

@@ -40,6 +40,16 @@ class Webhook:
     def logs(self) -> str:
         return self.log.read_text(encoding="utf-8", errors="replace")
 
+    def address(self) -> tuple[str, int]:
+        host, port = self.url.removeprefix("https://").rsplit(":", 1)
+        return host, int(port)
+
+    def tls_socket(self, timeout: float = 10) -> ssl.SSLSocket:
+        """A TLS connection to the webhook, its handshake done and nothing sent yet."""
+        context = ssl.create_default_context(cafile=str(self.cert_dir / "ca.crt"))
+        raw = socket.create_connection(self.address(), timeout=timeout)
+        return context.wrap_socket(raw, server_hostname="localhost")
+
 
 def make_certs(folder: Path) -> Path:
     certs.write(certs.generate("swapper", "swapper", ["localhost", "127.0.0.1"]), folder)

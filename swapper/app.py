@@ -81,11 +81,42 @@ def _adds_secret(patch: list[PatchOperation]) -> bool:
 
 
 def _pod_name(review: Review) -> str:
-    metadata = review.object.get("metadata") or {}
-    name = metadata.get("name") or review.name
-    if not name and metadata.get("generateName"):
-        return f"{metadata['generateName']}*"
-    return str(name)
+    """For log lines: the pod's name, else its ``generateName`` and ``*``; whatever its shape."""
+    metadata = review.object.get("metadata")
+    if not isinstance(metadata, dict):
+        metadata = {}
+    name = metadata.get("name")
+    if isinstance(name, str) and name:
+        return name
+    generate = metadata.get("generateName")
+    if not review.name and isinstance(generate, str) and generate:
+        return f"{generate}*"
+    return review.name
+
+
+def _container_count(review: Review) -> int:
+    """The pod's containers, init and ephemeral ones included (lists only)."""
+    spec = review.object.get("spec")
+    if not isinstance(spec, dict):
+        return 0
+    return sum(len(v) for f in CONTAINER_FIELDS if isinstance(v := spec.get(f), list))
+
+
+async def _read_body(request: Request, limit: int) -> bytes | None:
+    """The request body; None when it is longer than ``limit`` bytes, found out from its
+    ``Content-Length`` before reading any of it, or while reading a chunked one (never more
+    than ``limit`` bytes held)."""
+    length = request.headers.get("content-length", "")
+    if length.isascii() and length.isdigit() and int(length) > limit:
+        return None
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            return None
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 class AdmissionHandler:
@@ -103,6 +134,15 @@ class AdmissionHandler:
 
     async def __call__(self, review: Review) -> AdmissionReviewResponse:
         try:
+            if review.kind == "Pod" and not isinstance(review.object.get("metadata", {}), dict):
+                return self._unchanged(review, "pod", "metadata is not an object")
+            count = _container_count(review) if review.kind == "Pod" else 0
+            if count > self.config.server.max_containers:
+                # Tens of thousands of containers would hold the event loop (and everyone
+                # else's admission) for seconds and log a line each: the pod is let through.
+                limit = self.config.server.max_containers
+                reason = f"{count} containers, more than server.maxContainers ({limit})"
+                return self._unchanged(review, "too-many-containers", reason)
             side_effects = not (self.config.dry_run or review.dry_run)
             if not (
                 self.mutator.may_wait(side_effects)
@@ -262,21 +302,47 @@ def create_app(config: Config, deps: Dependencies) -> FastAPI:
     @app.post("/mutate")
     async def mutate(request: Request) -> Response:
         started = time.perf_counter()
+        max_body = config.server.max_request_bytes
+        review: Review | None = None
         try:
-            body = await request.body()
-        except ClientDisconnect:  # the API server gave up (its timeout): nobody to answer
-            log.info("client_disconnected", path=request.url.path)
-            return Response(status_code=400)
-        try:
-            review = parse_review(body)
-        except AdmissionError as exc:
-            metrics.admission_requests.labels("invalid").inc()
-            log.warning("bad_request", error=str(exc))
-            return Response(orjson.dumps({"error": str(exc)}), status_code=400, media_type=_JSON)
-        response = await handler(review)
+            try:
+                body = await _read_body(request, max_body)
+            except ClientDisconnect:  # the API server gave up (its timeout): nobody to answer
+                log.info("client_disconnected", path=request.url.path)
+                return Response(status_code=400)
+            if body is None:  # the rest is not read: the connection is closed after the answer
+                metrics.requests_refused.labels("body-too-large").inc()
+                log.warning("request_too_large", path=request.url.path, limit=max_body)
+                error = f"request body is larger than server.maxRequestBytes ({max_body} bytes)"
+                return Response(
+                    orjson.dumps({"error": error}),
+                    status_code=413,
+                    media_type=_JSON,
+                    headers={"connection": "close"},
+                )
+            try:
+                review = parse_review(body)
+            except AdmissionError as exc:
+                metrics.admission_requests.labels("invalid").inc()
+                log.warning("bad_request", error=str(exc))
+                return Response(
+                    orjson.dumps({"error": str(exc)}), status_code=400, media_type=_JSON
+                )
+            answer = orjson.dumps(await handler(review))
+        except Exception as exc:  # never a 500, which also drops the keep-alive connection
+            log.exception("request_failed", uid=review.uid if review else None)
+            metrics.internal_errors.labels("request").inc()
+            if review is None:
+                error = f"the request could not be read ({type(exc).__name__})"
+                return Response(orjson.dumps({"error": error}), status_code=400, media_type=_JSON)
+            metrics.admission_requests.labels("error").inc()
+            warning = f"swapper: pod left unchanged (internal: {type(exc).__name__})"
+            answer = orjson.dumps(
+                build_response(review.api_version, review.uid, warnings=[warning])
+            )
         logs.flush_soon()
         metrics.handler_latency.observe(time.perf_counter() - started)
-        return Response(orjson.dumps(response), media_type=_JSON)
+        return Response(answer, media_type=_JSON)
 
     @app.get("/healthz")
     async def healthz() -> Response:

@@ -2,11 +2,14 @@
 
 Each expression sees ``{"obj": <pod>, "container": <container>}``. A filter that evaluates to
 ``true`` skips the container. A filter that errors at run time or returns anything but a
-boolean counts as no match and is logged at debug level with the filter and its context, so a
-user can replay it on jmespath.org. Besides the JMESPath built-ins (``starts_with``,
-``ends_with``, ``contains``, ...), ``regex_match(pattern, string)``, ``lower(s)`` and
-``upper(s)`` are available; the config refuses a filter that calls any other function, or one
-with the wrong number of arguments (such a call fails on every evaluation).
+boolean counts as no match and is logged at debug level with the filter, the error (without the
+value it was given) or the type of the result, and the names of the pod and container and the
+image: never the pod itself, whose annotations (``last-applied-configuration``) and literal
+``env`` values often hold secrets (``swapper explain -f`` shows a pod's decisions). Besides the
+JMESPath built-ins (``starts_with``, ``ends_with``, ``contains``, ...),
+``regex_match(pattern, string)``, ``lower(s)`` and ``upper(s)`` are available; the config
+refuses a filter that calls any other function, or one with the wrong number of arguments (such
+a call fails on every evaluation).
 """
 
 from __future__ import annotations
@@ -214,8 +217,8 @@ class Filters:
                 "filter_error",
                 filter=index,
                 jmespath=self.expressions[index],
-                error=str(exc),
-                context=scrub(context),
+                error=_error_text(exc),
+                **_whereabouts(context),
             )
             return None
         if not isinstance(result, bool) and result is not None:
@@ -223,7 +226,42 @@ class Filters:
                 "filter_not_boolean",
                 filter=index,
                 jmespath=self.expressions[index],
-                result=repr(result),
-                context=scrub(context),
+                result_type=_JSON_TYPES.get(type(result), type(result).__name__),
+                **_whereabouts(context),
             )
         return result
+
+
+_JSON_TYPES = {str: "string", int: "number", float: "number", dict: "object", list: "array"}
+
+
+def _error_text(exc: Exception) -> str:
+    """The error without the value it is about (a type error quotes the value in full)."""
+    if isinstance(exc, jmespath.exceptions.JMESPathTypeError):
+        return (
+            f"In function {exc.function_name}(), invalid type: expected one of "
+            f"{exc.expected_types}, received {exc.actual_type!r}"
+        )
+    if isinstance(exc, jmespath.exceptions.JMESPathError | re.error):
+        return str(exc)
+    return type(exc).__name__  # a Python error's message may quote a value
+
+
+def _whereabouts(context: Mapping[str, Any]) -> dict[str, Any]:
+    """The names of the pod and container a filter ran on, and the image: nothing else."""
+
+    def text(value: Any) -> str | None:
+        return value if isinstance(value, str) else None
+
+    pod, container = context.get("obj"), context.get("container")
+    metadata = pod.get("metadata") if isinstance(pod, Mapping) else None
+    if not isinstance(metadata, Mapping):
+        metadata = {}
+    if not isinstance(container, Mapping):
+        container = {}
+    return {
+        "namespace": text(metadata.get("namespace")),
+        "pod": text(metadata.get("name")) or text(metadata.get("generateName")),
+        "container": text(container.get("name")),
+        "image": text(container.get("image")),
+    }

@@ -1,7 +1,10 @@
 """Structured logging (structlog): one JSON or console line per event, with request context.
 
-Secrets never reach a log line: callers log names of secrets, never their data, and the
-``_redact`` processor drops any key that looks like it carries a credential as a last guard.
+Secrets never reach a log line: callers log names of secrets, never their data, and never a
+pod's annotations or ``env`` values. As a last guard, the ``_redact`` processor hides any key
+that looks like it carries a credential, and in a nested value (a dict or list logged as it
+is) also ``annotations``, ``kubectl.kubernetes.io/last-applied-configuration`` and the
+``value`` of ``env`` entries.
 """
 
 from __future__ import annotations
@@ -32,10 +35,47 @@ _SENSITIVE = frozenset(
 )
 
 
-def _redact(_: Any, __: str, event: dict[str, Any]) -> dict[str, Any]:
+# Besides those, hidden wherever they are: what a pod carries that often holds secrets.
+_HIDDEN = _SENSITIVE | {"annotations", "kubectl.kubernetes.io/last-applied-configuration"}
+_REDACTED = "[redacted]"
+
+
+def _redact_keys(_: Any, __: str, event: dict[str, Any]) -> dict[str, Any]:
     # Keys are lowercase by convention here; the set intersection keeps this off the hot path.
     for key in _SENSITIVE.intersection(event):
-        event[key] = "[redacted]"
+        event[key] = _REDACTED
+    return event
+
+
+def _scrubbed(value: Any) -> Any:
+    """A copy of a nested value with the :data:`_HIDDEN` keys and ``env`` values hidden."""
+    if isinstance(value, dict):
+        return {
+            k: _REDACTED if k in _HIDDEN else (_env(v) if k == "env" else _scrubbed(v))
+            for k, v in value.items()
+        }
+    if isinstance(value, list | tuple):
+        return [_scrubbed(v) for v in value]
+    return value
+
+
+def _env(value: Any) -> Any:
+    if not isinstance(value, list):
+        return _scrubbed(value)
+    return [
+        {**_scrubbed(e), "value": _REDACTED} if isinstance(e, dict) and "value" in e else e
+        for e in value
+    ]
+
+
+def _redact(_: Any, __: str, event: dict[str, Any]) -> dict[str, Any]:
+    for key, value in event.items():
+        if key in _HIDDEN:
+            event[key] = _REDACTED
+        elif key == "env":
+            event[key] = _env(value)
+        elif isinstance(value, dict | list | tuple):
+            event[key] = _scrubbed(value)
     return event
 
 
@@ -170,9 +210,10 @@ def info_lines(event: str, records: list[dict[str, Any]], fallback: Any) -> None
     """One info line per record: the per-container decision lines of the admission hot path.
 
     In JSON format the lines are rendered here with orjson (the same fields, level, timestamp
-    and redaction as structlog's lines, at a fraction of the cost per line); the records are
-    consumed (the line's fields are added to them). Otherwise each record goes through
-    ``fallback`` (a structlog logger).
+    and credential keys redacted as in structlog's lines, at a fraction of the cost per line;
+    records are flat, so nested values are not looked into); the records are consumed (the
+    line's fields are added to them). Otherwise each record goes through ``fallback`` (a
+    structlog logger).
     """
     if not records:
         return
@@ -186,7 +227,7 @@ def info_lines(event: str, records: list[dict[str, Any]], fallback: Any) -> None
         record["event"] = event
         record["level"] = "info"
         record["timestamp"] = stamp
-        lines.append(orjson.dumps(_redact(None, "", record), default=str, option=_NEWLINE))
+        lines.append(orjson.dumps(_redact_keys(None, "", record), default=str, option=_NEWLINE))
     _output.write(b"".join(lines))
 
 

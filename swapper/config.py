@@ -541,7 +541,7 @@ def _seconds_within(value: object, low: float, high: float, text: str) -> float:
 
 
 class AccessSettings(_Model):
-    """How the source-access check asks, remembers and enforces (swapper's own ``source.access``)."""
+    """How the source-access check asks, remembers and enforces (``source.access``)."""
 
     # The lookup for all of one pod's containers at once; what is still unanswered then is
     # ``skipped-unverified`` and the pod's other containers go on.

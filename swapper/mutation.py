@@ -220,9 +220,7 @@ def image_plan(image: str, endpoint: str, is_origin: Callable[[ImageReference], 
     repository = f"{prefix}/{mirror_path}" if prefix else mirror_path
     at_origin = is_origin(ref)
     source = source_of_mirror(ref, endpoint) if at_origin else None
-    return ImagePlan(
-        ref, problem, at_origin, target_reference(ref, endpoint), repository, source
-    )
+    return ImagePlan(ref, problem, at_origin, target_reference(ref, endpoint), repository, source)
 
 
 def plan(
@@ -288,7 +286,8 @@ def _refused(c: Candidate, access: Access) -> tuple[Outcome, CopyState, str]:
     """The decision for a candidate whose source the pod may not read (or not known)."""
     if access.verdict is Verdict.UNVERIFIED:
         outcome = Outcome.ORIGIN_UNVERIFIED if c.origin else Outcome.UNVERIFIED
-        return outcome, CopyState.NONE, f"could not verify that {c.source} is readable ({access.reason})"
+        detail = f"could not verify that {c.source} is readable ({access.reason})"
+        return outcome, CopyState.NONE, detail
     outcome = Outcome.ORIGIN_PRIVATE if c.origin else Outcome.NO_SOURCE_ACCESS
     return outcome, CopyState.NONE, f"{c.source} is {access.reason}"
 

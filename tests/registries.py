@@ -696,7 +696,6 @@ def hanging_server() -> Iterator[str]:
         listener.close()
 
 
-
 FaultKind = Literal["status", "reset", "stall", "delay", "corrupt"]
 
 

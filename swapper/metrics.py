@@ -20,7 +20,8 @@ class Metrics:
         r = self.registry
         self.admission_requests = Counter(
             "swapper_admission_requests",
-            "Admission requests by result (patched, unchanged, dry_run, denied, error, timeout, invalid).",
+            "Admission requests by result "
+            "(patched, unchanged, dry_run, denied, error, timeout, invalid).",
             ["result"],
             registry=r,
         )

@@ -66,10 +66,11 @@ def phase_functions() -> dict[str, Callable[[], Any]]:
 
     from swapper import logs
     from swapper.admission import build_response, parse_review
+    from swapper.answer import describe
     from swapper.app import AdmissionHandler, Dependencies
     from swapper.config import load_config_file
     from swapper.mirror.queue import MemoryCopyQueue
-    from swapper.mutation import describe, requester_of
+    from swapper.mutation import requester_of
     from swapper.patches import build_patch
     from swapper.server import tune_runtime
     from swapper.targets.memory import MemoryTarget

@@ -33,6 +33,7 @@ from swapper.admission import (
     deny_response,
     parse_review,
 )
+from swapper.answer import describe, refusal
 from swapper.config import Config
 from swapper.errors import AdmissionError, KubeError
 from swapper.kube.pull_secrets import PullSecrets
@@ -45,9 +46,7 @@ from swapper.mutation import (
     Decision,
     MalformedPod,
     Mutator,
-    Outcome,
     Policy,
-    describe,
     requester_of,
 )
 from swapper.patches import build_patch
@@ -194,17 +193,11 @@ class AdmissionHandler:
                 decisions = resolved
         self._record(review, decisions, audit_only)
         warnings, annotations = describe(decisions, audit_only)
-        refused = [d for d in decisions if d.outcome is Outcome.ORIGIN_PRIVATE]
-        if refused and self.policy.mirror_references == "deny" and not audit_only:
-            self._requests("denied").inc()
-            first = refused[0]
-            who = f"{first.container.field}[{first.container.name or first.container.index}]"
-            message = (
-                f"swapper: {who} names the mirror image {first.container.image} directly, and "
-                f"{first.detail}: a pod that may not read the source may not read its mirror "
-                "(source.access.mirrorReferences: deny)"
-            )
-            return deny_response(review.api_version, review.uid, message, warnings, annotations)
+        if self.policy.mirror_references == "deny" and not audit_only:
+            message = refusal(decisions)
+            if message is not None:
+                self._requests("denied").inc()
+                return deny_response(review.api_version, review.uid, message, warnings, annotations)
         patch = (
             None
             if audit_only

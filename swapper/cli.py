@@ -553,8 +553,9 @@ async def explain(config: Config, pod: dict[str, Any], namespace: str) -> list[s
     """One line per container: what swapper would do with this pod. Contacts nothing: with
     ``imageSwapPolicy: exists`` every image counts as present in the mirror."""
     from swapper.admission import Review
+    from swapper.answer import describe
     from swapper.mirror.queue import MemoryCopyQueue
-    from swapper.mutation import CONTAINER_FIELDS, Mutator, Policy, describe, requester_of
+    from swapper.mutation import CONTAINER_FIELDS, Mutator, Policy, requester_of
     from swapper.targets.memory import MemoryTarget
 
     metadata = pod.get("metadata") or {}

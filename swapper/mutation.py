@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -470,61 +470,3 @@ class Mutator:
         except CopyError as exc:
             log.warning("copy_failed", source=str(c.source), target=c.target, reason=exc.reason)
             return CopyState.FAILED
-
-
-def describe(decisions: Iterable[Decision], dry_run: bool) -> tuple[list[str], dict[str, str]]:
-    """Warnings and audit annotations for a set of decisions.
-
-    In dry-run there is one warning per container; otherwise only errors and invalid
-    references are warned about.
-
-    Audit annotation keys carry no ``/``: the API server prefixes them with the webhook name.
-    """
-    warnings: list[str] = []
-    swapped: list[str] = []
-    skipped: list[str] = []
-    for d in decisions:
-        c = d.container
-        who = f"{c.field}[{c.name or c.index}]"
-        if d.swapped:
-            if dry_run:
-                warnings.append(f"{who}: would swap {c.image} -> {d.target}")
-            swapped.append(f"{c.name}={d.target}")
-        else:
-            if dry_run or d.outcome in _WARNED:
-                warnings.append(f"{who}: {_reason(d)}")
-            skipped.append(f"{c.name}={d.outcome.value}")
-    annotations: dict[str, str] = {}
-    if swapped:
-        annotations["would-swap" if dry_run else "swapped"] = ",".join(swapped)
-    if skipped:
-        annotations["skipped"] = ",".join(skipped)
-    return warnings, annotations
-
-
-_WARNED = (
-    Outcome.ERROR,
-    Outcome.INVALID_REFERENCE,
-    Outcome.NO_SOURCE_ACCESS,
-    Outcome.UNVERIFIED,
-    Outcome.ORIGIN_PRIVATE,
-    Outcome.ORIGIN_UNVERIFIED,
-)
-
-
-def _reason(d: Decision) -> str:
-    match d.outcome:
-        case Outcome.SKIPPED_FILTER:
-            return f"skipped by filter {d.filter_index}"
-        case Outcome.SKIPPED_ORIGIN:
-            return f"not swapped: {d.container.image} is already in the target registry"
-        case Outcome.NOT_FOUND:
-            return f"not swapped: {d.target} is not in the target registry yet"
-        case Outcome.INVALID_REFERENCE:
-            return f"not swapped: {d.detail}"
-        case Outcome.NO_PULL_SECRET:
-            return f"not swapped: {d.detail}"
-        case Outcome.ORIGIN_PRIVATE | Outcome.ORIGIN_UNVERIFIED:
-            return f"names the mirror image {d.container.image} directly, and {d.detail}"
-        case _:
-            return f"not swapped: {d.detail or d.outcome.value}"

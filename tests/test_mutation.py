@@ -6,11 +6,12 @@ import dataclasses
 import pytest
 from helpers import make_pod, make_review
 
+from swapper.answer import describe
 from swapper.config import CopyPolicy, SwapPolicy
 from swapper.filters import Filters
 from swapper.mirror.access import Access, MemoryAccess
 from swapper.mirror.queue import MemoryCopyQueue
-from swapper.mutation import CopyState, Mutator, Outcome, Policy, describe, requester_of
+from swapper.mutation import CopyState, Mutator, Outcome, Policy, requester_of
 from swapper.targets.memory import MemoryTarget
 
 ENDPOINT = "mirror.local:5000/m"
@@ -158,24 +159,6 @@ async def test_an_ephemeral_container_is_not_swapped_when_the_pull_secret_cannot
 async def test_a_plain_pod_update_is_not_mutated() -> None:
     m, _, _ = mutator()
     assert await decide(m, make_pod("nginx"), operation="UPDATE") == []
-
-
-@pytest.mark.parametrize("dry_run", [True, False])
-async def test_describe_reports_would_swap_only_in_dry_run(dry_run: bool) -> None:
-    m, _, _ = mutator(filters=("container.name == 'c1'",))
-    decisions = await decide(m, make_pod("nginx", "redis"))
-    warnings, annotations = describe(decisions, dry_run)
-    if dry_run:
-        assert warnings == [
-            f"containers[c0]: would swap nginx -> {ENDPOINT}/docker.io/library/nginx:latest",
-            "containers[c1]: skipped by filter 0",
-        ]
-        assert annotations["would-swap"] == "c0=mirror.local:5000/m/docker.io/library/nginx:latest"
-    else:
-        assert warnings == []
-        assert "would-swap" not in annotations and "swapped" in annotations
-    assert annotations["skipped"] == "c1=skipped-filter"
-    assert all("/" not in key for key in annotations)
 
 
 async def test_a_mirror_name_over_255_characters_is_reported_not_emitted() -> None:

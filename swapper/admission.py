@@ -9,13 +9,16 @@ from __future__ import annotations
 
 import base64
 from dataclasses import dataclass
-from typing import Any, Literal, NotRequired, TypedDict
+from typing import Any, Literal, NotRequired, TypedDict, get_args
 
 import orjson
 
 from swapper.errors import AdmissionError
 
 API_VERSIONS = ("admission.k8s.io/v1", "admission.k8s.io/v1beta1")
+
+Operation = Literal["CREATE", "UPDATE", "DELETE", "CONNECT"]
+OPERATIONS: tuple[Operation, ...] = get_args(Operation)
 
 
 class PatchOperation(TypedDict):
@@ -54,7 +57,7 @@ class Review:
     kind: str  # request.kind.kind, e.g. "Pod"
     resource: str  # request.resource.resource, e.g. "pods"
     sub_resource: str  # "" or e.g. "ephemeralcontainers"
-    operation: str  # CREATE, UPDATE, ...
+    operation: Operation | None  # None: absent, or not one of the four (changes nothing)
     namespace: str
     name: str
     dry_run: bool
@@ -89,13 +92,14 @@ def parse_review(body: bytes) -> Review:
         raise AdmissionError("request.kind and request.resource must be objects")
     if obj is not None and not isinstance(obj, dict):
         raise AdmissionError("request.object must be an object")
+    operation = request.get("operation")
     return Review(
         api_version=api_version,
         uid=uid,
         kind=str(kind.get("kind") or ""),
         resource=str(resource.get("resource") or ""),
         sub_resource=str(request.get("subResource") or ""),
-        operation=str(request.get("operation") or ""),
+        operation=operation if operation in OPERATIONS else None,
         namespace=str(request.get("namespace") or ""),
         name=str(request.get("name") or ""),
         dry_run=request.get("dryRun") is True,

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from swapper.admission import Review
+from swapper.admission import Operation, Review
 
 if TYPE_CHECKING:
     from webhook_process import Webhook
@@ -65,7 +65,7 @@ def make_review(
     pod: dict[str, Any],
     *,
     namespace: str = "default",
-    operation: str = "CREATE",
+    operation: Operation | None = "CREATE",
     sub_resource: str = "",
     dry_run: bool = False,
     old: dict[str, Any] | None = None,

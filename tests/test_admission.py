@@ -33,6 +33,22 @@ def test_a_v1_review_is_parsed() -> None:
     assert review.sub_resource == "ephemeralcontainers"
 
 
+@pytest.mark.parametrize("operation", ["CREATE", "UPDATE", "DELETE", "CONNECT"])
+def test_each_admission_operation_is_read_as_itself(operation: str) -> None:
+    assert parse_review(body(operation=operation)).operation == operation
+
+
+@pytest.mark.parametrize("operation", ["PATCH", "create", "", 1, None])
+def test_an_operation_that_is_none_of_the_four_is_read_as_none(operation: object) -> None:
+    assert parse_review(body(operation=operation)).operation is None
+
+
+def test_a_review_without_an_operation_is_read_with_none() -> None:
+    doc = json.loads(body())
+    del doc["request"]["operation"]
+    assert parse_review(json.dumps(doc).encode()).operation is None
+
+
 def test_a_v1beta1_review_is_parsed_and_answered_in_kind() -> None:
     doc = json.loads(body())
     doc["apiVersion"] = "admission.k8s.io/v1beta1"

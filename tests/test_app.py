@@ -6,8 +6,10 @@ import base64
 import json
 from typing import Any
 
-from helpers import make_pod, make_review
+import orjson
+from helpers import make_pod, make_review, review_body
 
+from swapper.admission import parse_review
 from swapper.app import AdmissionHandler, Dependencies
 from swapper.config import load_config
 from swapper.kube.pull_secrets import MemoryPullSecrets
@@ -65,4 +67,13 @@ async def test_dry_run_writes_no_secret() -> None:
     secrets = MemoryPullSecrets()
     await handler(secrets, dryRun=True)(make_review(make_pod("nginx:1.27"), namespace="team"))
     await handler(secrets)(make_review(make_pod("nginx:1.27"), namespace="web", dry_run=True))
+    assert secrets.namespaces == set()
+
+
+async def test_a_pod_under_an_operation_swapper_does_not_know_is_left_unchanged() -> None:
+    secrets = MemoryPullSecrets()
+    doc = orjson.loads(review_body(make_pod("nginx:1.27"), namespace="team"))
+    doc["request"]["operation"] = "PATCH"
+    answer = await handler(secrets)(parse_review(orjson.dumps(doc)))
+    assert answer["response"] == {"uid": doc["request"]["uid"], "allowed": True}
     assert secrets.namespaces == set()

@@ -17,6 +17,7 @@ from __future__ import annotations
 import functools
 import re
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import jmespath
@@ -32,9 +33,33 @@ log = get_logger("swapper.filters")
 _OPTIONS = jmespath.Options(custom_functions=FilterFunctions())
 
 Evaluator = Callable[[Any], Any]
-# The walker's own comparison and truthiness helpers (not part of the type stubs): reusing them
-# keeps compiled filters exactly as the library evaluates them.
-_walker: Any = jmespath.visitor
+
+
+@dataclass(frozen=True, slots=True)
+class _Internals:
+    """The tree walker's own comparison, truthiness and function-call helpers, reused so that
+    compiled filters evaluate exactly as the library does. They are private to jmespath (not
+    in its type stubs) and found by name each time filters are compiled: where this version of
+    the library has no helper by that name (None here), the node types that need it are handed
+    to the walker instead of compiled."""
+
+    comparators: Mapping[str, Callable[[Any, Any], Any]]  # empty when missing
+    is_comparable: Callable[[Any], Any] | None
+    is_actual_number: Callable[[Any], Any] | None
+    is_false: Callable[[Any], Any] | None
+    call_function: Callable[[str, list[Any]], Any] | None
+
+
+def _internals(interpreter: Any) -> _Internals:
+    visitor: Any = jmespath.visitor
+    comparators = getattr(interpreter, "COMPARATOR_FUNC", None)
+    return _Internals(
+        comparators=comparators if isinstance(comparators, Mapping) else {},
+        is_comparable=getattr(visitor, "_is_comparable", None),
+        is_actual_number=getattr(visitor, "_is_actual_number", None),
+        is_false=getattr(interpreter, "_is_false", None),
+        call_function=getattr(getattr(interpreter, "_functions", None), "call_function", None),
+    )
 
 
 def compile_node(node: Mapping[str, Any], interpreter: Any) -> Evaluator:
@@ -44,11 +69,19 @@ def compile_node(node: Mapping[str, Any], interpreter: Any) -> Evaluator:
     by name on every evaluation. The node types filters are made of (fields, ``==``/``!=`` and
     ordering comparisons, literals, ``&&``/``||``/``!``, function calls, pipes, indexes) become
     nested closures with the walker's exact semantics (its own comparison helpers, truthiness
-    and function table); every other node type is handed to the walker itself. The equivalence
-    is checked against ``jmespath.search`` in the tests.
+    and function table, see :class:`_Internals`); every other node type, and one whose helper
+    this version of jmespath lacks, is handed to the walker itself. The equivalence is checked
+    against ``jmespath.search`` in the tests, with and without those helpers.
     """
+    return _compile(node, interpreter, _internals(interpreter))
+
+
+def _compile(node: Mapping[str, Any], interpreter: Any, lib: _Internals) -> Evaluator:
     kind = node["type"]
-    children = [compile_node(c, interpreter) for c in node.get("children", ())]
+
+    def children() -> list[Evaluator]:
+        return [_compile(c, interpreter, lib) for c in node.get("children", ())]
+
     if kind == "field":
         key = node["value"]
 
@@ -57,58 +90,57 @@ def compile_node(node: Mapping[str, Any], interpreter: Any) -> Evaluator:
 
         return field
     if kind in ("subexpression", "pipe", "index_expression"):
-        return _chain(children)
+        return _chain(children())
     if kind == "literal":
         literal = node["value"]
         return lambda _: literal
     if kind in ("current", "identity"):
         return lambda value: value
-    if kind == "comparator":
-        left, right = children
+    if kind == "comparator" and node["value"] in lib.comparators:
         op = node["value"]
-        compare = _walker.TreeInterpreter.COMPARATOR_FUNC[op]
+        compare = lib.comparators[op]
         if op in ("eq", "ne"):
+            left, right = children()
             return lambda value: compare(left(value), right(value))
+        if (is_comparable := lib.is_comparable) is not None:
+            left, right = children()
 
-        def ordering(value: Any) -> Any:
-            a, b = left(value), right(value)
-            if not (_walker._is_comparable(a) and _walker._is_comparable(b)):
-                return None
-            return compare(a, b)
+            def ordering(value: Any) -> Any:
+                a, b = left(value), right(value)
+                if not (is_comparable(a) and is_comparable(b)):
+                    return None
+                return compare(a, b)
 
-        return ordering
-    if kind == "and_expression":
-        first, second = children
-        is_false = interpreter._is_false
+            return ordering
+    if kind in ("and_expression", "or_expression") and (is_false := lib.is_false) is not None:
+        first, second = children()
+        if kind == "and_expression":
 
-        def and_(value: Any) -> Any:
-            matched = first(value)
-            return matched if is_false(matched) else second(value)
+            def and_(value: Any) -> Any:
+                matched = first(value)
+                return matched if is_false(matched) else second(value)
 
-        return and_
-    if kind == "or_expression":
-        first, second = children
-        is_false = interpreter._is_false
+            return and_
 
         def or_(value: Any) -> Any:
             matched = first(value)
             return second(value) if is_false(matched) else matched
 
         return or_
-    if kind == "not_expression":
-        (inner,) = children
+    if kind == "not_expression" and (is_number := lib.is_actual_number) is not None:
+        (inner,) = children()
 
         def not_(value: Any) -> bool:
             result = inner(value)
-            if _walker._is_actual_number(result) and result == 0:
+            if is_number(result) and result == 0:
                 return False
             return not result
 
         return not_
-    if kind == "function_expression":
+    if kind == "function_expression" and (call := lib.call_function) is not None:
         name = node["value"]
-        call = interpreter._functions.call_function
-        return lambda value: call(name, [arg(value) for arg in children])
+        args = children()
+        return lambda value: call(name, [arg(value) for arg in args])
     if kind == "index":
         position = node["value"]
 
@@ -121,7 +153,8 @@ def compile_node(node: Mapping[str, Any], interpreter: Any) -> Evaluator:
                 return None
 
         return index
-    # Projections, slices, multi-selects, expression references: the walker does them.
+    # Projections, slices, multi-selects, expression references, and a node whose helper is
+    # missing: the walker does them.
     return functools.partial(interpreter.visit, node)
 
 
@@ -178,7 +211,7 @@ class Filters:
     def __init__(self, expressions: Sequence[str]) -> None:
         self.expressions = tuple(expressions)
         parsed = [jmespath.compile(e).parsed for e in self.expressions]
-        interpreter = _walker.TreeInterpreter(_OPTIONS)
+        interpreter = jmespath.visitor.TreeInterpreter(_OPTIONS)
         self._compiled = tuple(compile_node(p, interpreter) for p in parsed)
         self._pod_level = tuple(not reads_container(p) for p in parsed)
 

@@ -18,7 +18,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from swapper.config import Config, RegistryHost
-from swapper.kube.keyring import Keyring
+from swapper.credentials import Credentials
+from swapper.keyring import Keyring
 from swapper.kube.pull_secrets import PullSecrets
 from swapper.kube.remembered import MemoryPublicAnswers, PublicAnswers
 from swapper.logs import get_logger
@@ -29,7 +30,6 @@ from swapper.mirror.queue import CopyQueue, Requester
 from swapper.mirror.workers import QueueSettings, WorkerQueue
 from swapper.oci import (
     CopyEngine,
-    Credentials,
     CredentialsProvider,
     HostConfig,
     RegistryClient,
@@ -100,7 +100,7 @@ def target_credentials(
         if host.lower() == target_host:
             found = await target.pull_credentials()
             if found is not None:
-                return Credentials(found.username, found.password)
+                return found
         return await others(host)
 
     return provide

@@ -38,10 +38,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
+from swapper.credentials import Credentials
 from swapper.errors import KubeError
 from swapper.kube import call_json, describe_api_error, status_of
 from swapper.logs import get_logger
-from swapper.targets.base import Credentials, TargetRegistry
+from swapper.targets.base import TargetRegistry
 
 log = get_logger("swapper.kube")
 

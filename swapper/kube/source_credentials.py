@@ -20,14 +20,15 @@ import threading
 from collections.abc import Sequence
 from typing import Any
 
+from swapper.credentials import Credentials
 from swapper.errors import CredentialsError
+from swapper.keyring import PULL_SECRET_TYPES, Keyring, parse_pull_secret
 from swapper.kube.informer import Informer
-from swapper.kube.keyring import PULL_SECRET_TYPES, Keyring, RegistryAuth, parse_pull_secret
 from swapper.logs import get_logger
 
 log = get_logger("swapper.kube")
 
-Entries = tuple[tuple[str, RegistryAuth], ...]
+Entries = tuple[tuple[str, Credentials], ...]
 
 
 def _secret_entries(obj: dict[str, Any]) -> Entries | None:
@@ -90,7 +91,7 @@ class SourceCredentials:
         self, namespace: str, pod_secrets: Sequence[str], service_account: str = ""
     ) -> Keyring:
         """The credentials the pod's kubelet would try, in its order."""
-        entries: list[tuple[str, RegistryAuth]] = []
+        entries: list[tuple[str, Credentials]] = []
         for name in self.secret_names(namespace, pod_secrets, service_account):
             for informer in self.secrets:
                 entries.extend(informer.items.get((namespace, name), ()))

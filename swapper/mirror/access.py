@@ -7,7 +7,7 @@ it, that pod would read an image it could never pull from the source. So before 
 - the source repository is asked anonymously (``HEAD`` of the manifest): readable means
   **public**, and every pod may be swapped to it;
 - otherwise the pod is swapped only if one of its own pull secrets (the credentials its
-  kubelet would use, :mod:`swapper.kube.keyring`) can read it, each asked in the kubelet's
+  kubelet would use, :mod:`swapper.keyring`) can read it, each asked in the kubelet's
   order;
 - registries listed in ``source.registries`` are readable with swapper's own credentials,
   which the operator configured for the whole cluster (as node credentials are on EKS/GKE):
@@ -36,7 +36,6 @@ reads (401/403) is forgotten there.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -44,13 +43,14 @@ from enum import StrEnum
 from typing import Protocol, runtime_checkable
 
 from swapper.aio import SingleFlight, TTLMap
+from swapper.credentials import Credentials
 from swapper.errors import CopyError
 from swapper.images import ImageReference
-from swapper.kube.keyring import Keyring, RegistryAuth
+from swapper.keyring import Keyring
 from swapper.kube.remembered import MemoryPublicAnswers, PublicAnswers
 from swapper.logs import get_logger
 from swapper.mirror.queue import Requester
-from swapper.oci import Credentials, RegistryClient
+from swapper.oci import RegistryClient
 
 log = get_logger("swapper.mirror")
 
@@ -151,11 +151,6 @@ _DENIED_REASONS = frozenset({"unauthorized", "denied"})
 _Key = tuple[str, str]  # (credential fingerprint or "", repository or repository@reference)
 
 
-def _fingerprint(auth: RegistryAuth) -> str:
-    material = "\0".join((auth.username, auth.password, auth.identity_token))
-    return hashlib.sha256(material.encode()).hexdigest()
-
-
 def _reference(source: ImageReference) -> str:
     return source.digest or source.tag or "latest"
 
@@ -235,7 +230,7 @@ class RegistryAccess:
         if answers[0] is not None and answers[0].said is _Said.READABLE:
             return READABLE
         for auth in self.keyrings(who).lookup(source.name):
-            answer = self._cached(_fingerprint(auth), source)
+            answer = self._cached(auth.fingerprint(), source)
             if answer is not None and answer.said is _Said.READABLE:
                 return READABLE
             answers.append(answer)
@@ -259,9 +254,9 @@ class RegistryAccess:
         return _verdict(answers)
 
     async def _ask(
-        self, source: ImageReference, auth: RegistryAuth | None, deadline: float
+        self, source: ImageReference, auth: Credentials | None, deadline: float
     ) -> _Answer:
-        fingerprint = _fingerprint(auth) if auth else ""
+        fingerprint = auth.fingerprint() if auth else ""
         cached = self._cached(fingerprint, source)
         if cached is not None:
             return cached
@@ -281,15 +276,12 @@ class RegistryAccess:
         return answer
 
     async def _head(
-        self, source: ImageReference, auth: RegistryAuth | None, fingerprint: str
+        self, source: ImageReference, auth: Credentials | None, fingerprint: str
     ) -> _Answer:
         """One round trip; its answer is stored before it is returned."""
-        identity = (
-            Credentials(auth.username, auth.password or auth.identity_token) if auth else None
-        )
 
         async def provide(_: str) -> Credentials | None:
-            return identity
+            return auth
 
         self.requests += 1
         repository = self.client.repository(source, credentials=provide)

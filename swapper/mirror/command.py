@@ -15,13 +15,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, TYPE_CHECKING
 
+from swapper.credentials import Credentials
 from swapper.errors import CopyError, CredentialsError, RegistryError
 from swapper.images import ImageReference
 from swapper.oci import (
     DEFAULT_BLOB_IDLE_TIMEOUT,
     CopyEngine,
     CopyResult,
-    Credentials,
     CredentialsProvider,
     HostConfig,
     Platform,
@@ -30,7 +30,7 @@ from swapper.oci import (
 )
 
 if TYPE_CHECKING:
-    from swapper.kube.keyring import Keyring
+    from swapper.keyring import Keyring
     from swapper.targets.base import TargetRegistry
 
 MiB = 1024 * 1024
@@ -40,7 +40,7 @@ _MILESTONES = frozenset({"blob-copied", "blob-skipped", "blob-mounted", "manifes
 def read_authfile(path: str) -> Keyring:
     import json
 
-    from swapper.kube.keyring import Keyring, parse_docker_config
+    from swapper.keyring import Keyring, parse_docker_config
 
     try:
         doc = json.loads(Path(path).read_text(encoding="utf-8"))
@@ -56,7 +56,7 @@ def keyring_credentials(keyring: Keyring, source: ImageReference) -> Credentials
         found = keyring.lookup(source.name if host == source.domain else host)
         if not found:
             return None
-        return Credentials(found[0].username, found[0].password or found[0].identity_token)
+        return found[0]
 
     return provide
 
@@ -179,7 +179,7 @@ def _registry_credentials(
         if host == target.domain:
             pushed = await registry.pull_credentials()
             if pushed is not None:
-                return Credentials(pushed.username, pushed.password)
+                return pushed
         return await others(host) if others is not None else None
 
     return provide

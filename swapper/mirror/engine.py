@@ -11,11 +11,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
+from swapper.credentials import Credentials
 from swapper.errors import CopyError
 from swapper.metrics import Metrics
 from swapper.mirror.access import KeyringSource
 from swapper.mirror.queue import CopyJob, Requester
-from swapper.oci import CopyEngine, CopyResult, Credentials, CredentialsProvider
+from swapper.oci import CopyEngine, CopyResult, CredentialsProvider
 from swapper.targets.base import TargetRegistry
 
 _REFUSED = frozenset({"unauthorized", "denied"})
@@ -51,9 +52,7 @@ class EngineCopier:
         if self.keyrings is not None:
             who = Requester(job.namespace, job.pull_secrets, job.service_account)
             for auth in self.keyrings(who).lookup(job.source.name):
-                providers.append(
-                    _provider(Credentials(auth.username, auth.password or auth.identity_token))
-                )
+                providers.append(_provider(auth))
         providers.append(None)
         return providers
 

@@ -22,7 +22,7 @@ HTTP/1.1 client underneath (and why it is not httpx).
 """
 
 from swapper.errors import CopyError, TransientCopyError
-from swapper.oci._auth import Credentials, CredentialsProvider, static_credentials
+from swapper.oci._auth import CredentialsProvider, static_credentials
 from swapper.oci._client import (
     DEFAULT_BLOB_IDLE_TIMEOUT,
     DEFAULT_TIMEOUT,
@@ -83,7 +83,6 @@ __all__ = [
     "CopyEngine",
     "CopyError",
     "CopyResult",
-    "Credentials",
     "CredentialsProvider",
     "Descriptor",
     "HostConfig",

@@ -15,26 +15,18 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from swapper.aio import SingleFlight, TTLMap
+from swapper.credentials import Credentials
 
 __all__ = [
     "Challenge",
-    "Credentials",
     "CredentialsProvider",
     "TokenCache",
     "parse_challenge",
     "static_credentials",
 ]
-
-
-@dataclass(frozen=True, slots=True)
-class Credentials:
-    """A username and password (or token) for one registry."""
-
-    username: str
-    password: str = field(repr=False)
 
 
 CredentialsProvider = Callable[[str], Awaitable[Credentials | None]]

@@ -26,12 +26,12 @@ from urllib.parse import urlencode, urljoin, urlsplit, urlunsplit
 
 import orjson
 
+from swapper.credentials import Credentials
 from swapper.errors import CopyError, TransientCopyError
 from swapper.images import DOCKER_HUB, ImageReference, parse
 from swapper.oci._auth import (
     ANONYMOUS,
     Challenge,
-    Credentials,
     CredentialsProvider,
     TokenCache,
     parse_challenge,
@@ -480,7 +480,7 @@ class RegistryClient:
 
 
 def _basic(identity: Credentials) -> str:
-    raw = f"{identity.username}:{identity.password}".encode()
+    raw = f"{identity.username}:{identity.secret}".encode()
     return "Basic " + base64.b64encode(raw).decode("ascii")
 
 

@@ -5,7 +5,8 @@ in-package implementation for tests (like httpx's ``MockTransport``). One contra
 ``tests/targets/`` runs over every implementation.
 """
 
-from swapper.targets.base import Credentials, TargetRegistry
+from swapper.credentials import Credentials
+from swapper.targets.base import TargetRegistry
 from swapper.targets.memory import MemoryTarget
 
 __all__ = ["Credentials", "MemoryTarget", "TargetRegistry"]

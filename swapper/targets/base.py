@@ -2,21 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from datetime import datetime
+from collections.abc import Awaitable, Callable
 from typing import Protocol, runtime_checkable
 
+from swapper.credentials import Credentials
 from swapper.images import ImageReference, parse
-from swapper.oci import RegistryClient
-
-
-@dataclass(frozen=True, slots=True)
-class Credentials:
-    """Registry credentials for pulling from (or pushing to) the target."""
-
-    username: str
-    password: str = field(repr=False)
-    expires_at: datetime | None = None  # None: does not expire
+from swapper.oci import HostConfig, RegistryClient, RetryPolicy
 
 
 @runtime_checkable
@@ -47,6 +38,26 @@ class TargetRegistry(Protocol):
     async def aclose(self) -> None:
         """Release connections."""
         ...
+
+
+TARGET_RETRY = RetryPolicy(attempts=3, base_delay=0.2, max_delay=2.0)
+
+
+def host_client(
+    domain: str,
+    host: HostConfig,
+    credentials: Callable[[], Awaitable[Credentials | None]],
+    timeout: float,
+    retry: RetryPolicy | None = None,
+) -> RegistryClient:
+    """A client of the target's own registry host, sending ``credentials()`` to that host only."""
+
+    async def provide(asked: str) -> Credentials | None:
+        return await credentials() if asked == domain else None
+
+    return RegistryClient(
+        hosts={domain: host}, credentials=provide, retry=retry or TARGET_RETRY, timeout=timeout
+    )
 
 
 async def manifest_exists(client: RegistryClient, target: str) -> bool:

@@ -28,9 +28,10 @@ import time
 from collections.abc import Callable
 
 from swapper.aio import SingleFlight, TTLMap
+from swapper.credentials import Credentials
 from swapper.images import ImageReference
 from swapper.logs import get_logger
-from swapper.targets.base import Credentials, TargetRegistry
+from swapper.targets.base import TargetRegistry
 
 log = get_logger("swapper.targets")
 

@@ -65,10 +65,10 @@ from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 
 from swapper.aio import SingleFlight, TTLMap
 from swapper.config import AWSRegistry
+from swapper.credentials import Credentials
 from swapper.errors import RegistryError
 from swapper.images import ImageReference, is_at_endpoint, parse
 from swapper.logs import get_logger
-from swapper.targets.base import Credentials
 
 if TYPE_CHECKING:
     from mypy_boto3_ecr import ECRClient
@@ -431,7 +431,7 @@ class ECRTarget:
             log.warning("ecr_token_expiry_unusable", expires_at=str(expires_at))
             expires = fetched + TOKEN_LIFETIME
         expiry = dt.datetime.fromtimestamp(expires, dt.UTC)
-        credentials = Credentials(username, password, expiry)
+        credentials = Credentials(username, password, expires_at=expiry)
         self._token = _Token(credentials, fetched + (expires - fetched) / 2, expires)
         log.info("ecr_token_renewed", expires_at=expiry.isoformat())
         return credentials

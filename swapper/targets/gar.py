@@ -55,12 +55,12 @@ from google.cloud.artifactregistry_v1.services.artifact_registry.transports impo
 
 from swapper.aio import SingleFlight
 from swapper.config import GCPRegistry
+from swapper.credentials import Credentials
 from swapper.errors import CopyError, RegistryError
 from swapper.images import ImageReference, is_at_endpoint
 from swapper.logs import get_logger
-from swapper.oci import Credentials as OCICredentials
-from swapper.oci import HostConfig, RegistryClient, RetryPolicy
-from swapper.targets.base import Credentials, manifest_exists
+from swapper.oci import HostConfig, RetryPolicy
+from swapper.targets.base import host_client, manifest_exists
 
 __all__ = ["CLOUD_PLATFORM_SCOPE", "TOKEN_USERNAME", "GARTarget"]
 
@@ -156,18 +156,8 @@ class GARTarget:
         self._failure: tuple[float, RegistryError] | None = None
         domain = config.domain
         host_config = (hosts or {}).get(domain, HostConfig())
-
-        async def registry_credentials(host: str) -> OCICredentials | None:
-            if host != domain:
-                return None
-            token = await self.pull_credentials()
-            return OCICredentials(token.username, token.password)
-
-        self._registry = RegistryClient(
-            hosts={domain: host_config},
-            credentials=registry_credentials,
-            retry=registry_retry or RetryPolicy(attempts=3, base_delay=0.2, max_delay=2.0),
-            timeout=api_timeout,
+        self._registry = host_client(
+            domain, host_config, self.pull_credentials, api_timeout, registry_retry
         )
 
     # -- TargetRegistry ------------------------------------------------------------------
@@ -428,12 +418,12 @@ class GARTarget:
         expiry: datetime | None = credentials.expiry
         now = self._clock()
         if expiry is None:
-            return Credentials(TOKEN_USERNAME, credentials.token, None), now + self._renew_before
+            return Credentials(TOKEN_USERNAME, credentials.token), now + self._renew_before
         if expiry.tzinfo is None:
             expiry = expiry.replace(tzinfo=UTC)  # google-auth keeps expiries in naive UTC
         remaining = max(0.0, expiry.timestamp() - time.time())
         renew_at = now + remaining - min(self._renew_before, remaining / 2)
-        return Credentials(TOKEN_USERNAME, credentials.token, expiry), renew_at
+        return Credentials(TOKEN_USERNAME, credentials.token, expires_at=expiry), renew_at
 
 
 class _TimedRequest(google.auth.transport.requests.Request):

@@ -16,11 +16,11 @@ from pathlib import Path
 import yaml
 
 from swapper.config import GenericRegistry
+from swapper.credentials import Credentials
 from swapper.errors import ConfigError, CopyError, RegistryError
 from swapper.images import ImageReference, is_at_endpoint
-from swapper.oci import Credentials as OCICredentials
-from swapper.oci import HostConfig, RegistryClient, RetryPolicy
-from swapper.targets.base import Credentials, manifest_exists
+from swapper.oci import HostConfig
+from swapper.targets.base import host_client, manifest_exists
 
 
 def read_credentials(path: str) -> Credentials:
@@ -45,21 +45,11 @@ class GenericTarget:
             verify_tls=not settings.skip_verify,
             ca_file=settings.ca_file or None,
         )
-        identity = (
-            OCICredentials(self.credentials.username, self.credentials.password)
-            if self.credentials
-            else None
-        )
 
-        async def provide(domain: str) -> OCICredentials | None:
-            return identity if domain == config.domain else None
+        async def credentials() -> Credentials | None:
+            return self.credentials
 
-        self._client = RegistryClient(
-            hosts={config.domain: host},
-            credentials=provide,
-            retry=RetryPolicy(attempts=3, base_delay=0.2, max_delay=2.0),
-            timeout=timeout,
-        )
+        self._client = host_client(config.domain, host, credentials, timeout)
 
     @property
     def endpoint(self) -> str:

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from swapper.credentials import Credentials
 from swapper.images import ImageReference, is_at_endpoint
-from swapper.targets.base import Credentials
 
 
 class MemoryTarget:

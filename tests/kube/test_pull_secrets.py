@@ -20,9 +20,9 @@ import pytest
 from e2e.cluster import Cluster
 from kube_fake import FakeKubeAPI
 
+from swapper.credentials import Credentials
 from swapper.errors import KubeError
 from swapper.kube.pull_secrets import MANAGED_BY, KubePullSecrets
-from swapper.targets.base import Credentials
 from swapper.targets.memory import MemoryTarget
 
 REGISTRY = "123456789012.dkr.ecr.eu-west-1.amazonaws.com"

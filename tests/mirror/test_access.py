@@ -26,8 +26,9 @@ from registries import (
 )
 from webhook_process import free_port
 
+from swapper.credentials import Credentials
 from swapper.images import ImageReference, parse
-from swapper.kube.keyring import Keyring, RegistryAuth
+from swapper.keyring import Keyring
 from swapper.kube.remembered import MemoryPublicAnswers
 from swapper.mirror.access import ANONYMOUS_REFUSED, READABLE, Access, RegistryAccess, Verdict
 from swapper.mirror.queue import Requester
@@ -58,8 +59,8 @@ class Clock:
 
 
 SECRETS = {
-    "with-alice": RegistryAuth("alice", "alice-secret", source="team/with-alice"),
-    "wrong-password": RegistryAuth("alice", "guess", source="team/wrong-password"),
+    "with-alice": Credentials("alice", "alice-secret", source="team/with-alice"),
+    "wrong-password": Credentials("alice", "guess", source="team/wrong-password"),
 }
 
 

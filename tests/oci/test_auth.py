@@ -20,14 +20,9 @@ from registries import (
     push_index,
 )
 
+from swapper.credentials import Credentials
 from swapper.errors import CopyError
-from swapper.oci import (
-    CopyEngine,
-    Credentials,
-    HostConfig,
-    RegistryClient,
-    static_credentials,
-)
+from swapper.oci import CopyEngine, HostConfig, RegistryClient, static_credentials
 
 ALICE = Credentials("alice", "alice-secret")
 BOB = Credentials("bob", "bob-secret")

@@ -29,7 +29,8 @@ from registries import (
     push_image,
 )
 
-from swapper.oci import CopyEngine, Credentials, HostConfig, RegistryClient, static_credentials
+from swapper.credentials import Credentials
+from swapper.oci import CopyEngine, HostConfig, RegistryClient, static_credentials
 from swapper.oci._http import (
     HTTPClient,
     ReadTimeout,

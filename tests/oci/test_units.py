@@ -6,8 +6,9 @@ import json
 
 import pytest
 
+from swapper.credentials import Credentials
 from swapper.errors import CopyError
-from swapper.oci import Credentials, HostConfig, Platform, RetryPolicy, parse_platforms
+from swapper.oci import HostConfig, Platform, RetryPolicy, parse_platforms
 from swapper.oci._auth import TokenCache, parse_challenge
 from swapper.oci._client import _environment_proxy
 from swapper.oci._manifests import parse_manifest

@@ -31,9 +31,10 @@ from registries import Registry, make_image, make_layer, push_image, start_regis
 
 from swapper.cli import build_target
 from swapper.config import GCPRegistry, load_config
+from swapper.credentials import Credentials
 from swapper.errors import ConfigError, RegistryError
 from swapper.images import parse
-from swapper.oci import CopyEngine, Credentials, HostConfig, RegistryClient
+from swapper.oci import CopyEngine, HostConfig, RegistryClient
 from swapper.targets.base import TargetRegistry
 from swapper.targets.gar import CLOUD_PLATFORM_SCOPE, GARTarget
 

@@ -7,12 +7,12 @@ import json
 
 import pytest
 
+from swapper.credentials import Credentials
 from swapper.errors import CredentialsError
-from swapper.kube.keyring import (
+from swapper.keyring import (
     DOCKER_CFG,
     DOCKER_CONFIG_JSON,
     Keyring,
-    RegistryAuth,
     is_default_registry,
     keyring_key,
     parse_pull_secret,
@@ -29,7 +29,7 @@ def _config_json(auths: dict[str, dict[str, str]]) -> dict[str, str]:
 
 
 def _keyring(*locations: str) -> Keyring:
-    return Keyring((loc, RegistryAuth(loc, "pw", source=loc)) for loc in locations)
+    return Keyring((loc, Credentials(loc, "pw", source=loc)) for loc in locations)
 
 
 @pytest.mark.parametrize(
@@ -110,8 +110,8 @@ def test_more_specific_keys_come_first() -> None:
 def test_credentials_of_one_key_from_several_secrets_keep_their_order() -> None:
     ring = Keyring(
         [
-            ("ghcr.io", RegistryAuth("first", "a", source="ns/one")),
-            ("https://ghcr.io", RegistryAuth("second", "b", source="ns/two")),
+            ("ghcr.io", Credentials("first", "a", source="ns/one")),
+            ("https://ghcr.io", Credentials("second", "b", source="ns/two")),
         ]
     )
     assert [a.source for a in ring.lookup("ghcr.io/acme/app")] == ["ns/one", "ns/two"]
@@ -180,7 +180,7 @@ def test_unreadable_pull_secrets_raise_an_error_without_their_content(
 
 
 def test_credentials_never_show_in_repr() -> None:
-    text = repr(RegistryAuth("robot", "s3cret", "t0ken", source="ns/name"))
+    text = repr(Credentials("robot", "s3cret", "t0ken", source="ns/name"))
     assert "s3cret" not in text
     assert "t0ken" not in text
     assert "ns/name" in text

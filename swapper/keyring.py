@@ -28,31 +28,16 @@ import binascii
 import fnmatch
 import json
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
+from swapper.credentials import Credentials
 from swapper.errors import CredentialsError
 
 DOCKER_CONFIG_JSON = "kubernetes.io/dockerconfigjson"
 DOCKER_CFG = "kubernetes.io/dockercfg"
 PULL_SECRET_TYPES = (DOCKER_CONFIG_JSON, DOCKER_CFG)
 DEFAULT_REGISTRY_KEY = "index.docker.io"
-
-
-@dataclass(frozen=True, slots=True)
-class RegistryAuth:
-    """One set of credentials for a registry; ``source`` names where it came from (a secret's
-    ``namespace/name``, never its content)."""
-
-    username: str = field(default="", repr=False)
-    password: str = field(default="", repr=False)
-    identity_token: str = field(default="", repr=False)
-    source: str = ""
-
-    @property
-    def anonymous(self) -> bool:
-        return not (self.username or self.password or self.identity_token)
 
 
 def _decode_auth(value: str) -> tuple[str, str]:
@@ -66,7 +51,7 @@ def _decode_auth(value: str) -> tuple[str, str]:
     return user, password
 
 
-def _entry(value: Any, source: str) -> RegistryAuth:
+def _entry(value: Any, source: str) -> Credentials:
     if not isinstance(value, dict):
         raise CredentialsError("registry entry is not an object")
     username = value.get("username") or ""
@@ -79,12 +64,12 @@ def _entry(value: Any, source: str) -> RegistryAuth:
         if not isinstance(auth, str):
             raise CredentialsError("auth field must be a string")
         username, password = _decode_auth(auth)
-    return RegistryAuth(username, password, token, source)
+    return Credentials(username, password, token, source)
 
 
 def parse_pull_secret(
     secret_type: str, data: Mapping[str, str], source: str = ""
-) -> dict[str, RegistryAuth]:
+) -> dict[str, Credentials]:
     """Registry key -> credentials of one Secret (``data`` as the API returns it: base64).
 
     Raises :class:`CredentialsError` (naming no secret value) when the secret is not a pull
@@ -106,9 +91,7 @@ def parse_pull_secret(
     return parse_docker_config(doc, source, legacy=secret_type == DOCKER_CFG)
 
 
-def parse_docker_config(
-    doc: Any, source: str = "", legacy: bool = False
-) -> dict[str, RegistryAuth]:
+def parse_docker_config(doc: Any, source: str = "", legacy: bool = False) -> dict[str, Credentials]:
     """Registry key -> credentials of a docker config document: ``{"auths": {...}}`` (a
     ``config.json``, an ``--authfile``, a dockerconfigjson secret) or, ``legacy``, the bare
     mapping of a ``.dockercfg``."""
@@ -184,8 +167,8 @@ def is_default_registry(repository: str) -> bool:
 class Keyring:
     """The credentials of a set of pull secrets, in the order the kubelet would try them."""
 
-    def __init__(self, entries: Iterable[tuple[str, RegistryAuth]] = ()) -> None:
-        self._creds: dict[str, list[RegistryAuth]] = {}
+    def __init__(self, entries: Iterable[tuple[str, Credentials]] = ()) -> None:
+        self._creds: dict[str, list[Credentials]] = {}
         for location, auth in entries:
             key = keyring_key(location)
             if key is not None:
@@ -195,7 +178,7 @@ class Keyring:
     def __len__(self) -> int:
         return sum(len(v) for v in self._creds.values())
 
-    def lookup(self, repository: str) -> list[RegistryAuth]:
+    def lookup(self, repository: str) -> list[Credentials]:
         """Credentials for a normalised repository name (``host/path``, no tag or digest)."""
         found = [a for key in self._index if urls_match(key, repository) for a in self._creds[key]]
         if not found and is_default_registry(repository):

@@ -65,7 +65,7 @@ def phase_functions() -> dict[str, Callable[[], Any]]:
     import orjson
 
     from swapper import logs
-    from swapper.admission import build_response, parse_review
+    from swapper.admission import Mode, build_response, parse_review
     from swapper.answer import describe
     from swapper.app import AdmissionHandler, Dependencies
     from swapper.config import load_config_file
@@ -94,19 +94,19 @@ def phase_functions() -> dict[str, Callable[[], Any]]:
     who = requester_of(review)
 
     def resolve() -> Any:
-        return run(handler.mutator.resolve(candidates, who, True))
+        return run(handler.mutator.resolve(candidates, who, Mode.ENFORCE.side_effects))
 
     decisions = settled + resolve()
     secret = handler.policy.pull_secret
     patch = build_patch(review.object, decisions, secret, may_add_secret=True)
-    warnings, annotations = describe(decisions, False)
+    warnings, annotations = describe(decisions, Mode.ENFORCE)
     return {
         "loads": lambda: orjson.loads(body),
         "parse_review": lambda: parse_review(body),
         "plan": lambda: handler.mutator.plan(review),
         "resolve": resolve,
-        "record": lambda: handler._record(review, list(decisions), False),
-        "describe": lambda: describe(decisions, False),
+        "record": lambda: handler._record(review, list(decisions), Mode.ENFORCE),
+        "describe": lambda: describe(decisions, Mode.ENFORCE),
         "patch": lambda: build_patch(review.object, decisions, secret, may_add_secret=True),
         "response": lambda: orjson.dumps(
             build_response(review.api_version, review.uid, patch, warnings, annotations)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Any, Literal, NotRequired, TypedDict, get_args
 
 import orjson
@@ -48,6 +49,25 @@ class AdmissionReviewResponse(TypedDict):
     response: AdmissionResponse
 
 
+class Mode(StrEnum):
+    """How one request is answered; :meth:`Review.mode` works it out once per request."""
+
+    ENFORCE = "enforce"  # patch (or deny) the pod; copy images, write the target pull secret
+    AUDIT = "audit"  # the config's dryRun: decide and report, change nothing
+    SERVER_DRY_RUN = "server-dry-run"  # the request's dryRun: answer as enforcing, no side effects
+
+    @property
+    def side_effects(self) -> bool:
+        """Whether answering may leave something behind: a copy, a pull secret written."""
+        return self is Mode.ENFORCE
+
+    @property
+    def enforces(self) -> bool:
+        """Whether the answer patches or denies the pod; in audit it only reports what it would
+        have done."""
+        return self is not Mode.AUDIT
+
+
 @dataclass(slots=True)  # per request: plain init is cheaper; never mutated
 class Review:
     """The parts of an AdmissionReview request swapper uses."""
@@ -63,6 +83,13 @@ class Review:
     dry_run: bool
     object: dict[str, Any]
     old_object: dict[str, Any] | None
+
+    def mode(self, audit: bool) -> Mode:
+        """The mode this request is answered in; ``audit`` is the config's ``dryRun``, which
+        wins over the request's own ``dryRun``."""
+        if audit:
+            return Mode.AUDIT
+        return Mode.SERVER_DRY_RUN if self.dry_run else Mode.ENFORCE
 
 
 def parse_review(body: bytes) -> Review:

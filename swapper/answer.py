@@ -8,9 +8,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from swapper.admission import Mode
 from swapper.mutation import Container, Decision, Outcome
 
-# Outside dry-run, only these outcomes are warned about.
+# Outside audit mode, only these outcomes are warned about.
 _WARNED = (
     Outcome.ERROR,
     Outcome.INVALID_REFERENCE,
@@ -21,31 +22,33 @@ _WARNED = (
 )
 
 
-def describe(decisions: Iterable[Decision], dry_run: bool) -> tuple[list[str], dict[str, str]]:
+def describe(decisions: Iterable[Decision], mode: Mode) -> tuple[list[str], dict[str, str]]:
     """Warnings and audit annotations for a set of decisions.
 
-    In dry-run there is one warning per container; otherwise only the containers in
+    In audit mode there is one warning per container, and the swaps are ``would-swap``;
+    otherwise (enforcing, or a server-side dry run) only the containers in
     ``_WARNED`` (errors, invalid references, sources the pod may not read or that could not
     be asked) are warned about.
 
     Audit annotation keys carry no ``/``: the API server prefixes them with the webhook name.
     """
+    would = not mode.enforces  # audit: what would have been done
     warnings: list[str] = []
     swapped: list[str] = []
     skipped: list[str] = []
     for d in decisions:
         c = d.container
         if d.swapped:
-            if dry_run:
+            if would:
                 warnings.append(f"{_who(c)}: would swap {c.image} -> {d.target}")
             swapped.append(f"{c.name}={d.target}")
         else:
-            if dry_run or d.outcome in _WARNED:
+            if would or d.outcome in _WARNED:
                 warnings.append(f"{_who(c)}: {_reason(d)}")
             skipped.append(f"{c.name}={d.outcome.value}")
     annotations: dict[str, str] = {}
     if swapped:
-        annotations["would-swap" if dry_run else "swapped"] = ",".join(swapped)
+        annotations["would-swap" if would else "swapped"] = ",".join(swapped)
     if skipped:
         annotations["skipped"] = ",".join(skipped)
     return warnings, annotations

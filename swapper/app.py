@@ -27,6 +27,7 @@ from starlette.requests import ClientDisconnect
 from swapper import logs
 from swapper.admission import (
     AdmissionReviewResponse,
+    Mode,
     PatchOperation,
     Review,
     build_response,
@@ -132,6 +133,7 @@ class AdmissionHandler:
         self._requests = functools.cache(self.metrics.admission_requests.labels)
 
     async def __call__(self, review: Review) -> AdmissionReviewResponse:
+        mode = review.mode(self.config.dry_run)
         try:
             if review.kind == "Pod" and not isinstance(review.object.get("metadata", {}), dict):
                 return self._unchanged(review, "pod", "metadata is not an object")
@@ -142,15 +144,14 @@ class AdmissionHandler:
                 limit = self.config.server.max_containers
                 reason = f"{count} containers, more than server.maxContainers ({limit})"
                 return self._unchanged(review, "too-many-containers", reason)
-            side_effects = not (self.config.dry_run or review.dry_run)
             if not (
-                self.mutator.may_wait(side_effects)
-                or (side_effects and self.pull_secrets is not None)
+                self.mutator.may_wait(mode.side_effects)
+                or (mode.side_effects and self.pull_secrets is not None)
             ):
                 # Nothing can block (no registry call, no copy to wait for): no timer needed.
-                return await self._review(review)
+                return await self._review(review, mode)
             async with asyncio.timeout(self.config.admission_timeout):
-                return await self._review(review)
+                return await self._review(review, mode)
         except TimeoutError:
             return self._unchanged(review, "timeout", "timed out")
         except MalformedPod as exc:
@@ -176,53 +177,53 @@ class AdmissionHandler:
             warnings=[f"swapper: pod left unchanged ({stage}: {reason})"],
         )
 
-    async def _review(self, review: Review) -> AdmissionReviewResponse:
+    async def _review(self, review: Review, mode: Mode) -> AdmissionReviewResponse:
         if review.kind != "Pod":
             self._requests("unchanged").inc()
             return build_response(review.api_version, review.uid)
-        audit_only = self.config.dry_run
-        side_effects = not (audit_only or review.dry_run)
         settled, candidates = self.mutator.plan(review)
         decisions = settled
         if candidates:
-            resolved = await self.mutator.resolve(candidates, requester_of(review), side_effects)
+            who = requester_of(review)
+            resolved = await self.mutator.resolve(candidates, who, mode.side_effects)
             if settled:
                 decisions = settled + resolved
                 decisions.sort(key=_order)
             else:  # candidates come in container order
                 decisions = resolved
-        self._record(review, decisions, audit_only)
-        warnings, annotations = describe(decisions, audit_only)
-        if self.policy.mirror_references == "deny" and not audit_only:
+        self._record(review, decisions, mode)
+        warnings, annotations = describe(decisions, mode)
+        if mode.enforces and self.policy.mirror_references == "deny":
             message = refusal(decisions)
             if message is not None:
                 self._requests("denied").inc()
                 return deny_response(review.api_version, review.uid, message, warnings, annotations)
         patch = (
-            None
-            if audit_only
-            else build_patch(
+            build_patch(
                 review.object,
                 decisions,
                 self.policy.pull_secret,
                 may_add_secret=review.operation == "CREATE",
             )
+            if mode.enforces
+            else None
         )
-        if patch and side_effects and self.pull_secrets is not None and _adds_secret(patch):
+        if patch and mode.side_effects and self.pull_secrets is not None and _adds_secret(patch):
             try:
                 account = requester_of(review).service_account
                 await self.pull_secrets.ensure(review.namespace, account)
             except KubeError as exc:  # the pod would reference a Secret that is not there
                 return self._unchanged(review, "pull-secret", str(exc))
-        result = "dry_run" if audit_only else ("patched" if patch else "unchanged")
+        result = ("patched" if patch else "unchanged") if mode.enforces else "dry_run"
         self._requests(result).inc()
         return build_response(review.api_version, review.uid, patch, warnings, annotations)
 
-    def _record(self, review: Review, decisions: list[Decision], audit_only: bool) -> None:
-        """One metric increment per outcome and one structured log line per decision."""
-        dry = "true" if audit_only else "false"
+    def _record(self, review: Review, decisions: list[Decision], mode: Mode) -> None:
+        """One metric increment per outcome (``dry_run`` label: audit mode) and one structured
+        log line per decision (``dry_run``: nothing was left behind, audit or server-side)."""
+        dry = "false" if mode.enforces else "true"
         pod = _pod_name(review)
-        dry_run = audit_only or review.dry_run
+        dry_run = not mode.side_effects
         counts: dict[str, int] = {}
         records: list[dict[str, Any]] = []
         for d in decisions:

@@ -552,7 +552,7 @@ def explain_notes(config: Config) -> list[str]:
 async def explain(config: Config, pod: dict[str, Any], namespace: str) -> list[str]:
     """One line per container: what swapper would do with this pod. Contacts nothing: with
     ``imageSwapPolicy: exists`` every image counts as present in the mirror."""
-    from swapper.admission import Review
+    from swapper.admission import Mode, Review
     from swapper.answer import describe
     from swapper.mirror.queue import MemoryCopyQueue
     from swapper.mutation import CONTAINER_FIELDS, Mutator, Policy, requester_of
@@ -579,13 +579,12 @@ async def explain(config: Config, pod: dict[str, Any], namespace: str) -> list[s
     settled, candidates = mutator.plan(review)
     for c in candidates:
         target.add_image(c.target)
-    decisions = settled + await mutator.resolve(
-        candidates, requester_of(review), side_effects=False
-    )
+    mode = Mode.AUDIT  # what would be done, each container reported, as in dryRun
+    decisions = settled + await mutator.resolve(candidates, requester_of(review), mode.side_effects)
     decisions.sort(key=lambda d: (CONTAINER_FIELDS.index(d.container.field), d.container.index))
     lines = []
     for decision in decisions:
-        line = " ".join(describe([decision], dry_run=True)[0])
+        line = " ".join(describe([decision], mode)[0])
         if decision.filter_index is not None:
             expression = config.source.filters[decision.filter_index].jmespath
             line += f" ({expression})"

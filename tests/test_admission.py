@@ -6,7 +6,7 @@ import json
 import orjson
 import pytest
 
-from swapper.admission import build_response, parse_review
+from swapper.admission import Mode, build_response, parse_review
 from swapper.errors import AdmissionError
 
 
@@ -47,6 +47,29 @@ def test_a_review_without_an_operation_is_read_with_none() -> None:
     doc = json.loads(body())
     del doc["request"]["operation"]
     assert parse_review(json.dumps(doc).encode()).operation is None
+
+
+@pytest.mark.parametrize(
+    ("audit", "request_dry_run", "mode"),
+    [
+        (False, False, Mode.ENFORCE),
+        (False, True, Mode.SERVER_DRY_RUN),
+        (True, False, Mode.AUDIT),
+        (True, True, Mode.AUDIT),
+    ],
+)
+def test_the_mode_follows_both_dry_runs_the_configs_winning(
+    audit: bool, request_dry_run: bool, mode: Mode
+) -> None:
+    assert parse_review(body(dryRun=request_dry_run)).mode(audit) is mode
+
+
+def test_only_enforcing_leaves_something_behind() -> None:
+    assert [m for m in Mode if m.side_effects] == [Mode.ENFORCE]
+
+
+def test_only_audit_mode_neither_patches_nor_denies() -> None:
+    assert [m for m in Mode if not m.enforces] == [Mode.AUDIT]
 
 
 def test_a_v1beta1_review_is_parsed_and_answered_in_kind() -> None:

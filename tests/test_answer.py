@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from swapper.admission import Mode
 from swapper.answer import describe, refusal
 from swapper.mutation import Container, Decision, Outcome
 
@@ -27,10 +28,10 @@ def private_mirror(index: int, image: str) -> Decision:
     return Decision(container(index, image), Outcome.ORIGIN_PRIVATE, target=image, detail=detail)
 
 
-@pytest.mark.parametrize("dry_run", [True, False])
-def test_describe_reports_would_swap_only_in_dry_run(dry_run: bool) -> None:
-    warnings, annotations = describe([swapped(0, "nginx", TARGET), filtered(1, "redis")], dry_run)
-    if dry_run:
+@pytest.mark.parametrize("mode", list(Mode))
+def test_describe_reports_would_swap_only_in_audit_mode(mode: Mode) -> None:
+    warnings, annotations = describe([swapped(0, "nginx", TARGET), filtered(1, "redis")], mode)
+    if mode is Mode.AUDIT:
         assert warnings == [
             f"containers[c0]: would swap nginx -> {TARGET}",
             "containers[c1]: skipped by filter 0",
@@ -41,6 +42,17 @@ def test_describe_reports_would_swap_only_in_dry_run(dry_run: bool) -> None:
         assert "would-swap" not in annotations and "swapped" in annotations
     assert annotations["skipped"] == "c1=skipped-filter"
     assert all("/" not in key for key in annotations)
+
+
+@pytest.mark.parametrize("mode", [Mode.ENFORCE, Mode.SERVER_DRY_RUN])
+def test_outside_audit_mode_a_private_mirror_is_warned_about(mode: Mode) -> None:
+    mirror = "mirror.local:5000/m/ghcr.io/acme/app:1"
+    warnings, annotations = describe([private_mirror(0, mirror)], mode)
+    assert warnings == [
+        f"containers[c0]: names the mirror image {mirror} directly, and ghcr.io/acme/app:1 is "
+        "not readable with the pod's pull secrets"
+    ]
+    assert annotations == {"skipped": "c0=origin-private"}
 
 
 def test_the_deny_message_names_the_first_container_naming_a_private_mirror_directly() -> None:

@@ -70,6 +70,26 @@ async def test_dry_run_writes_no_secret() -> None:
     assert secrets.namespaces == set()
 
 
+async def test_a_server_side_dry_run_is_answered_with_the_patch_and_writes_no_secret() -> None:
+    secrets = MemoryPullSecrets()
+    answer = await handler(secrets)(make_review(make_pod("nginx:1.27"), dry_run=True))
+    assert [op["path"] for op in patch_of(dict(answer))] == [
+        "/spec/containers/0/image",
+        "/spec/imagePullSecrets",
+    ]
+    assert secrets.namespaces == set()
+
+
+async def test_in_audit_mode_a_server_side_dry_run_is_only_reported() -> None:
+    secrets = MemoryPullSecrets()
+    review = make_review(make_pod("nginx:1.27"), dry_run=True)
+    response = (await handler(secrets, dryRun=True)(review))["response"]
+    assert "patch" not in response
+    assert response["warnings"] == [
+        "containers[c0]: would swap nginx:1.27 -> mirror.local/m/docker.io/library/nginx:1.27"
+    ]
+
+
 async def test_a_pod_under_an_operation_swapper_does_not_know_is_left_unchanged() -> None:
     secrets = MemoryPullSecrets()
     doc = orjson.loads(review_body(make_pod("nginx:1.27"), namespace="team"))

@@ -6,6 +6,7 @@ import dataclasses
 import pytest
 from helpers import make_pod, make_review
 
+from swapper.admission import Mode
 from swapper.answer import describe
 from swapper.config import CopyPolicy, SwapPolicy
 from swapper.filters import Filters
@@ -253,7 +254,7 @@ async def test_a_failing_access_check_leaves_the_image_alone() -> None:
 async def test_a_denied_private_image_is_warned_about_outside_dry_run() -> None:
     m, _, _ = guarded({"ghcr.io/acme/secret": {"acme-pull"}})
     decisions = await decide(m, make_pod("ghcr.io/acme/secret:1"))
-    warnings, annotations = describe(decisions, dry_run=False)
+    warnings, annotations = describe(decisions, Mode.ENFORCE)
     assert warnings == [
         "containers[c0]: not swapped: ghcr.io/acme/secret:1 is not readable without "
         "credentials (private, or not there)"
@@ -269,7 +270,7 @@ async def test_an_unanswered_source_is_skipped_unverified_and_the_others_go_on()
     assert loop.time() - started < 1.0
     assert hanging.outcome is Outcome.UNVERIFIED
     assert public.outcome is Outcome.SWAPPED
-    warnings, _ = describe([hanging], dry_run=False)
+    warnings, _ = describe([hanging], Mode.ENFORCE)
     assert warnings == [
         "containers[c0]: not swapped: could not verify that docker.io/library/redis:7 is "
         "readable (source unreachable: no answer in time)"

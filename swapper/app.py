@@ -36,7 +36,7 @@ from swapper.admission import (
 )
 from swapper.answer import describe, refusal
 from swapper.config import Config
-from swapper.errors import AdmissionError, KubeError
+from swapper.errors import AdmissionError, KubeError, MalformedPod
 from swapper.kube.pull_secrets import PullSecrets
 from swapper.logs import get_logger
 from swapper.metrics import Metrics
@@ -45,7 +45,6 @@ from swapper.mirror.queue import CopyQueue
 from swapper.mutation import (
     CONTAINER_FIELDS,
     Decision,
-    MalformedPod,
     Mutator,
     Policy,
     requester_of,

@@ -6,17 +6,35 @@ Every error swapper raises on purpose derives from :class:`SwapperError`::
     ├── ConfigError                 the config is missing, unreadable or invalid (no start)
     ├── InvalidReference            an image reference does not follow the distribution grammar
     ├── AdmissionError              the request body is not an AdmissionReview (HTTP 400)
+    ├── MalformedPod                the review's pod cannot be read (allowed, unchanged)
     ├── CertificateError            the TLS certificate or key cannot be loaded or generated
     ├── CredentialsError            a pull secret or credentials file cannot be read
     ├── KubeError                   a Kubernetes API call failed, or holds what swapper won't touch
+    │   └── Gone                    a watch's resourceVersion is too old (410): list again
+    ├── QueueFull                   the copy queue is at its bound; the copy was not accepted
+    ├── TransportError              an HTTP exchange of swapper.oci's client failed
+    │   ├── ConnectError            no connection: refused, TLS, proxy, or a URL it cannot use
+    │   ├── ReadError               the connection broke while an answer was read
+    │   ├── WriteError              the connection broke while a request was sent
+    │   ├── RemoteProtocolError     the server broke HTTP/1.1 (or closed mid-answer)
+    │   │   ├── RedirectError       a redirect that cannot be followed
+    │   │   └── Disconnected        closed without a byte of its answer
+    │   └── TimeoutException        a connect, read or write timeout ran out
+    │       ├── ConnectTimeout
+    │       ├── ReadTimeout
+    │       └── WriteTimeout
     └── RegistryError               a target registry or the copy machinery failed
-        ├── CopyError               an image copy failed (the reason says why)
-        │   ├── CopyDeadlineExceeded  an immediate/force copy did not finish before its deadline
-        │   └── TransientCopyError  it may pass (connection, timeout, 5xx, 429): retries ran out
-        └── QueueFull               the copy queue is at its bound; the copy was not accepted
+        └── CopyError               an image copy failed (the reason says why)
+            ├── CopyDeadlineExceeded  an immediate/force copy did not finish before its deadline
+            └── TransientCopyError  it may pass (connection, timeout, 5xx, 429): retries ran out
 
 Admission never lets any of these escape as a failed pod: the handler turns them into
 ``allowed: true`` without a patch, a warning, a log line and a metric.
+
+Two of them are signals inside one module rather than failures to report: the registry
+client of :mod:`swapper.oci` turns a :class:`TransportError` into a :class:`CopyError`
+(``timeout``, ``connection``, ``tls`` or ``rejected``), and the watch loops of
+:mod:`swapper.kube` catch :class:`Gone` and list again.
 """
 
 from __future__ import annotations
@@ -49,6 +67,10 @@ class AdmissionError(SwapperError):
     """The request body is not a usable AdmissionReview."""
 
 
+class MalformedPod(SwapperError):
+    """The pod in the request cannot be read (answered allowed, unchanged)."""
+
+
 class CertificateError(SwapperError):
     """A TLS certificate or key cannot be loaded or generated."""
 
@@ -63,6 +85,66 @@ class KubeError(SwapperError):
 
     The message names the verb, the object and the API server's reason; never object data.
     """
+
+
+class Gone(KubeError):
+    """The watch's resourceVersion is too old (HTTP 410): list again."""
+
+
+class QueueFull(SwapperError):
+    """The copy queue is full; the copy was not accepted."""
+
+
+# -- the HTTP client under swapper.oci --------------------------------------------------------
+
+
+class TransportError(SwapperError):
+    """The connection failed, timed out, or the server broke the protocol."""
+
+
+class ConnectError(TransportError):
+    """No connection: refused, unreachable, a failed TLS handshake or proxy ``CONNECT``, or a
+    URL (scheme, port, proxy) the client cannot use."""
+
+
+class ReadError(TransportError):
+    """The connection broke while an answer was read."""
+
+
+class WriteError(TransportError):
+    """The connection broke, or was closed, while a request was sent."""
+
+
+class RemoteProtocolError(TransportError):
+    """The server's answer is not valid HTTP/1.1, or the connection closed in the middle of it."""
+
+
+class RedirectError(RemoteProtocolError):
+    """A redirect that cannot be followed: one too many, or one that needs a request body sent
+    again that was streamed (and so is spent)."""
+
+
+class Disconnected(RemoteProtocolError):
+    """The server closed the connection without sending a byte of its answer."""
+
+
+class TimeoutException(TransportError):
+    """A connect, read or write timeout ran out."""
+
+
+class ConnectTimeout(TimeoutException):
+    """Connecting (TLS included) took longer than the connect timeout."""
+
+
+class ReadTimeout(TimeoutException):
+    """Nothing was received for the read timeout."""
+
+
+class WriteTimeout(TimeoutException):
+    """The peer took nothing for the write timeout."""
+
+
+# -- registries and copies --------------------------------------------------------------------
 
 
 class RegistryError(SwapperError):
@@ -94,7 +176,3 @@ class TransientCopyError(CopyError):
     def __init__(self, message: str, reason: str, retry_after: float | None = None) -> None:
         super().__init__(message, reason=reason)
         self.retry_after = retry_after
-
-
-class QueueFull(RegistryError):
-    """The copy queue is full; the copy was not accepted."""

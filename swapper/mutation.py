@@ -24,7 +24,7 @@ from typing import Any
 
 from swapper.admission import Review
 from swapper.config import Config, CopyPolicy, SwapPolicy
-from swapper.errors import CopyDeadlineExceeded, CopyError, QueueFull, SwapperError
+from swapper.errors import CopyDeadlineExceeded, CopyError, MalformedPod, QueueFull, SwapperError
 from swapper.filters import Filters
 from swapper.images import ImageReference, parse, source_of_mirror, target_reference
 from swapper.logs import get_logger
@@ -99,10 +99,6 @@ class Decision:
     @property
     def swapped(self) -> bool:
         return self.outcome is Outcome.SWAPPED
-
-
-class MalformedPod(SwapperError):
-    """The pod in the request cannot be read (answered allowed, unchanged)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -27,7 +27,7 @@ import threading
 from collections.abc import Callable, Iterator
 from typing import Any, Generic, TypeVar
 
-from swapper.errors import KubeError
+from swapper.errors import Gone, KubeError
 from swapper.kube import REQUEST_TIMEOUT, call_json, status_of
 from swapper.logs import get_logger
 
@@ -35,10 +35,6 @@ log = get_logger("swapper.kube")
 
 T = TypeVar("T")
 Key = tuple[str, str]
-
-
-class Gone(Exception):
-    """The watch's resourceVersion is too old (HTTP 410): list again."""
 
 
 def watch_lines(response: Any) -> Iterator[bytes]:

@@ -61,9 +61,9 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any, Protocol, runtime_checkable
 
-from swapper.errors import KubeError
+from swapper.errors import Gone, KubeError
 from swapper.kube import REQUEST_TIMEOUT, call_json, describe_api_error, status_of
-from swapper.kube.informer import Gone, watch_lines
+from swapper.kube.informer import watch_lines
 from swapper.logs import get_logger
 
 log = get_logger("swapper.kube")

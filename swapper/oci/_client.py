@@ -27,7 +27,13 @@ from urllib.parse import urlencode, urljoin, urlsplit, urlunsplit
 import orjson
 
 from swapper.credentials import Credentials
-from swapper.errors import CopyError, TransientCopyError
+from swapper.errors import (
+    CopyError,
+    RedirectError,
+    TimeoutException,
+    TransientCopyError,
+    TransportError,
+)
 from swapper.images import DOCKER_HUB, ImageReference, parse
 from swapper.oci._auth import (
     ANONYMOUS,
@@ -36,16 +42,7 @@ from swapper.oci._auth import (
     TokenCache,
     parse_challenge,
 )
-from swapper.oci._http import (
-    HTTPClient,
-    RedirectError,
-    Response,
-    Timeout,
-    TimeoutException,
-    TimeoutLike,
-    TransportError,
-    environment_proxy_url,
-)
+from swapper.oci._http import HTTPClient, Response, Timeout, TimeoutLike, environment_proxy_url
 from swapper.oci._manifests import (
     MANIFEST_ACCEPT,
     MAX_MANIFEST_BYTES,
@@ -649,7 +646,7 @@ class Repository:
     ) -> AsyncIterator[AsyncIterator[bytes]]:
         """Stream a blob's bytes (redirects to storage followed, as served, not verified).
 
-        Reading the stream raises :class:`~swapper.oci._http.ReadTimeout` when nothing comes
+        Reading the stream raises :class:`~swapper.errors.ReadTimeout` when nothing comes
         for the client's :attr:`~RegistryClient.blob_read_timeout`.
         """
         what = f"blob {self.name}@{digest}"

@@ -50,11 +50,10 @@ from contextlib import aclosing
 from dataclasses import dataclass
 from typing import Any, Generic, Literal, TypeVar
 
-from swapper.errors import CopyError, TransientCopyError
+from swapper.errors import CopyError, TransientCopyError, TransportError
 from swapper.images import ImageReference, parse
 from swapper.oci._auth import CredentialsProvider
 from swapper.oci._client import RegistryClient, Repository, transport_error
-from swapper.oci._http import TransportError
 from swapper.oci._manifests import (
     Descriptor,
     Manifest,

@@ -16,6 +16,8 @@ as ``bytes`` or async iterables (``Content-Length`` given, else chunked), respon
 proxies from the environment (``CONNECT`` tunnels for HTTPS, ``NO_PROXY`` honoured), and a
 second try on a fresh connection when a kept-alive one turns out to have been closed by the
 server before it answered. Not: HTTP/2, cookies, ``https://`` or SOCKS proxies.
+
+Its errors are the :class:`~swapper.errors.TransportError` branch of :mod:`swapper.errors`.
 """
 
 # ruff: noqa: ASYNC109 (per-wait timeouts are timers, cheaper than asyncio.timeout per chunk)
@@ -34,6 +36,20 @@ from collections.abc import AsyncIterable, AsyncIterator, Mapping
 from dataclasses import dataclass
 from typing import Protocol, cast, overload
 from urllib.parse import SplitResult, unquote, urljoin, urlsplit
+
+from swapper.errors import (
+    ConnectError,
+    ConnectTimeout,
+    Disconnected,
+    ReadError,
+    ReadTimeout,
+    RedirectError,
+    RemoteProtocolError,
+    TimeoutException,
+    TransportError,
+    WriteError,
+    WriteTimeout,
+)
 
 _READ_HIGH = 1024 * 1024  # stop reading the socket when this much is received and not consumed
 _READ_LOW = 256 * 1024
@@ -55,51 +71,6 @@ _BODY_HEADERS = frozenset(
     }
 )
 KEEPALIVE_EXPIRY = 5.0
-
-
-class TransportError(Exception):
-    """The connection failed, timed out, or the server broke the protocol."""
-
-
-class ConnectError(TransportError):
-    pass
-
-
-class ReadError(TransportError):
-    pass
-
-
-class WriteError(TransportError):
-    pass
-
-
-class RemoteProtocolError(TransportError):
-    pass
-
-
-class RedirectError(RemoteProtocolError):
-    """A redirect that cannot be followed: one too many, or one that needs a request body sent
-    again that was streamed (and so is spent)."""
-
-
-class TimeoutException(TransportError):
-    pass
-
-
-class ConnectTimeout(TimeoutException):
-    pass
-
-
-class ReadTimeout(TimeoutException):
-    pass
-
-
-class WriteTimeout(TimeoutException):
-    pass
-
-
-class _Disconnected(RemoteProtocolError):
-    """The server closed the connection without sending a byte of its answer."""
 
 
 class TimeoutLike(Protocol):
@@ -336,11 +307,11 @@ class _Connection(asyncio.Protocol):
                 except ReadError as exc:
                     if buffer:
                         raise
-                    raise _Disconnected(f"connection lost before an answer: {exc}") from exc
+                    raise Disconnected(f"connection lost before an answer: {exc}") from exc
                 if not chunk:
                     if buffer:
                         raise RemoteProtocolError("connection closed inside the answer's head")
-                    raise _Disconnected("server disconnected without sending an answer")
+                    raise Disconnected("server disconnected without sending an answer")
                 buffer = buffer + chunk if buffer else chunk
                 end = buffer.find(b"\r\n\r\n")
                 if end >= 0:
@@ -872,7 +843,7 @@ class HTTPClient:
             connection.requests += 1
             try:
                 return await self._exchange(pool, connection, method, url, head, content, chunked)
-            except (_Disconnected, WriteError):
+            except (Disconnected, WriteError):
                 pool.release(connection, reuse=False)
                 if reused and replayable:
                     continue  # the server closed a kept-alive connection: once more, fresh

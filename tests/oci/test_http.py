@@ -30,13 +30,9 @@ from registries import (
 )
 
 from swapper.credentials import Credentials
+from swapper.errors import ReadTimeout, RemoteProtocolError
 from swapper.oci import CopyEngine, HostConfig, RegistryClient, static_credentials
-from swapper.oci._http import (
-    HTTPClient,
-    ReadTimeout,
-    RemoteProtocolError,
-    Timeout,
-)
+from swapper.oci._http import HTTPClient, Timeout
 
 
 class Request:

@@ -19,13 +19,8 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from swapper.oci._http import (
-    ConnectTimeout,
-    HTTPClient,
-    RedirectError,
-    RemoteProtocolError,
-    Timeout,
-)
+from swapper.errors import ConnectTimeout, RedirectError, RemoteProtocolError
+from swapper.oci._http import HTTPClient, Timeout
 
 # -- the raw server ---------------------------------------------------------------------------
 

@@ -52,7 +52,8 @@ from moto_ecr import ACCOUNT, ENV, REGION, CallLog, MotoServer, running_moto  # 
 
 from swapper import logs  # noqa: E402
 from swapper.admission import parse_review  # noqa: E402
-from swapper.app import AdmissionHandler, Dependencies  # noqa: E402
+from swapper.app import AdmissionHandler  # noqa: E402
+from swapper.backends import Backends  # noqa: E402
 from swapper.config import Config, load_config  # noqa: E402
 from swapper.images import parse, target_reference  # noqa: E402
 from swapper.metrics import Metrics  # noqa: E402
@@ -142,7 +143,7 @@ async def admit(
     admissions: int,
     between_bursts: Callable[[], None] = lambda: None,
 ) -> int:
-    handler = AdmissionHandler(config, Dependencies(target, queue))
+    handler = AdmissionHandler(config, Backends(target, queue))
     swapped = 0
     for start in range(0, admissions, BURST):
         bodies = [review(image, n) for n in range(start, min(start + BURST, admissions))]

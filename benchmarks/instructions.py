@@ -67,7 +67,8 @@ def phase_functions() -> dict[str, Callable[[], Any]]:
     from swapper import logs
     from swapper.admission import Mode, build_response, parse_review
     from swapper.answer import describe
-    from swapper.app import AdmissionHandler, Dependencies
+    from swapper.app import AdmissionHandler
+    from swapper.backends import Backends
     from swapper.config import load_config_file
     from swapper.mirror.queue import MemoryCopyQueue
     from swapper.mutation import requester_of
@@ -78,7 +79,7 @@ def phase_functions() -> dict[str, Callable[[], Any]]:
     logs.configure("info", "json", stream=open(os.devnull, "wb"))  # noqa: SIM115
     config = load_config_file(CONFIG)
     target = MemoryTarget(config.target.endpoint)
-    handler = AdmissionHandler(config, Dependencies(target, MemoryCopyQueue(target)))
+    handler = AdmissionHandler(config, Backends(target, MemoryCopyQueue(target)))
     body = POD.read_bytes()
     tune_runtime()
 

@@ -258,7 +258,8 @@ def profile_handler(iterations: int) -> str:
 
     from swapper import logs
     from swapper.admission import parse_review
-    from swapper.app import AdmissionHandler, Dependencies
+    from swapper.app import AdmissionHandler
+    from swapper.backends import Backends
     from swapper.config import load_config_file
     from swapper.mirror.queue import MemoryCopyQueue
     from swapper.targets.memory import MemoryTarget
@@ -268,7 +269,7 @@ def profile_handler(iterations: int) -> str:
     logs.configure("info", "json", stream=devnull)
     config = load_config_file(CONFIG)
     target = MemoryTarget(config.target.endpoint)
-    handler = AdmissionHandler(config, Dependencies(target, MemoryCopyQueue(target)))
+    handler = AdmissionHandler(config, Backends(target, MemoryCopyQueue(target)))
     body = POD.read_bytes()
 
     async def loop(n: int = iterations) -> float:

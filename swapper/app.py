@@ -15,8 +15,7 @@ import asyncio
 import contextlib
 import functools
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator
 from typing import Any
 
 import orjson
@@ -35,13 +34,10 @@ from swapper.admission import (
     parse_review,
 )
 from swapper.answer import describe, refusal
+from swapper.backends import Backends
 from swapper.config import Config
 from swapper.errors import AdmissionError, KubeError, MalformedPod
-from swapper.kube.pull_secrets import PullSecrets
 from swapper.logs import get_logger
-from swapper.metrics import Metrics
-from swapper.mirror.access import OpenAccess, SourceAccess
-from swapper.mirror.queue import CopyQueue
 from swapper.mutation import (
     CONTAINER_FIELDS,
     Decision,
@@ -50,25 +46,10 @@ from swapper.mutation import (
     requester_of,
 )
 from swapper.patches import build_patch
-from swapper.targets.base import TargetRegistry
 
 log = get_logger("swapper.admission")
 
 _JSON = "application/json"
-
-
-@dataclass
-class Dependencies:
-    """The backends the app talks to, handed in by the CLI or a test."""
-
-    target: TargetRegistry
-    queue: CopyQueue
-    metrics: Metrics = field(default_factory=Metrics)
-    background: list[Any] = field(default_factory=list)  # objects with ``async run()``
-    access: SourceAccess = field(default_factory=OpenAccess)
-    ready_checks: list[Callable[[], bool]] = field(default_factory=list)  # all true: ready
-    closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)  # on shutdown
-    pull_secrets: PullSecrets | None = None  # keeps the target pull secret in namespaces
 
 
 def _order(d: Decision) -> tuple[int, int]:
@@ -121,12 +102,12 @@ async def _read_body(request: Request, limit: int) -> bytes | None:
 class AdmissionHandler:
     """Turns one parsed review into one AdmissionReview response."""
 
-    def __init__(self, config: Config, deps: Dependencies) -> None:
+    def __init__(self, config: Config, backends: Backends) -> None:
         self.config = config
         self.policy = Policy.from_config(config)
-        self.mutator = Mutator(self.policy, deps.target, deps.queue, deps.access)
-        self.pull_secrets = deps.pull_secrets
-        self.metrics = deps.metrics
+        self.mutator = Mutator(self.policy, backends.target, backends.queue, backends.access)
+        self.pull_secrets = backends.pull_secrets
+        self.metrics = backends.metrics
         # Label lookups take a lock each; the label sets are few, so keep the children.
         self._decisions = functools.cache(self.metrics.container_decisions.labels)
         self._requests = functools.cache(self.metrics.admission_requests.labels)
@@ -250,20 +231,20 @@ class AdmissionHandler:
         logs.info_lines("decision", records, log)
 
 
-def create_app(config: Config, deps: Dependencies) -> FastAPI:
-    handler = AdmissionHandler(config, deps)
-    metrics = deps.metrics
+def create_app(config: Config, backends: Backends) -> FastAPI:
+    handler = AdmissionHandler(config, backends)
+    metrics = backends.metrics
     state = {"ready": False}
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        tasks = [asyncio.create_task(b.run()) for b in deps.background]
+        tasks = [asyncio.create_task(b.run()) for b in backends.background]
         tasks.append(asyncio.create_task(logs.flush_periodically()))
         state["ready"] = True
         metrics.ready.set(1)
         log.info(
             "ready",
-            target=deps.target.endpoint,
+            target=backends.target.endpoint,
             dry_run=config.dry_run,
             swap_policy=config.image_swap_policy.value,
             copy_policy=config.image_copy_policy.value,
@@ -276,9 +257,9 @@ def create_app(config: Config, deps: Dependencies) -> FastAPI:
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
-            await deps.queue.aclose()
-            await deps.target.aclose()
-            for close in deps.closers:
+            await backends.queue.aclose()
+            await backends.target.aclose()
+            for close in backends.closers:
                 await close()
 
     app = FastAPI(
@@ -343,7 +324,7 @@ def create_app(config: Config, deps: Dependencies) -> FastAPI:
 
     @app.get("/readyz")
     async def readyz() -> Response:
-        if state["ready"] and all(check() for check in deps.ready_checks):
+        if state["ready"] and all(check() for check in backends.ready_checks):
             return Response(b'{"status":"ready"}', media_type=_JSON)
         return Response(b'{"status":"starting"}', status_code=503, media_type=_JSON)
 

@@ -8,7 +8,8 @@ from typing import Any
 
 import uvicorn
 
-from swapper.app import Dependencies, create_app
+from swapper.app import create_app
+from swapper.backends import Backends
 from swapper.config import Config, ServerSettings, split_address
 from swapper.connections import LimitedServer
 from swapper.metrics import Metrics
@@ -55,20 +56,11 @@ def build_server(
         metrics.certificate_expiry.set(reloader.not_after.timestamp())
     if queue is None:
         backends = build_backends(config, target, metrics)
-        deps = Dependencies(
-            target=backends.target,
-            queue=backends.queue,
-            metrics=metrics,
-            background=[reloader, *backends.background],
-            access=backends.access,
-            ready_checks=backends.ready_checks,
-            closers=backends.closers,
-            pull_secrets=backends.pull_secrets,
-        )
+        backends.background.insert(0, reloader)
     else:
-        deps = Dependencies(target=target, queue=queue, metrics=metrics, background=[reloader])
+        backends = Backends(target=target, queue=queue, metrics=metrics, background=[reloader])
     return uvicorn_server(
-        create_app(config, deps), context, config.listen_address, config.server, metrics
+        create_app(config, backends), context, config.listen_address, config.server, metrics
     )
 
 

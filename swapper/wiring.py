@@ -14,19 +14,18 @@ from __future__ import annotations
 import dataclasses
 import os
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
 from typing import Any
 
+from swapper.backends import Backends
 from swapper.config import Config, RegistryHost
 from swapper.credentials import Credentials
 from swapper.keyring import Keyring
-from swapper.kube.pull_secrets import PullSecrets
 from swapper.kube.remembered import MemoryPublicAnswers, PublicAnswers
 from swapper.logs import get_logger
 from swapper.metrics import Metrics
 from swapper.mirror.access import KeyringSource, OpenAccess, RegistryAccess, SourceAccess
 from swapper.mirror.engine import EngineCopier
-from swapper.mirror.queue import CopyQueue, Requester
+from swapper.mirror.queue import Requester
 from swapper.mirror.workers import QueueSettings, WorkerQueue
 from swapper.oci import (
     CopyEngine,
@@ -39,17 +38,6 @@ from swapper.targets.base import TargetRegistry
 from swapper.targets.cache import ExistenceCache
 
 log = get_logger("swapper.wiring")
-
-
-@dataclass
-class Backends:
-    target: TargetRegistry  # the configured target behind the existence cache
-    queue: CopyQueue
-    access: SourceAccess
-    background: list[Any] = field(default_factory=list)  # objects with ``async run()``
-    ready_checks: list[Callable[[], bool]] = field(default_factory=list)
-    closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
-    pull_secrets: PullSecrets | None = None
 
 
 def host_config(settings: RegistryHost) -> HostConfig:
@@ -211,6 +199,7 @@ def build_backends(
     return Backends(
         target=cached,
         queue=queue,
+        metrics=metrics,
         access=access,
         background=background,
         ready_checks=ready_checks,

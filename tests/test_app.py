@@ -10,7 +10,8 @@ import orjson
 from helpers import make_pod, make_review, review_body
 
 from swapper.admission import parse_review
-from swapper.app import AdmissionHandler, Dependencies
+from swapper.app import AdmissionHandler
+from swapper.backends import Backends
 from swapper.config import load_config
 from swapper.kube.pull_secrets import MemoryPullSecrets
 from swapper.mirror.queue import MemoryCopyQueue
@@ -30,8 +31,8 @@ CONFIG = {
 
 def handler(pull_secrets: MemoryPullSecrets, **config: Any) -> AdmissionHandler:
     target = MemoryTarget("mirror.local/m")
-    deps = Dependencies(target, MemoryCopyQueue(target), pull_secrets=pull_secrets)
-    return AdmissionHandler(load_config({**CONFIG, **config}), deps)
+    backends = Backends(target, MemoryCopyQueue(target), pull_secrets=pull_secrets)
+    return AdmissionHandler(load_config({**CONFIG, **config}), backends)
 
 
 def patch_of(answer: dict[str, Any]) -> list[dict[str, Any]]:

@@ -9,7 +9,8 @@ import pytest
 from helpers import FIXTURES
 
 from swapper import app as app_module
-from swapper.app import AdmissionHandler, Dependencies, create_app
+from swapper.app import AdmissionHandler, create_app
+from swapper.backends import Backends
 from swapper.config import load_config
 from swapper.mirror.queue import MemoryCopyQueue
 from swapper.targets.memory import MemoryTarget
@@ -29,7 +30,7 @@ def boom(*_: Any) -> NoReturn:
 
 async def post(body: bytes) -> httpx.Response:
     target = MemoryTarget("mirror.local/m")
-    app = create_app(load_config(CONFIG), Dependencies(target, MemoryCopyQueue(target)))
+    app = create_app(load_config(CONFIG), Backends(target, MemoryCopyQueue(target)))
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://swapper") as client:
         return await client.post("/mutate", content=body)

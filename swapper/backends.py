@@ -1,0 +1,33 @@
+"""What the admission app talks to and runs beside: one :class:`Backends`.
+
+:func:`swapper.wiring.build_backends` builds it from the config for ``swapper serve``; a test
+or a benchmark builds its own (a memory target and copy queue, the defaults for the rest).
+It sits below :mod:`swapper.app`, so :mod:`swapper.wiring`, which ``swapper mirror --config``
+imports too, need not import the app (and FastAPI) to build it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from swapper.kube.pull_secrets import PullSecrets
+from swapper.metrics import Metrics
+from swapper.mirror.access import OpenAccess, SourceAccess
+from swapper.mirror.queue import CopyQueue
+from swapper.targets.base import TargetRegistry
+
+
+@dataclass
+class Backends:
+    """The backends the app talks to, handed in by the server (from the wiring) or a test."""
+
+    target: TargetRegistry  # from the wiring: the configured target behind the existence cache
+    queue: CopyQueue
+    metrics: Metrics = field(default_factory=Metrics)
+    background: list[Any] = field(default_factory=list)  # objects with ``async run()``
+    access: SourceAccess = field(default_factory=OpenAccess)
+    ready_checks: list[Callable[[], bool]] = field(default_factory=list)  # all true: ready
+    closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)  # on shutdown
+    pull_secrets: PullSecrets | None = None  # keeps the target pull secret in namespaces

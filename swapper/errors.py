@@ -24,7 +24,7 @@ Every error swapper raises on purpose derives from :class:`SwapperError`::
     │       ├── ReadTimeout
     │       └── WriteTimeout
     └── RegistryError               a target registry or the copy machinery failed
-        └── CopyError               an image copy failed (the reason says why)
+        └── CopyError               an image copy failed (its CopyReason says why)
             ├── CopyDeadlineExceeded  an immediate/force copy did not finish before its deadline
             └── TransientCopyError  it may pass (connection, timeout, 5xx, 429): retries ran out
 
@@ -38,6 +38,8 @@ client of :mod:`swapper.oci` turns a :class:`TransportError` into a :class:`Copy
 """
 
 from __future__ import annotations
+
+from enum import StrEnum
 
 
 class SwapperError(Exception):
@@ -151,11 +153,39 @@ class RegistryError(SwapperError):
     """A target registry or the copy machinery failed."""
 
 
-class CopyError(RegistryError):
-    """An image copy failed. ``reason`` is a short, metric-friendly label."""
+class CopyReason(StrEnum):
+    """Why a copy failed: :attr:`CopyError.reason`, and the ``reason`` label of
+    ``swapper_copies_failed_total`` (README.md's metrics table lists exactly these; a test
+    holds it to them). Stable: dashboards and alerts match them."""
 
-    def __init__(self, message: str, reason: str = "error") -> None:
-        self.reason = reason
+    # from swapper.oci (its REASONS)
+    NOT_FOUND = "not-found"  # the source image, a child manifest or a blob does not exist
+    UNAUTHORIZED = "unauthorized"  # credentials missing or refused (401, or the token endpoint)
+    DENIED = "denied"  # authenticated but not allowed (403)
+    RATE_LIMITED = "rate-limited"  # 429 until the retries ran out, or a Retry-After too long
+    SERVER_ERROR = "server-error"  # 5xx until the retries ran out
+    TIMEOUT = "timeout"  # connect/read/write timeouts until the retries ran out
+    CONNECTION = "connection"  # refused, reset or broken connections until the retries ran out
+    TLS = "tls"  # the registry's certificate is not trusted
+    DIGEST_MISMATCH = "digest-mismatch"  # content differs from its digest (or a pinned one)
+    INVALID_MANIFEST = "invalid-manifest"  # not JSON, malformed descriptors, larger than 4 MiB
+    UNSUPPORTED = "unsupported"  # Docker schema 1, an unknown digest algorithm
+    PLATFORM_NOT_FOUND = "platform-not-found"  # none of the selected platforms is in the index
+    REJECTED = "rejected"  # the target refused a push (4xx other than the above)
+    # from the copy queue and ``swapper mirror``
+    TARGET = "target"  # the target registry's own API failed (a RegistryError: ECR, GAR)
+    INTERNAL = "internal"  # anything else the copier raised
+    # only ever given to a waiter: no copy failed, so they are never counted
+    DEADLINE = "deadline"  # an immediate or force copy did not finish within its deadline
+    SHUTDOWN = "shutdown"  # swapper is stopping: a queued or running copy ends unfinished
+
+
+class CopyError(RegistryError):
+    """An image copy failed; ``reason`` says why (a ``str`` given is made a
+    :class:`CopyReason`, and one that is none raises ``ValueError``)."""
+
+    def __init__(self, message: str, reason: CopyReason) -> None:
+        self.reason = CopyReason(reason)
         super().__init__(message)
 
 
@@ -163,7 +193,7 @@ class CopyDeadlineExceeded(CopyError):
     """An ``immediate`` or ``force`` copy did not finish within ``imageCopyDeadline``."""
 
     def __init__(self, message: str) -> None:
-        super().__init__(message, reason="deadline")
+        super().__init__(message, CopyReason.DEADLINE)
 
 
 class TransientCopyError(CopyError):
@@ -173,6 +203,6 @@ class TransientCopyError(CopyError):
     registry last asked for (seconds), if anything.
     """
 
-    def __init__(self, message: str, reason: str, retry_after: float | None = None) -> None:
-        super().__init__(message, reason=reason)
+    def __init__(self, message: str, reason: CopyReason, retry_after: float | None = None) -> None:
+        super().__init__(message, reason)
         self.retry_after = retry_after

@@ -9,6 +9,8 @@ from dataclasses import dataclass, field
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from swapper.errors import CopyReason
+
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 
 
@@ -58,8 +60,7 @@ class Metrics:
         )
         self.copies_failed = Counter(
             "swapper_copies_failed",
-            "Image copies that failed, by reason (auth, not-found, network, timeout, "
-            "digest-mismatch, rate-limited, deadline, ...).",
+            f"Image copies that failed, by reason ({', '.join(CopyReason)}).",
             ["reason"],
             registry=r,
         )

@@ -11,7 +11,7 @@ import pytest
 
 from swapper.aio import SingleFlight, TTLMap
 from swapper.config import AWSRegistry
-from swapper.errors import CopyError
+from swapper.errors import CopyError, CopyReason
 from swapper.images import parse
 from swapper.mirror.queue import CopyJob
 from swapper.mirror.workers import QueueSettings, WorkerQueue
@@ -314,7 +314,7 @@ async def test_the_copy_queue_remembers_a_bounded_number_of_failed_targets() -> 
 
     async def failing(job: CopyJob) -> None:
         started.append(job.target)
-        raise CopyError("refused", "denied")
+        raise CopyError("refused", CopyReason.DENIED)
 
     queue = queue_of(failing, Clock())
     try:

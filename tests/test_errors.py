@@ -6,9 +6,17 @@ from __future__ import annotations
 import importlib
 import inspect
 import pkgutil
+import re
+from pathlib import Path
+
+import pytest
 
 import swapper
 from swapper import errors
+from swapper.errors import CopyError, CopyReason
+from swapper.oci import REASONS
+
+README = Path(__file__).parent.parent / "README.md"
 
 
 def drawn_tree() -> dict[str, str]:
@@ -64,3 +72,33 @@ def test_every_exception_in_errors_py_derives_from_swapper_error() -> None:
         if not issubclass(value, errors.SwapperError)
     )
     assert roots == []
+
+
+def readme_failed_copy_reasons() -> list[str]:
+    """The reasons README.md's metrics table gives ``swapper_copies_failed_total``."""
+    (row,) = [
+        line
+        for line in README.read_text(encoding="utf-8").splitlines()
+        if line.startswith("| `swapper_copies_failed_total` |")
+    ]
+    labels = row.split("|")[2]
+    listed = re.sub(r"\([^)]*\)", "", labels.split(":", 1)[1])  # the explanations dropped
+    return [item.strip() for item in re.split(r",| and ", listed) if item.strip()]
+
+
+def test_the_readme_lists_exactly_the_copy_reasons_for_failed_copies() -> None:
+    assert readme_failed_copy_reasons() == [reason.value for reason in CopyReason]
+
+
+def test_a_copy_error_given_its_reason_as_text_holds_the_copy_reason() -> None:
+    assert CopyError("refused", "denied").reason is CopyReason.DENIED  # type: ignore[arg-type]
+
+
+def test_a_copy_error_cannot_be_made_with_a_reason_outside_copy_reason() -> None:
+    with pytest.raises(ValueError, match="network"):
+        CopyError("boom", "network")  # type: ignore[arg-type]
+
+
+def test_every_reason_of_the_oci_package_is_a_copy_reason() -> None:
+    assert all(isinstance(reason, CopyReason) for reason in REASONS)
+    assert len(set(REASONS)) == len(REASONS)

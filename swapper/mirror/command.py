@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING
 
 from swapper.credentials import Credentials
-from swapper.errors import CopyError, CredentialsError, RegistryError
+from swapper.errors import CopyError, CopyReason, CredentialsError, RegistryError
 from swapper.images import ImageReference
 from swapper.oci import (
     DEFAULT_BLOB_IDLE_TIMEOUT,
@@ -157,7 +157,7 @@ async def run_mirror(
             try:
                 await target_registry.ensure_repository(repository)
             except RegistryError as exc:
-                raise CopyError(f"preparing {target.name}: {exc}", "target") from exc
+                raise CopyError(f"preparing {target.name}: {exc}", CopyReason.TARGET) from exc
         try:
             return await engine.copy(
                 source,

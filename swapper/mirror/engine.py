@@ -12,14 +12,14 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 from swapper.credentials import Credentials
-from swapper.errors import CopyError
+from swapper.errors import CopyError, CopyReason
 from swapper.metrics import Metrics
 from swapper.mirror.access import KeyringSource
 from swapper.mirror.queue import CopyJob, Requester
 from swapper.oci import CopyEngine, CopyResult, CredentialsProvider
 from swapper.targets.base import TargetRegistry
 
-_REFUSED = frozenset({"unauthorized", "denied"})
+_REFUSED = frozenset({CopyReason.UNAUTHORIZED, CopyReason.DENIED})
 
 
 def _provider(identity: Credentials) -> CredentialsProvider:

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
 from swapper.aio import SingleFlight
-from swapper.errors import CopyDeadlineExceeded, CopyError, QueueFull
+from swapper.errors import CopyDeadlineExceeded, CopyError, CopyReason, QueueFull
 from swapper.images import ImageReference
 from swapper.targets.memory import MemoryTarget
 
@@ -70,7 +70,7 @@ class MemoryCopyQueue:
 
     It behaves like the real queue where admission can tell: in-flight de-duplication, a
     bound, deadlines. ``delay`` makes copies slow, ``fail`` holds target references whose copy
-    fails, and ``jobs`` records every job started.
+    fails (reason ``rejected``), and ``jobs`` records every job started.
     """
 
     def __init__(self, target: MemoryTarget, bound: int = 1000, delay: float = 0.0) -> None:
@@ -86,7 +86,7 @@ class MemoryCopyQueue:
         if self.delay:
             await asyncio.sleep(self.delay)
         if job.target in self.fail:
-            raise CopyError(f"copy of {job.source} failed", reason="test")
+            raise CopyError(f"copy of {job.source} failed", CopyReason.REJECTED)
         await self.target.ensure_repository(job.repository)
         self.target.add_image(job.target)
 

@@ -46,6 +46,7 @@ from swapper.aio import SingleFlight, TTLMap
 from swapper.errors import (
     CopyDeadlineExceeded,
     CopyError,
+    CopyReason,
     QueueFull,
     RegistryError,
     TransientCopyError,
@@ -72,7 +73,7 @@ class _Queued:
 @dataclass
 class _Held:
     until: float
-    reason: str
+    reason: CopyReason
     failures: int
 
 
@@ -192,7 +193,7 @@ class WorkerQueue:
     def _admit(self, job: CopyJob, *, wait: bool, now: bool = False) -> asyncio.Task[None] | None:
         """The copy to wait on, or None when nothing needs copying."""
         if self._closed:
-            raise CopyError("swapper is shutting down", "shutdown")
+            raise CopyError("swapper is shutting down", CopyReason.SHUTDOWN)
         shared = self._copies.get(job.target)
         if shared is not None:
             self.metrics.copies_not_started.labels("deduplicated").inc()
@@ -258,7 +259,7 @@ class WorkerQueue:
         try:
             await go.wait()
         except asyncio.CancelledError:
-            raise CopyError("swapper is shutting down", "shutdown") from None
+            raise CopyError("swapper is shutting down", CopyReason.SHUTDOWN) from None
         await self._run(job)
 
     async def _run(self, job: CopyJob) -> None:
@@ -269,7 +270,7 @@ class WorkerQueue:
         try:
             await self.copier(job)
         except asyncio.CancelledError:
-            raise CopyError("copy cancelled", "shutdown") from None
+            raise CopyError("copy cancelled", CopyReason.SHUTDOWN) from None
         except Exception as exc:
             if isinstance(exc, CopyError):
                 self._failed(job, exc)
@@ -322,7 +323,7 @@ async def _wait(copy: asyncio.Task[None], job: CopyJob, deadline: float) -> None
 
 def _as_copy_error(exc: BaseException) -> CopyError:
     """A failure outside the copy engine: the target registry's API (``target``) or a bug."""
-    reason = "target" if isinstance(exc, RegistryError) else "internal"
+    reason = CopyReason.TARGET if isinstance(exc, RegistryError) else CopyReason.INTERNAL
     return CopyError(_describe(exc), reason)
 
 

@@ -21,7 +21,7 @@ order of work and the platform rules, ``_auth`` for authentication, ``_http`` fo
 HTTP/1.1 client underneath (and why it is not httpx).
 """
 
-from swapper.errors import CopyError, TransientCopyError
+from swapper.errors import CopyError, CopyReason, TransientCopyError
 from swapper.oci._auth import CredentialsProvider, static_credentials
 from swapper.oci._client import (
     DEFAULT_BLOB_IDLE_TIMEOUT,
@@ -55,21 +55,22 @@ from swapper.oci._manifests import (
 from swapper.oci._retry import RetryPolicy
 
 REASONS = (
-    "not-found",  # the source image, a child manifest or a blob does not exist
-    "unauthorized",  # credentials missing or refused (401, or the token endpoint said no)
-    "denied",  # authenticated but not allowed (403)
-    "rate-limited",  # 429 until the retries ran out, or a Retry-After beyond max_retry_after
-    "server-error",  # 5xx until the retries ran out
-    "timeout",  # connect/read/write timeouts until the retries ran out
-    "connection",  # refused, reset or broken connections until the retries ran out
-    "tls",  # the registry's certificate is not trusted
-    "digest-mismatch",  # content differs from its digest (or from a pinned target digest)
-    "invalid-manifest",  # not JSON, malformed descriptors, larger than 4 MiB
-    "unsupported",  # Docker schema 1, an unknown digest algorithm
-    "platform-not-found",  # none of the selected platforms is in the index
-    "rejected",  # the target refused a push (4xx other than the above)
+    CopyReason.NOT_FOUND,
+    CopyReason.UNAUTHORIZED,
+    CopyReason.DENIED,
+    CopyReason.RATE_LIMITED,
+    CopyReason.SERVER_ERROR,
+    CopyReason.TIMEOUT,
+    CopyReason.CONNECTION,
+    CopyReason.TLS,
+    CopyReason.DIGEST_MISMATCH,
+    CopyReason.INVALID_MANIFEST,
+    CopyReason.UNSUPPORTED,
+    CopyReason.PLATFORM_NOT_FOUND,
+    CopyReason.REJECTED,
 )
-"""Every ``CopyError.reason`` this package produces (stable: metrics labels)."""
+"""Every ``CopyError.reason`` this package produces (each explained in
+:class:`~swapper.errors.CopyReason`)."""
 
 __all__ = [
     "DEFAULT_BLOB_IDLE_TIMEOUT",
@@ -82,6 +83,7 @@ __all__ = [
     "REASONS",
     "CopyEngine",
     "CopyError",
+    "CopyReason",
     "CopyResult",
     "CredentialsProvider",
     "Descriptor",

@@ -29,6 +29,7 @@ import orjson
 from swapper.credentials import Credentials
 from swapper.errors import (
     CopyError,
+    CopyReason,
     RedirectError,
     TimeoutException,
     TransientCopyError,
@@ -176,23 +177,23 @@ async def status_error(response: Response, what: str) -> CopyError:
     detail = await _error_detail(response)
     message = f"{what}: {response.method} {_url(response)} answered {status}{detail}"
     if status in TRANSIENT_STATUSES:
-        reason = "rate-limited" if status == 429 else "server-error"
+        reason = CopyReason.RATE_LIMITED if status == 429 else CopyReason.SERVER_ERROR
         return TransientCopyError(message, reason, retry_after(response))
-    known = {401: "unauthorized", 403: "denied", 404: "not-found"}
-    fallback = "server-error" if status >= 500 else "rejected"
-    return CopyError(message, reason=known.get(status, fallback))
+    known = {401: CopyReason.UNAUTHORIZED, 403: CopyReason.DENIED, 404: CopyReason.NOT_FOUND}
+    fallback = CopyReason.SERVER_ERROR if status >= 500 else CopyReason.REJECTED
+    return CopyError(message, known.get(status, fallback))
 
 
 def transport_error(exc: TransportError, what: str) -> CopyError:
     cause: BaseException | None = exc
     while cause is not None:
         if isinstance(cause, ssl.SSLCertVerificationError):
-            return CopyError(f"{what}: TLS certificate not trusted: {cause}", reason="tls")
+            return CopyError(f"{what}: TLS certificate not trusted: {cause}", CopyReason.TLS)
         cause = cause.__cause__ or cause.__context__
     name = type(exc).__name__
     if isinstance(exc, RedirectError):  # the same redirect comes again: not worth a retry
-        return CopyError(f"{what}: {exc}", reason="rejected")
-    reason = "timeout" if isinstance(exc, TimeoutException) else "connection"
+        return CopyError(f"{what}: {exc}", CopyReason.REJECTED)
+    reason = CopyReason.TIMEOUT if isinstance(exc, TimeoutException) else CopyReason.CONNECTION
     return TransientCopyError(f"{what}: {name} {exc}".rstrip(), reason)
 
 
@@ -345,7 +346,7 @@ class RegistryClient:
             error = await status_error(response, what)
             if response.status_code in (401, 403):
                 who = f"user {identity.username!r}" if identity else "anonymous access"
-                raise CopyError(f"{error} ({who})", reason="unauthorized")
+                raise CopyError(f"{error} ({who})", CopyReason.UNAUTHORIZED)
             raise error
         async with response:
             data = await response.aread()
@@ -356,7 +357,7 @@ class RegistryClient:
         except (orjson.JSONDecodeError, AttributeError, TypeError, ValueError):
             token = None
         if not isinstance(token, str) or not token:
-            raise CopyError(f"{what}: the answer holds no token", reason="unauthorized")
+            raise CopyError(f"{what}: the answer holds no token", CopyReason.UNAUTHORIZED)
         return token, expires_in
 
     def _learn(
@@ -577,7 +578,7 @@ class Repository:
                 async for chunk in response.aiter_bytes():
                     body += chunk
                     if len(body) > MAX_MANIFEST_BYTES:
-                        raise CopyError(f"{what} is larger than 4 MiB", reason="invalid-manifest")
+                        raise CopyError(f"{what} is larger than 4 MiB", CopyReason.INVALID_MANIFEST)
             except TransportError as exc:
                 raise transport_error(exc, what) from exc
         data = bytes(body)
@@ -585,7 +586,7 @@ class Repository:
             algorithm = check_digest(reference)
             digest = digest_of(data, algorithm)
             if digest != reference:
-                raise CopyError(f"{what}: content has digest {digest}", reason="digest-mismatch")
+                raise CopyError(f"{what}: content has digest {digest}", CopyReason.DIGEST_MISMATCH)
         else:
             digest = digest_of(data)
         return parse_manifest(data, response.headers.get("content-type"), digest)
@@ -624,7 +625,7 @@ class Repository:
         if pushed and pushed != manifest.digest:
             raise CopyError(
                 f"{what}: the registry stored digest {pushed}, not {manifest.digest}",
-                reason="digest-mismatch",
+                CopyReason.DIGEST_MISMATCH,
             )
         return manifest.digest
 
@@ -674,7 +675,7 @@ class Repository:
     def _location(self, response: Response, what: str) -> str:
         location = response.headers.get("location")
         if not location:
-            raise CopyError(f"{what}: the registry sent no Location", reason="rejected")
+            raise CopyError(f"{what}: the registry sent no Location", CopyReason.REJECTED)
         return urljoin(response.url, location)
 
     async def mount_blob(self, digest: str, source_path: str) -> Mount:
@@ -792,7 +793,7 @@ class _PartReader:
                 chunk = await self._next()
             except StopAsyncIteration:
                 raise CopyError(
-                    f"blob stream ended {remaining} bytes early", reason="digest-mismatch"
+                    f"blob stream ended {remaining} bytes early", CopyReason.DIGEST_MISMATCH
                 ) from None
             if len(chunk) > remaining:
                 chunk, self._rest = chunk[:remaining], chunk[remaining:]
@@ -807,4 +808,4 @@ class _PartReader:
             except StopAsyncIteration:
                 return
             if chunk:
-                raise CopyError("blob stream is longer than its size", reason="digest-mismatch")
+                raise CopyError("blob stream is longer than its size", CopyReason.DIGEST_MISMATCH)

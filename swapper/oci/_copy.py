@@ -50,7 +50,7 @@ from contextlib import aclosing
 from dataclasses import dataclass
 from typing import Any, Generic, Literal, TypeVar
 
-from swapper.errors import CopyError, TransientCopyError, TransportError
+from swapper.errors import CopyError, CopyReason, TransientCopyError, TransportError
 from swapper.images import ImageReference, parse
 from swapper.oci._auth import CredentialsProvider
 from swapper.oci._client import RegistryClient, Repository, transport_error
@@ -307,7 +307,9 @@ class _Job:
                 self.src.head_manifest(source_reference), self.dst.head_manifest(reference)
             )
             if head is None:
-                raise CopyError(f"{src_ref} does not exist (HEAD answered 404)", reason="not-found")
+                raise CopyError(
+                    f"{src_ref} does not exist (HEAD answered 404)", CopyReason.NOT_FOUND
+                )
             source_digest = head.digest or None  # None: the registry sent no digest
         if source_digest is not None:
             _check_pin(src_ref, dst_ref, source_digest)
@@ -332,7 +334,7 @@ class _Job:
             if not any(child.platform and child.platform.os != "unknown" for child in selected):
                 wanted = ", ".join(str(p) for p in selectors)
                 raise CopyError(
-                    f"{src_ref} has no manifest for {wanted}", reason="platform-not-found"
+                    f"{src_ref} has no manifest for {wanted}", CopyReason.PLATFORM_NOT_FOUND
                 )
             children = selected
             if left_out:
@@ -528,7 +530,7 @@ class _Job:
                 if wait is None:
                     raise error from exc
             except CopyError as exc:
-                if exc.reason != "unauthorized" or reauthenticated:
+                if exc.reason != CopyReason.UNAUTHORIZED or reauthenticated:
                     raise
                 reauthenticated = True  # a token that ran out during a long upload
                 wait = 0.0
@@ -569,7 +571,7 @@ class _Job:
                 if seen > size:
                     raise CopyError(
                         f"blob {blob.digest} from {self.src.name} is longer than its {size} bytes",
-                        reason="digest-mismatch",
+                        CopyReason.DIGEST_MISMATCH,
                     )
                 hasher.update(chunk)
                 if seen < size:
@@ -584,7 +586,7 @@ class _Job:
             raise CopyError(
                 f"blob {blob.digest} from {self.src.name}: received {seen} bytes with digest "
                 f"{digest} (expected {size} bytes)",
-                reason="digest-mismatch",
+                CopyReason.DIGEST_MISMATCH,
             )
         if last is not None:
             yield last
@@ -612,7 +614,7 @@ async def _abandon(session: asyncio.Task[str], repository: Repository) -> None:
 def _check_pin(src_ref: ImageReference, dst_ref: ImageReference, digest: str) -> None:
     if dst_ref.digest is not None and dst_ref.digest != digest:
         raise CopyError(
-            f"{dst_ref} pins {dst_ref.digest} but {src_ref} is {digest}", reason="digest-mismatch"
+            f"{dst_ref} pins {dst_ref.digest} but {src_ref} is {digest}", CopyReason.DIGEST_MISMATCH
         )
 
 

@@ -16,7 +16,7 @@ from typing import Any
 
 import orjson
 
-from swapper.errors import CopyError
+from swapper.errors import CopyError, CopyReason
 
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
@@ -61,7 +61,7 @@ def check_digest(digest: str) -> str:
     """Return the algorithm of a ``sha256:``/``sha512:`` digest; CopyError otherwise."""
     match = _DIGEST_RE.fullmatch(digest)
     if match is None or len(match["hex"]) != _HEX_LENGTH[match["algorithm"]]:
-        raise CopyError(f"unsupported or malformed digest {digest!r}", reason="unsupported")
+        raise CopyError(f"unsupported or malformed digest {digest!r}", CopyReason.UNSUPPORTED)
     return match["algorithm"]
 
 
@@ -146,14 +146,14 @@ def parse_manifest(data: bytes, content_type: str | None, digest: str) -> Manife
     try:
         document = orjson.loads(data)
     except orjson.JSONDecodeError:
-        raise CopyError(f"manifest {digest} is not JSON", reason="invalid-manifest") from None
+        raise CopyError(f"manifest {digest} is not JSON", CopyReason.INVALID_MANIFEST) from None
     if not isinstance(document, dict):
-        raise CopyError(f"manifest {digest} is not a JSON object", reason="invalid-manifest")
+        raise CopyError(f"manifest {digest} is not a JSON object", CopyReason.INVALID_MANIFEST)
     media_type = _media_type(content_type, document)
     if media_type in SCHEMA1_MEDIA_TYPES or document.get("schemaVersion") == 1:
         raise CopyError(
             f"manifest {digest} is Docker schema 1, which registries no longer accept",
-            reason="unsupported",
+            CopyReason.UNSUPPORTED,
         )
     try:
         if "manifests" in document and media_type not in MANIFEST_MEDIA_TYPES:
@@ -166,7 +166,7 @@ def parse_manifest(data: bytes, content_type: str | None, digest: str) -> Manife
             blobs.extend(_descriptor(item) for item in document.get(key) or ())
     except (KeyError, TypeError, ValueError) as exc:
         raise CopyError(
-            f"manifest {digest} has a malformed descriptor: {exc}", reason="invalid-manifest"
+            f"manifest {digest} has a malformed descriptor: {exc}", CopyReason.INVALID_MANIFEST
         ) from None
     return Manifest(data, media_type, digest, blobs=tuple(blobs), document=document)
 

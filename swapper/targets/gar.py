@@ -56,7 +56,7 @@ from google.cloud.artifactregistry_v1.services.artifact_registry.transports impo
 from swapper.aio import SingleFlight
 from swapper.config import GCPRegistry
 from swapper.credentials import Credentials
-from swapper.errors import CopyError, RegistryError
+from swapper.errors import CopyError, CopyReason, RegistryError
 from swapper.images import ImageReference, is_at_endpoint
 from swapper.logs import get_logger
 from swapper.oci import HostConfig, RetryPolicy
@@ -173,7 +173,7 @@ class GARTarget:
         try:
             return await manifest_exists(self._registry, target)
         except CopyError as exc:
-            if exc.reason in ("unauthorized", "denied"):
+            if exc.reason in (CopyReason.UNAUTHORIZED, CopyReason.DENIED):
                 raise RegistryError(f"checking {target}: {exc}; {_PULL_HINT}") from exc
             raise
 

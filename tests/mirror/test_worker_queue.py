@@ -10,6 +10,7 @@ import pytest
 from swapper.errors import (
     CopyDeadlineExceeded,
     CopyError,
+    CopyReason,
     QueueFull,
     RegistryError,
     TransientCopyError,
@@ -204,14 +205,14 @@ async def test_a_failed_copy_is_logged_once_counted_and_held_back(
     metrics: Metrics,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    copier.errors[job().target] = CopyError("registry said no", "auth")
+    copier.errors[job().target] = CopyError("registry said no", CopyReason.UNAUTHORIZED)
     queue.submit(job())
     await settle()
-    assert sample(metrics, "swapper_copies_failed_total", reason="auth") == 1
+    assert sample(metrics, "swapper_copies_failed_total", reason="unauthorized") == 1
     queue.submit(job())  # within the backoff: not started
     with pytest.raises(CopyError) as caught:
         await queue.submit_and_wait(job(), 5)
-    assert caught.value.reason == "auth"
+    assert caught.value.reason is CopyReason.UNAUTHORIZED
     assert len(copier.calls) == 1
     assert sample(metrics, "swapper_copies_not_started_total", reason="backoff") == 2
     clock.now += 40  # past the first backoff (30 s, jitter at most +20%)
@@ -223,7 +224,7 @@ async def test_a_failed_copy_is_logged_once_counted_and_held_back(
 async def test_the_backoff_doubles_with_each_consecutive_failure(
     queue: WorkerQueue, copier: Copier, clock: Clock
 ) -> None:
-    copier.errors[job().target] = CopyError("boom", "network")
+    copier.errors[job().target] = CopyError("boom", CopyReason.CONNECTION)
     for _ in range(3):
         with pytest.raises(CopyError):
             await queue.submit_and_wait(job(), 5)
@@ -241,7 +242,7 @@ async def test_the_backoff_doubles_with_each_consecutive_failure(
 async def test_a_registrys_retry_after_lengthens_the_backoff(
     queue: WorkerQueue, copier: Copier, clock: Clock
 ) -> None:
-    copier.errors[job().target] = TransientCopyError("slow down", "rate-limited", 600)
+    copier.errors[job().target] = TransientCopyError("slow down", CopyReason.RATE_LIMITED, 600)
     queue.submit(job())
     await settle()
     clock.now += 300
@@ -260,7 +261,7 @@ async def test_an_unexpected_copier_error_fails_that_copy_only(
     copier.errors[job("broken:1").target] = RuntimeError("bug")
     with pytest.raises(CopyError) as caught:
         await queue.submit_and_wait(job("broken:1"), 5)
-    assert caught.value.reason == "internal"
+    assert caught.value.reason is CopyReason.INTERNAL
     await queue.submit_and_wait(job("fine:1"), 5)
     assert sample(metrics, "swapper_copies_succeeded_total") == 1
 
@@ -355,5 +356,29 @@ async def test_a_target_registry_api_failure_is_counted_as_target(
     copier.errors[job().target] = RegistryError("CreateRepository: AccessDeniedException")
     with pytest.raises(CopyError) as caught:
         await queue.submit_and_wait(job(), 5)
-    assert caught.value.reason == "target"
+    assert caught.value.reason is CopyReason.TARGET
     assert sample(metrics, "swapper_copies_failed_total", reason="target") == 1
+
+
+async def test_every_reason_label_of_failed_copies_is_a_copy_reason(
+    queue: WorkerQueue, copier: Copier, metrics: Metrics
+) -> None:
+    failures: list[Exception] = [
+        CopyError("no", CopyReason.DENIED),
+        TransientCopyError("slow down", CopyReason.RATE_LIMITED),
+        RegistryError("CreateRepository: AccessDeniedException"),
+        RuntimeError("bug"),
+    ]
+    for i, error in enumerate(failures):
+        copier.errors[job(f"app{i}:1").target] = error
+        with pytest.raises(CopyError):
+            await queue.submit_and_wait(job(f"app{i}:1"), 5)
+    counted = {
+        sample.labels["reason"]
+        for family in metrics.registry.collect()
+        if family.name == "swapper_copies_failed"
+        for sample in family.samples
+        if sample.name == "swapper_copies_failed_total"
+    }
+    assert counted == {"denied", "rate-limited", "target", "internal"}
+    assert counted <= set(CopyReason)

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
+import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -343,3 +345,35 @@ async def test_the_copy_queue_remembers_a_bounded_number_of_copied_targets() -> 
     finally:
         await queue.aclose()
     assert len(started) == 101
+
+
+class Held:
+    """What a failing copy's frames hold (buffers, connections): weakly referenceable."""
+
+
+@pytest.mark.parametrize("waits", [False, True], ids=["handed-over", "waited-for"])
+@pytest.mark.parametrize("error", [CopyError, RuntimeError])
+async def test_a_failed_copy_is_freed_at_once_not_left_to_the_cycle_collector(
+    error: type[Exception], waits: bool
+) -> None:
+    refs: list[weakref.ref[Held]] = []
+
+    async def failing(job: CopyJob) -> None:
+        held = Held()  # a local of a frame the error's traceback keeps
+        refs.append(weakref.ref(held))
+        raise error("refused", "denied")
+
+    queue = queue_of(failing, Clock())
+    gc.disable()  # what a cycle would keep stays, then
+    try:
+        if waits:
+            with contextlib.suppress(CopyError):
+                await queue.submit_and_wait(copy_job(1), 5)
+        else:
+            queue.submit(copy_job(1))
+        await settle()
+        assert len(refs) == 1
+        assert refs[0]() is None
+    finally:
+        gc.enable()
+        await queue.aclose()

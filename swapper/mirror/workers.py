@@ -125,15 +125,11 @@ class WorkerQueue:
 
     async def submit_and_wait(self, job: CopyJob, deadline: float) -> None:
         await self._still_there(job.target)
-        copy = self._admit(job, wait=True)
-        if copy is not None:
-            await _wait(copy, job, deadline)
+        await _wait(self._admit(job, wait=True), job, deadline)
 
     async def copy_now(self, job: CopyJob, deadline: float) -> None:
         await self._still_there(job.target)
-        copy = self._admit(job, wait=True, now=True)
-        if copy is not None:
-            await _wait(copy, job, deadline)
+        await _wait(self._admit(job, wait=True, now=True), job, deadline)
 
     async def _still_there(self, target: str) -> None:
         """Before a waiter is told "copied recently", make sure the mirror still has it."""
@@ -245,14 +241,19 @@ class WorkerQueue:
     async def _worker(self) -> None:
         assert self._waiting is not None
         while True:
-            queued = await self._waiting.get()
-            self.metrics.copy_queue_depth.set(self._waiting.qsize())
-            if queued.go.is_set():
-                continue  # forced meanwhile
-            if self._queued.get(queued.target) is queued:
-                del self._queued[queued.target]
-            queued.go.set()
-            await asyncio.wait([queued.copy])  # its outcome is its waiters'
+            # No local keeps the last copy (and its error's traceback) while the queue is empty.
+            await self._turn(await self._waiting.get())
+
+    async def _turn(self, queued: _Queued) -> None:
+        """A worker's turn: start ``queued`` (unless it was forced meanwhile), wait for it."""
+        assert self._waiting is not None
+        self.metrics.copy_queue_depth.set(self._waiting.qsize())
+        if queued.go.is_set():
+            return  # forced meanwhile
+        if self._queued.get(queued.target) is queued:
+            del self._queued[queued.target]
+        queued.go.set()
+        await asyncio.wait([queued.copy])  # its outcome is its waiters'
 
     async def _copy(self, job: CopyJob, go: asyncio.Event) -> None:
         """The copy's task: wait for a worker (or ``force``), then copy."""
@@ -271,13 +272,13 @@ class WorkerQueue:
             await self.copier(job)
         except asyncio.CancelledError:
             raise CopyError("copy cancelled", CopyReason.SHUTDOWN) from None
+        # No local names the error: its traceback holds this frame, and a cycle through it
+        # would keep every failed copy's frames (and what they hold) until a full collection.
+        except CopyError as exc:
+            self._failed(job, exc)
+            raise
         except Exception as exc:
-            if isinstance(exc, CopyError):
-                self._failed(job, exc)
-                raise
-            error = _as_copy_error(exc)
-            self._failed(job, error)
-            raise error from exc
+            raise self._failed(job, _as_copy_error(exc)) from exc
         else:
             self._copied.set(job.target, (self.settings.clock(), job), self.settings.fresh_for)
             self._held.pop(job.target)
@@ -287,7 +288,8 @@ class WorkerQueue:
             self.metrics.copies_in_flight.dec()
             self.metrics.copy_duration.observe(time.perf_counter() - started)
 
-    def _failed(self, job: CopyJob, error: CopyError) -> None:
+    def _failed(self, job: CopyJob, error: CopyError) -> CopyError:
+        """Count, log and hold back a failed copy; returns ``error``."""
         previous = self._held.entry(job.target)  # the last failure, its backoff over or not
         failures = previous[0].failures + 1 if previous else 1
         s = self.settings
@@ -309,16 +311,29 @@ class WorkerQueue:
             failures=failures,
             retry_in=round(delay),
         )
+        return error
 
 
-async def _wait(copy: asyncio.Task[None], job: CopyJob, deadline: float) -> None:
+async def _wait(copy: asyncio.Task[None] | None, job: CopyJob, deadline: float) -> None:
+    """Wait up to ``deadline`` for ``copy`` (None: nothing to wait for).
+
+    The copy's error, raised here, keeps this frame in its traceback: no local (here or in
+    the caller) may hold the task that holds the error, or every failed copy would be a
+    cycle, freed only by a full collection with all its frames. (``asyncio.wait_for`` keeps
+    one such local of its own on Python 3.11, hence ``asyncio.timeout``.)
+    """
+    if copy is None:
+        return
     try:
-        # shield: a waiter that gives up does not cancel a copy others may share.
-        await asyncio.wait_for(asyncio.shield(copy), deadline)
+        async with asyncio.timeout(deadline):
+            # shield: a waiter that gives up does not cancel a copy others may share.
+            await asyncio.shield(copy)
     except TimeoutError:
         raise CopyDeadlineExceeded(
             f"copy of {job.source} did not finish in {deadline:g}s"
         ) from None
+    finally:
+        del copy
 
 
 def _as_copy_error(exc: BaseException) -> CopyError:

@@ -97,6 +97,7 @@ bench: venv apt
 	$(BIN)/python -m benchmarks.instructions
 	$(BIN)/python -m benchmarks.copy
 	$(BIN)/python -m benchmarks.ecr_calls
+	$(BIN)/python -m benchmarks.soak
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

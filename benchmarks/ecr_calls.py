@@ -57,7 +57,8 @@ from swapper.backends import Backends  # noqa: E402
 from swapper.config import Config, load_config  # noqa: E402
 from swapper.images import parse, target_reference  # noqa: E402
 from swapper.metrics import Metrics  # noqa: E402
-from swapper.mirror.queue import CopyQueue, MemoryCopyQueue  # noqa: E402
+from swapper.mirror.memory import MemoryCopyQueue  # noqa: E402
+from swapper.mirror.queue import CopyQueue  # noqa: E402
 from swapper.targets.base import TargetRegistry  # noqa: E402
 from swapper.targets.cache import ExistenceCache  # noqa: E402
 from swapper.targets.ecr import ECRTarget  # noqa: E402

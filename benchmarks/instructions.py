@@ -70,7 +70,7 @@ def phase_functions() -> dict[str, Callable[[], Any]]:
     from swapper.app import AdmissionHandler
     from swapper.backends import Backends
     from swapper.config import load_config_file
-    from swapper.mirror.queue import MemoryCopyQueue
+    from swapper.mirror.memory import MemoryCopyQueue
     from swapper.mutation import requester_of
     from swapper.patches import build_patch
     from swapper.server import tune_runtime

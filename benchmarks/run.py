@@ -261,7 +261,7 @@ def profile_handler(iterations: int) -> str:
     from swapper.app import AdmissionHandler
     from swapper.backends import Backends
     from swapper.config import load_config_file
-    from swapper.mirror.queue import MemoryCopyQueue
+    from swapper.mirror.memory import MemoryCopyQueue
     from swapper.targets.memory import MemoryTarget
 
     # Decision lines are part of the cost: render them, write them nowhere.

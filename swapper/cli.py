@@ -554,7 +554,7 @@ async def explain(config: Config, pod: dict[str, Any], namespace: str) -> list[s
     ``imageSwapPolicy: exists`` every image counts as present in the mirror."""
     from swapper.admission import Mode, Review
     from swapper.answer import describe
-    from swapper.mirror.queue import MemoryCopyQueue
+    from swapper.mirror.memory import MemoryCopyQueue
     from swapper.mutation import CONTAINER_FIELDS, Mutator, Policy, requester_of
     from swapper.targets.memory import MemoryTarget
 

@@ -13,8 +13,8 @@ from swapper.admission import parse_review
 from swapper.app import AdmissionHandler
 from swapper.backends import Backends
 from swapper.config import load_config
-from swapper.kube.pull_secrets import MemoryPullSecrets
-from swapper.mirror.queue import MemoryCopyQueue
+from swapper.kube.memory import MemoryPullSecrets
+from swapper.mirror.memory import MemoryCopyQueue
 from swapper.targets.memory import MemoryTarget
 
 CONFIG = {

@@ -12,7 +12,7 @@ from swapper import app as app_module
 from swapper.app import AdmissionHandler, create_app
 from swapper.backends import Backends
 from swapper.config import load_config
-from swapper.mirror.queue import MemoryCopyQueue
+from swapper.mirror.memory import MemoryCopyQueue
 from swapper.targets.memory import MemoryTarget
 
 REQUEST = (FIXTURES / "admission" / "three-containers.request.json").read_bytes()

@@ -344,7 +344,7 @@ async def test_an_image_whose_digest_algorithm_is_not_registered_is_not_mirrored
 
     from swapper.config import CopyPolicy, SwapPolicy
     from swapper.filters import Filters
-    from swapper.mirror.queue import MemoryCopyQueue
+    from swapper.mirror.memory import MemoryCopyQueue
     from swapper.mutation import Mutator, Outcome, Policy, requester_of
     from swapper.targets.memory import MemoryTarget
 

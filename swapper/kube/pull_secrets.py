@@ -35,7 +35,6 @@ import hashlib
 import json
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
 from swapper.credentials import Credentials
@@ -57,23 +56,6 @@ class PullSecrets(Protocol):
     async def ensure(self, namespace: str, service_account: str = "") -> None:
         """Make sure the target pull secret is in ``namespace`` and current (raises KubeError)."""
         ...
-
-
-@dataclass
-class MemoryPullSecrets:
-    """For tests: records namespaces; ``fail`` holds namespaces whose provisioning fails."""
-
-    namespaces: set[str]
-    fail: set[str]
-
-    def __init__(self) -> None:
-        self.namespaces = set()
-        self.fail = set()
-
-    async def ensure(self, namespace: str, service_account: str = "") -> None:
-        if namespace in self.fail:
-            raise KubeError(f"cannot provision the pull secret in {namespace}")
-        self.namespaces.add(namespace)
 
 
 def docker_config(registry: str, credentials: Credentials) -> bytes:

@@ -38,7 +38,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import StrEnum
 from typing import Protocol, runtime_checkable
 
@@ -101,32 +101,6 @@ class OpenAccess:
 
     async def check(self, source: ImageReference, who: Requester, deadline: float) -> Access:
         return READABLE
-
-
-@dataclass
-class MemoryAccess:
-    """For tests: ``private`` maps a repository (``ref.name``) to the pull-secret names that can
-    read it; ``unreachable`` holds repositories whose source does not answer (the check waits
-    until its deadline); anything else is public. ``asked`` counts the checks not cached."""
-
-    private: dict[str, set[str]] = field(default_factory=dict)
-    unreachable: set[str] = field(default_factory=set)
-    asked: int = 0
-
-    def known(self, source: ImageReference, who: Requester) -> Access | None:
-        if source.name in self.private or source.name in self.unreachable:
-            return None
-        return READABLE
-
-    async def check(self, source: ImageReference, who: Requester, deadline: float) -> Access:
-        self.asked += 1
-        if source.name in self.unreachable:
-            await asyncio.sleep(max(0.0, deadline - asyncio.get_running_loop().time()))
-            return unreachable("no answer in time")
-        readers = self.private.get(source.name)
-        if readers is None or readers.intersection(who.pull_secrets):
-            return READABLE
-        return Access(Verdict.PRIVATE, ANONYMOUS_REFUSED)
 
 
 KeyringSource = Callable[[Requester], Keyring]

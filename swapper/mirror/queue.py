@@ -1,23 +1,21 @@
-"""The copy-queue protocol behind ``imageCopyPolicy``, and an in-memory implementation.
+"""The copy-queue protocol behind ``imageCopyPolicy``.
 
 - ``delayed``: :meth:`CopyQueue.submit` hands the job over and returns at once.
 - ``immediate``: :meth:`CopyQueue.submit_and_wait` queues it and waits up to the deadline.
 - ``force``: :meth:`CopyQueue.copy_now` copies outside the queue, up to the deadline.
 
 Jobs are de-duplicated by target reference: two pods asking for the same image share one copy.
+The implementations: :class:`~swapper.mirror.workers.WorkerQueue` (``swapper serve``) and the
+in-memory double :class:`~swapper.mirror.memory.MemoryCopyQueue`.
 """
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
-from swapper.aio import SingleFlight
-from swapper.errors import CopyDeadlineExceeded, CopyError, CopyReason, QueueFull
 from swapper.images import ImageReference
-from swapper.targets.memory import MemoryTarget
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,56 +61,3 @@ class CopyQueue(Protocol):
 
 
 Copier = Callable[[CopyJob], Awaitable[None]]
-
-
-class MemoryCopyQueue:
-    """Copies into a :class:`MemoryTarget` by marking the image present.
-
-    It behaves like the real queue where admission can tell: in-flight de-duplication, a
-    bound, deadlines. ``delay`` makes copies slow, ``fail`` holds target references whose copy
-    fails (reason ``rejected``), and ``jobs`` records every job started.
-    """
-
-    def __init__(self, target: MemoryTarget, bound: int = 1000, delay: float = 0.0) -> None:
-        self.target = target
-        self.bound = bound
-        self.delay = delay
-        self.fail: set[str] = set()
-        self.jobs: list[CopyJob] = []
-        self._copies: SingleFlight[str, None] = SingleFlight()  # in flight, by target
-
-    async def _copy(self, job: CopyJob) -> None:
-        self.jobs.append(job)
-        if self.delay:
-            await asyncio.sleep(self.delay)
-        if job.target in self.fail:
-            raise CopyError(f"copy of {job.source} failed", CopyReason.REJECTED)
-        await self.target.ensure_repository(job.repository)
-        self.target.add_image(job.target)
-
-    def _start(self, job: CopyJob) -> asyncio.Task[None]:
-        if job.target not in self._copies and len(self._copies) >= self.bound:
-            raise QueueFull(f"copy queue is full ({self.bound} jobs)")
-        return self._copies.start(job.target, lambda: self._copy(job))
-
-    def submit(self, job: CopyJob) -> None:
-        self._start(job)
-
-    async def submit_and_wait(self, job: CopyJob, deadline: float) -> None:
-        await _wait(self._start(job), deadline, job)
-
-    async def copy_now(self, job: CopyJob, deadline: float) -> None:
-        await _wait(asyncio.get_running_loop().create_task(self._copy(job)), deadline, job)
-
-    async def aclose(self) -> None:
-        await self._copies.aclose()
-
-
-async def _wait(task: asyncio.Task[None], deadline: float, job: CopyJob) -> None:
-    try:
-        # shield: a waiter that gives up does not cancel a copy other pods may share.
-        await asyncio.wait_for(asyncio.shield(task), deadline)
-    except TimeoutError:
-        raise CopyDeadlineExceeded(
-            f"copy of {job.source} did not finish in {deadline:g}s"
-        ) from None

@@ -1,12 +1,12 @@
 """Target registries: where mirrored images live.
 
-:class:`TargetRegistry` is the protocol every backend implements; :class:`MemoryTarget` is the
-in-package implementation for tests (like httpx's ``MockTransport``). One contract test in
+:class:`TargetRegistry` (``base``) is the protocol every backend implements; ``memory`` holds
+:class:`~swapper.targets.memory.MemoryTarget`, the in-package implementation for tests (like
+httpx's ``MockTransport``), imported only by what uses it. One contract test in
 ``tests/targets/`` runs over every implementation.
 """
 
 from swapper.credentials import Credentials
 from swapper.targets.base import TargetRegistry
-from swapper.targets.memory import MemoryTarget
 
-__all__ = ["Credentials", "MemoryTarget", "TargetRegistry"]
+__all__ = ["Credentials", "TargetRegistry"]

@@ -6,7 +6,8 @@ import pytest
 
 from swapper.errors import CopyDeadlineExceeded, CopyError, QueueFull
 from swapper.images import parse
-from swapper.mirror.queue import CopyJob, MemoryCopyQueue
+from swapper.mirror.memory import MemoryCopyQueue
+from swapper.mirror.queue import CopyJob
 from swapper.targets.memory import MemoryTarget
 
 

@@ -1,0 +1,94 @@
+"""In-memory doubles of the mirror's protocols, for tests and ``swapper explain`` (like httpx's
+``MockTransport``): :class:`MemoryCopyQueue` (a :class:`~swapper.mirror.queue.CopyQueue`) and
+:class:`MemoryAccess` (a :class:`~swapper.mirror.access.SourceAccess`)."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+
+from swapper.aio import SingleFlight
+from swapper.errors import CopyDeadlineExceeded, CopyError, CopyReason, QueueFull
+from swapper.images import ImageReference
+from swapper.mirror.access import ANONYMOUS_REFUSED, READABLE, Access, Verdict, unreachable
+from swapper.mirror.queue import CopyJob, Requester
+from swapper.targets.memory import MemoryTarget
+
+
+class MemoryCopyQueue:
+    """Copies into a :class:`MemoryTarget` by marking the image present.
+
+    It behaves like the real queue where admission can tell: in-flight de-duplication, a
+    bound, deadlines. ``delay`` makes copies slow, ``fail`` holds target references whose copy
+    fails (reason ``rejected``), and ``jobs`` records every job started.
+    """
+
+    def __init__(self, target: MemoryTarget, bound: int = 1000, delay: float = 0.0) -> None:
+        self.target = target
+        self.bound = bound
+        self.delay = delay
+        self.fail: set[str] = set()
+        self.jobs: list[CopyJob] = []
+        self._copies: SingleFlight[str, None] = SingleFlight()  # in flight, by target
+
+    async def _copy(self, job: CopyJob) -> None:
+        self.jobs.append(job)
+        if self.delay:
+            await asyncio.sleep(self.delay)
+        if job.target in self.fail:
+            raise CopyError(f"copy of {job.source} failed", CopyReason.REJECTED)
+        await self.target.ensure_repository(job.repository)
+        self.target.add_image(job.target)
+
+    def _start(self, job: CopyJob) -> asyncio.Task[None]:
+        if job.target not in self._copies and len(self._copies) >= self.bound:
+            raise QueueFull(f"copy queue is full ({self.bound} jobs)")
+        return self._copies.start(job.target, lambda: self._copy(job))
+
+    def submit(self, job: CopyJob) -> None:
+        self._start(job)
+
+    async def submit_and_wait(self, job: CopyJob, deadline: float) -> None:
+        await _wait(self._start(job), deadline, job)
+
+    async def copy_now(self, job: CopyJob, deadline: float) -> None:
+        await _wait(asyncio.get_running_loop().create_task(self._copy(job)), deadline, job)
+
+    async def aclose(self) -> None:
+        await self._copies.aclose()
+
+
+async def _wait(task: asyncio.Task[None], deadline: float, job: CopyJob) -> None:
+    try:
+        # shield: a waiter that gives up does not cancel a copy other pods may share.
+        await asyncio.wait_for(asyncio.shield(task), deadline)
+    except TimeoutError:
+        raise CopyDeadlineExceeded(
+            f"copy of {job.source} did not finish in {deadline:g}s"
+        ) from None
+
+
+@dataclass
+class MemoryAccess:
+    """For tests: ``private`` maps a repository (``ref.name``) to the pull-secret names that can
+    read it; ``unreachable`` holds repositories whose source does not answer (the check waits
+    until its deadline); anything else is public. ``asked`` counts the checks not cached."""
+
+    private: dict[str, set[str]] = field(default_factory=dict)
+    unreachable: set[str] = field(default_factory=set)
+    asked: int = 0
+
+    def known(self, source: ImageReference, who: Requester) -> Access | None:
+        if source.name in self.private or source.name in self.unreachable:
+            return None
+        return READABLE
+
+    async def check(self, source: ImageReference, who: Requester, deadline: float) -> Access:
+        self.asked += 1
+        if source.name in self.unreachable:
+            await asyncio.sleep(max(0.0, deadline - asyncio.get_running_loop().time()))
+            return unreachable("no answer in time")
+        readers = self.private.get(source.name)
+        if readers is None or readers.intersection(who.pull_secrets):
+            return READABLE
+        return Access(Verdict.PRIVATE, ANONYMOUS_REFUSED)

@@ -1,4 +1,5 @@
 """Talking to the Kubernetes API, through the official ``kubernetes`` client.
+Imported by mirror, backends, wiring and the CLI; imports targets, keyring and below.
 
 - :mod:`swapper.kube.webhook_certs`: the webhook's certificate bootstrap that the Helm chart's
   Job and CronJob run when cert-manager is not used (``swapper certs bootstrap``).

@@ -1,4 +1,5 @@
 """The OCI distribution client and the image copy engine.
+Imported by targets, mirror and wiring; imports images, credentials, errors and aio only.
 
 Usage::
 

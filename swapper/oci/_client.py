@@ -305,7 +305,7 @@ class RegistryClient:
             return ANONYMOUS
         async with host.lock:
             if host.challenge is None:
-                response = await self._send_plain(host, "GET", f"{host.base_url}/v2/", "ping")
+                response = await self._request(host, "GET", f"{host.base_url}/v2/", "ping")
                 await _release(response)
                 host.challenge = (
                     parse_challenge(response.headers.get("www-authenticate"))
@@ -341,7 +341,7 @@ class RegistryClient:
         url = with_params(challenge.realm, params)
         headers = {"Authorization": _basic(identity)} if identity is not None else {}
         what = f"token for {' '.join(scopes)} from {challenge.realm}"
-        response = await self._send_plain(host, "GET", url, what, headers=headers)
+        response = await self._request(host, "GET", url, what, headers=headers)
         if response.status_code != 200:
             error = await status_error(response, what)
             if response.status_code in (401, 403):
@@ -375,35 +375,6 @@ class RegistryClient:
 
     # -- sending -------------------------------------------------------------------------
 
-    async def _send_plain(
-        self,
-        host: _Host,
-        method: str,
-        url: str,
-        what: str,
-        headers: dict[str, str] | None = None,
-    ) -> Response:
-        """A request without registry authentication (ping, token), retried when transient."""
-        attempt = 0
-        while True:
-            try:
-                response = await host.client.send(method, url, headers=headers)
-            except TransportError as exc:
-                error = transport_error(exc, what)
-                if not isinstance(error, TransientCopyError) or attempt + 1 >= self.retry.attempts:
-                    raise error from exc
-                await asyncio.sleep(self.retry.delay(attempt))
-                attempt += 1
-                continue
-            if response.status_code in TRANSIENT_STATUSES:
-                wait = self._wait(response, attempt)
-                if wait is not None:
-                    await _release(response)
-                    await asyncio.sleep(wait)
-                    attempt += 1
-                    continue
-            return response
-
     def _wait(self, response: Response, attempt: int) -> float | None:
         """Seconds to wait before trying a transient failure again, or None to give up."""
         if attempt + 1 >= self.retry.attempts:
@@ -434,20 +405,53 @@ class RegistryClient:
         A streamed body is sent once. A transient failure that is not retried raises
         :class:`TransientCopyError`; other statuses are returned for the caller to judge.
         """
-        host = self._host(domain)
+        return await self._request(
+            self._host(domain),
+            method,
+            url,
+            what,
+            login=(identity, scopes),
+            headers=headers,
+            content=content,
+            follow_redirects=follow_redirects,
+            retry=retry,
+        )
+
+    async def _request(
+        self,
+        host: _Host,
+        method: str,
+        url: str,
+        what: str,
+        *,
+        login: tuple[Credentials | None, tuple[str, ...]] | None = None,
+        headers: dict[str, str] | None = None,
+        content: bytes | AsyncIterable[bytes] | None = None,
+        follow_redirects: bool = False,
+        retry: bool = True,
+    ) -> Response:
+        """The one request loop: :meth:`send`, and (``login`` None) the requests that carry no
+        registry authentication (the ping, the token request).
+
+        A replayable request (no body, or ``bytes``) with ``retry`` is tried again after a
+        transient failure: a connection error or timeout after :meth:`RetryPolicy.delay`, a
+        transient status after :meth:`_wait`, until ``retry.attempts`` tries. With ``login``
+        (identity and scopes) each try carries the authorization for them, and a 401 teaches
+        the registry's challenge and, for a replayable request, is tried once more with a new
+        token (not counted as a try). A connection error or timeout that is not tried again
+        raises its :func:`transport_error`; any answer not tried again is returned.
+        """
         replayable = content is None or isinstance(content, bytes)
         retry = retry and replayable
         attempt = 0
         reauthenticated = False
         while True:
-            auth = await self._authorization(host, identity, scopes)
+            sent = dict(headers or {})
+            if login is not None:
+                sent.update(await self._authorization(host, *login))
             try:
                 response = await host.client.send(
-                    method,
-                    url,
-                    headers={**headers, **auth} if headers else auth,
-                    content=content,
-                    follow_redirects=follow_redirects,
+                    method, url, headers=sent, content=content, follow_redirects=follow_redirects
                 )
             except TransportError as exc:
                 error = transport_error(exc, what)
@@ -457,24 +461,24 @@ class RegistryClient:
                     or attempt + 1 >= self.retry.attempts
                 ):
                     raise error from exc
-                await asyncio.sleep(self.retry.delay(attempt))
-                attempt += 1
-                continue
-            if response.status_code == 401:
-                self._learn(host, response, identity, scopes)
-                if replayable and not reauthenticated:
+                wait = self.retry.delay(attempt)
+            else:
+                if login is not None and response.status_code == 401:
+                    self._learn(host, response, *login)
+                    if not replayable or reauthenticated:
+                        return response
                     await _release(response)
                     reauthenticated = True
                     continue
-                return response
-            if retry and response.status_code in TRANSIENT_STATUSES:
-                wait = self._wait(response, attempt)
-                if wait is not None:
-                    await _release(response)
-                    await asyncio.sleep(wait)
-                    attempt += 1
-                    continue
-            return response
+                if not retry or response.status_code not in TRANSIENT_STATUSES:
+                    return response
+                asked = self._wait(response, attempt)
+                if asked is None:
+                    return response
+                await _release(response)
+                wait = asked
+            await asyncio.sleep(wait)
+            attempt += 1
 
 
 def _basic(identity: Credentials) -> str:

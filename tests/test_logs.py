@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import io
-from collections.abc import Iterator
+import re
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
@@ -59,6 +61,54 @@ def test_reconfiguring_writes_out_the_lines_still_buffered(
     logs.info_lines("decision", [_record()], None)
     logs.configure("info", "json", stream=io.BytesIO())
     assert orjson.loads(path.read_bytes())["uid"] == "u1"
+
+
+# A flat decision record, with keys redaction hides and a bracket in a string.
+FLAT = _record(
+    pod="web-1",
+    source="nginx:1.27",
+    target="mirror.example.com/nginx:1.27",
+    reason="swapped",
+    dry_run=False,
+    filter=0,
+    detail="copy failed: [registry] said no",
+    token="t0ken",
+    annotations="team/token=t0ken",
+)
+ISO_UTC = re.compile(rb"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z")
+
+
+def _structlog_line(log: Any) -> None:
+    log.info("decision", **dict(FLAT))
+
+
+def _decision_line(log: Any) -> None:
+    logs.info_lines("decision", [dict(FLAT)], log)
+
+
+def _output(fmt: str, level: str, write: Callable[[Any], None]) -> list[bytes]:
+    """The lines ``write`` logs, configured so, each line's timestamp (in UTC) as ``<now>``."""
+    out = io.BytesIO()
+    logs.configure(level, fmt, stream=out)
+    try:
+        write(logs.get_logger("swapper.app"))
+    finally:
+        logs.configure("info", "json", stream=io.BytesIO())
+    lines = out.getvalue().splitlines()
+    assert all(len(ISO_UTC.findall(line)) == 1 for line in lines)
+    return [ISO_UTC.sub(b"<now>", line) for line in lines]
+
+
+@pytest.mark.parametrize(
+    ("fmt", "level"), [("json", "info"), ("json", "debug"), ("console", "info")]
+)
+def test_a_decision_line_is_the_line_structlog_writes_for_the_same_event(
+    fmt: str, level: str
+) -> None:
+    decision = _output(fmt, level, _decision_line)
+    assert len(decision) == 1
+    assert b"t0ken" not in decision[0]
+    assert decision == _output(fmt, level, _structlog_line)
 
 
 def test_credential_keys_are_redacted_in_decision_lines(

@@ -44,7 +44,7 @@ from typing import Protocol, runtime_checkable
 
 from swapper.aio import SingleFlight, TTLMap
 from swapper.credentials import Credentials
-from swapper.errors import CopyError
+from swapper.errors import CopyError, CopyReason
 from swapper.images import ImageReference
 from swapper.keyring import Keyring
 from swapper.kube.remembered import MemoryPublicAnswers, PublicAnswers
@@ -121,7 +121,7 @@ class _Answer:
     reason: str = ""  # why unknown
 
 
-_DENIED_REASONS = frozenset({"unauthorized", "denied"})
+_DENIED_REASONS = frozenset({CopyReason.UNAUTHORIZED, CopyReason.DENIED})
 _Key = tuple[str, str]  # (credential fingerprint or "", repository or repository@reference)
 
 
@@ -268,7 +268,7 @@ class RegistryAccess:
                 if not fingerprint:
                     self.remembered.forget(source.name)
                 return _Answer(_Said.DENIED)
-            if exc.reason != "not-found":
+            if exc.reason is not CopyReason.NOT_FOUND:
                 reason = _short(exc)
                 log.warning(
                     "source_access_unknown",

@@ -342,14 +342,17 @@ class RegistryClient:
         headers = {"Authorization": _basic(identity)} if identity is not None else {}
         what = f"token for {' '.join(scopes)} from {challenge.realm}"
         response = await self._request(host, "GET", url, what, headers=headers)
-        if response.status_code != 200:
-            error = await status_error(response, what)
-            if response.status_code in (401, 403):
-                who = f"user {identity.username!r}" if identity else "anonymous access"
-                raise CopyError(f"{error} ({who})", CopyReason.UNAUTHORIZED)
-            raise error
-        async with response:
-            data = await response.aread()
+        try:
+            if response.status_code != 200:
+                error = await status_error(response, what)
+                if response.status_code in (401, 403):
+                    who = f"user {identity.username!r}" if identity else "anonymous access"
+                    raise CopyError(f"{error} ({who})", CopyReason.UNAUTHORIZED)
+                raise error
+            async with response:
+                data = await response.aread()
+        except TransportError as exc:  # the answer's body broke off: as any failed exchange
+            raise transport_error(exc, what) from exc
         try:
             body = orjson.loads(data)
             token = body.get("token") or body.get("access_token")

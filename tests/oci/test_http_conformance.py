@@ -19,7 +19,9 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from swapper.errors import ConnectTimeout, RedirectError, RemoteProtocolError
+from swapper.errors import ConnectTimeout, CopyError, RedirectError, RemoteProtocolError
+from swapper.images import parse
+from swapper.oci import HostConfig, RegistryClient, RetryPolicy
 from swapper.oci._http import HTTPClient, Timeout
 
 # -- the raw server ---------------------------------------------------------------------------
@@ -549,3 +551,28 @@ async def test_each_exchange_is_sent_and_read_as_http_1_1_says(case: Case) -> No
             assert outcome == (case.status, case.body, case.answer_has)
     if case.connections is not None:
         assert server.connections == case.connections
+
+
+async def test_a_token_answer_that_breaks_off_is_a_copy_error_not_a_transport_error() -> None:
+    server = await ScriptedServer(()).start()
+    challenge = f'Bearer realm="{server.url}/token",service="scripted"'.encode()
+    server.answers.extend(
+        [
+            answer(
+                b"HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: " + challenge + b"\r\n"
+                b"Content-Length: 0\r\n\r\n"
+            ),
+            answer(b'HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n{"tok', close=True),
+        ]
+    )
+    host = server.url.removeprefix("http://")
+    client = RegistryClient(
+        hosts={host: HostConfig(plain_http=True)}, retry=RetryPolicy(attempts=1)
+    )
+    try:
+        with pytest.raises(CopyError) as raised:
+            await client.repository(parse(f"{host}/team/app:1")).head_manifest("1")
+    finally:
+        await client.aclose()
+        await server.aclose()
+    assert "token for" in str(raised.value)

@@ -14,8 +14,8 @@ from typing import Any
 
 from swapper.kube.pull_secrets import PullSecrets
 from swapper.metrics import Metrics
-from swapper.mirror.access import OpenAccess, SourceAccess
 from swapper.mirror.queue import CopyQueue
+from swapper.mirror.verdicts import OpenAccess, SourceAccess
 from swapper.targets.base import TargetRegistry
 
 

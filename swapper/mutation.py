@@ -28,8 +28,8 @@ from swapper.errors import CopyDeadlineExceeded, CopyError, MalformedPod, QueueF
 from swapper.filters import Filters
 from swapper.images import ImageReference, parse, source_of_mirror, target_reference
 from swapper.logs import get_logger
-from swapper.mirror.access import READABLE, Access, OpenAccess, SourceAccess, Verdict
 from swapper.mirror.queue import CopyJob, CopyQueue, Requester
+from swapper.mirror.verdicts import READABLE, Access, OpenAccess, SourceAccess, Verdict
 from swapper.targets.base import TargetRegistry
 
 log = get_logger("swapper.mutation")

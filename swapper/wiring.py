@@ -23,9 +23,10 @@ from swapper.keyring import Keyring
 from swapper.kube.remembered import MemoryPublicAnswers, PublicAnswers
 from swapper.logs import get_logger
 from swapper.metrics import Metrics
-from swapper.mirror.access import KeyringSource, OpenAccess, RegistryAccess, SourceAccess
+from swapper.mirror.access import KeyringSource, RegistryAccess
 from swapper.mirror.engine import EngineCopier
 from swapper.mirror.queue import Requester
+from swapper.mirror.verdicts import OpenAccess, SourceAccess
 from swapper.mirror.workers import QueueSettings, WorkerQueue
 from swapper.oci import (
     CopyEngine,

@@ -10,8 +10,8 @@ from swapper.admission import Mode
 from swapper.answer import describe
 from swapper.config import CopyPolicy, SwapPolicy
 from swapper.filters import Filters
-from swapper.mirror.access import Access
 from swapper.mirror.memory import MemoryAccess, MemoryCopyQueue
+from swapper.mirror.verdicts import Access
 from swapper.mutation import CopyState, Mutator, Outcome, Policy, requester_of
 from swapper.targets.memory import MemoryTarget
 

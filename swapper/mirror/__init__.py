@@ -2,7 +2,8 @@
 Imported by mutation, backends, wiring and the CLI; imports kube, targets, oci and below.
 
 The copy-queue protocol (``queue``), the worker queue (``workers``), the engine copier
-(``engine``), source-access checks (``access``), ``swapper mirror`` (``command``), and
+(``engine``), the source-access protocol and its answers (``verdicts``, imported by the pure
+core) and the registry-backed check (``access``), ``swapper mirror`` (``command``), and
 in-memory doubles for tests (``memory``).
 """
 

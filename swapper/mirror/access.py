@@ -40,7 +40,6 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Protocol, runtime_checkable
 
 from swapper.aio import SingleFlight, TTLMap
 from swapper.credentials import Credentials
@@ -50,57 +49,16 @@ from swapper.keyring import Keyring
 from swapper.kube.remembered import MemoryPublicAnswers, PublicAnswers
 from swapper.logs import get_logger
 from swapper.mirror.queue import Requester
+from swapper.mirror.verdicts import (
+    ANONYMOUS_REFUSED,
+    READABLE,
+    Access,
+    Verdict,
+    unreachable,
+)
 from swapper.oci import RegistryClient
 
 log = get_logger("swapper.mirror")
-
-
-class Verdict(StrEnum):
-    READABLE = "readable"  # public, shared, or readable with the pod's own credentials
-    PRIVATE = "private"  # the registry answered: the pod's credentials cannot read it
-    UNVERIFIED = "unverified"  # the source did not answer (in time)
-
-
-ANONYMOUS_REFUSED = "not readable without credentials (private, or not there)"
-
-
-@dataclass(frozen=True, slots=True)
-class Access:
-    verdict: Verdict
-    reason: str = ""  # private: what was refused; unverified: "source unreachable: ..."
-
-    @property
-    def readable(self) -> bool:
-        return self.verdict is Verdict.READABLE
-
-
-READABLE = Access(Verdict.READABLE)
-
-
-def unreachable(reason: str) -> Access:
-    return Access(Verdict.UNVERIFIED, f"source unreachable: {reason}")
-
-
-@runtime_checkable
-class SourceAccess(Protocol):
-    def known(self, source: ImageReference, who: Requester) -> Access | None:
-        """The cached answer, without I/O; None when it must be asked."""
-        ...
-
-    async def check(self, source: ImageReference, who: Requester, deadline: float) -> Access:
-        """Whether the pod may be swapped to the mirror of ``source``, answered by ``deadline``
-        (the event loop's clock)."""
-        ...
-
-
-class OpenAccess:
-    """Every pod may read every image (``source.checkAccess: false``)."""
-
-    def known(self, source: ImageReference, who: Requester) -> Access | None:
-        return READABLE
-
-    async def check(self, source: ImageReference, who: Requester, deadline: float) -> Access:
-        return READABLE
 
 
 KeyringSource = Callable[[Requester], Keyring]

@@ -10,8 +10,8 @@ from dataclasses import dataclass, field
 from swapper.aio import SingleFlight
 from swapper.errors import CopyDeadlineExceeded, CopyError, CopyReason, QueueFull
 from swapper.images import ImageReference
-from swapper.mirror.access import ANONYMOUS_REFUSED, READABLE, Access, Verdict, unreachable
 from swapper.mirror.queue import CopyJob, Requester
+from swapper.mirror.verdicts import ANONYMOUS_REFUSED, READABLE, Access, Verdict, unreachable
 from swapper.targets.memory import MemoryTarget
 
 

@@ -60,7 +60,7 @@ from swapper.errors import CopyError, CopyReason, RegistryError
 from swapper.images import ImageReference, is_at_endpoint
 from swapper.logs import get_logger
 from swapper.oci import HostConfig, RetryPolicy
-from swapper.targets.base import host_client, manifest_exists
+from swapper.targets._oci import host_client, manifest_exists
 
 __all__ = ["CLOUD_PLATFORM_SCOPE", "TOKEN_USERNAME", "GARTarget"]
 

@@ -20,7 +20,7 @@ from swapper.credentials import Credentials
 from swapper.errors import ConfigError, CopyError, RegistryError
 from swapper.images import ImageReference, is_at_endpoint
 from swapper.oci import HostConfig
-from swapper.targets.base import host_client, manifest_exists
+from swapper.targets._oci import host_client, manifest_exists
 
 
 def read_credentials(path: str) -> Credentials:

@@ -30,8 +30,9 @@ from swapper.credentials import Credentials
 from swapper.images import ImageReference, parse
 from swapper.keyring import Keyring
 from swapper.kube.remembered import MemoryPublicAnswers
-from swapper.mirror.access import ANONYMOUS_REFUSED, READABLE, Access, RegistryAccess, Verdict
+from swapper.mirror.access import RegistryAccess
 from swapper.mirror.queue import Requester
+from swapper.mirror.verdicts import ANONYMOUS_REFUSED, READABLE, Access, Verdict
 from swapper.oci import RegistryClient
 
 

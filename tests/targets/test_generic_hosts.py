@@ -13,7 +13,7 @@ from registries import Registry, make_image, make_layer, push_image, start_regis
 
 from swapper.config import Config, load_config
 from swapper.oci import RegistryClient
-from swapper.targets.base import manifest_exists
+from swapper.targets._oci import manifest_exists
 from swapper.targets.generic import GenericTarget
 from swapper.wiring import registry_hosts
 

@@ -50,6 +50,38 @@ def watch_lines(response: Any) -> Iterator[bytes]:
         yield buffer
 
 
+def open_watch(list_call: Callable[..., Any], version: str, timeout: int, **kwargs: Any) -> Any:
+    """The streaming response of a watch from ``version`` (``list_call`` is a generated
+    ``list_*`` method, ``kwargs`` its selectors); a 410 answer raises :class:`Gone`."""
+    try:
+        return list_call(
+            watch=True,
+            resource_version=version,
+            timeout_seconds=timeout,
+            allow_watch_bookmarks=True,
+            _preload_content=False,
+            _request_timeout=(REQUEST_TIMEOUT, timeout + REQUEST_TIMEOUT),
+            **kwargs,
+        )
+    except Exception as exc:
+        if status_of(exc) == 410:
+            raise Gone() from None
+        raise
+
+
+def watch_events(response: Any, what: str) -> Iterator[dict[str, Any]]:
+    """The events of a watch response, as they arrive. An ``ERROR`` event raises: code 410 as
+    :class:`Gone` (list again), any other as :class:`KubeError` naming ``what``."""
+    for line in watch_lines(response):
+        event: dict[str, Any] = json.loads(line)
+        if event.get("type") == "ERROR":
+            status = event.get("object") or {}
+            if status.get("code") == 410:
+                raise Gone()
+            raise KubeError(f"watch of {what}: {str(status.get('message', ''))[:200]}")
+        yield event
+
+
 class Informer(Generic[T]):
     """Keeps ``items`` equal to the API server's objects, through ``transform``.
 
@@ -132,10 +164,6 @@ class Informer(Generic[T]):
     def _apply(self, event: dict[str, Any]) -> str | None:
         kind = event.get("type")
         obj = event.get("object") or {}
-        if kind == "ERROR":
-            if obj.get("code") == 410:
-                raise Gone()
-            raise KubeError(f"watch of {self.name}: {str(obj.get('message', ''))[:200]}")
         version = (obj.get("metadata") or {}).get("resourceVersion")
         if kind in ("ADDED", "MODIFIED"):
             key, kept = self._keep(obj)
@@ -150,26 +178,15 @@ class Informer(Generic[T]):
     def watch(self, stop: threading.Event) -> None:
         """Follow changes from :attr:`resource_version` until the watch ends, advancing it
         with every event (a bookmark too), so a failed watch resumes where it was."""
-        try:
-            response = self.list_all(
-                watch=True,
-                resource_version=self.resource_version,
-                timeout_seconds=self.watch_timeout,
-                allow_watch_bookmarks=True,
-                _preload_content=False,
-                _request_timeout=(REQUEST_TIMEOUT, self.watch_timeout + REQUEST_TIMEOUT),
-                **self._selector(),
-            )
-        except Exception as exc:
-            if status_of(exc) == 410:
-                raise Gone() from None
-            raise
+        response = open_watch(
+            self.list_all, self.resource_version, self.watch_timeout, **self._selector()
+        )
         self._response = response
         try:
-            for line in watch_lines(response):
+            for event in watch_events(response, self.name):
                 if stop.is_set():
                     break
-                seen = self._apply(json.loads(line))
+                seen = self._apply(event)
                 if seen:
                     self.resource_version = seen
         finally:

@@ -53,6 +53,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import copy
+import functools
 import json
 import math
 import random
@@ -61,9 +62,9 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any, Protocol, runtime_checkable
 
-from swapper.errors import Gone, KubeError
-from swapper.kube import REQUEST_TIMEOUT, call_json, describe_api_error, status_of
-from swapper.kube.informer import watch_lines
+from swapper.errors import Gone
+from swapper.kube import call_json, describe_api_error, status_of
+from swapper.kube.informer import open_watch, watch_events
 from swapper.logs import get_logger
 
 log = get_logger("swapper.kube")
@@ -404,35 +405,21 @@ class ConfigMapPublicAnswers(_Answers):
 
     def _watch(self, version: str) -> str:
         """Follow the object from ``version`` until the watch ends; returns the last version."""
-        try:
-            response = self.core.list_namespaced_config_map(
-                self.namespace,
-                field_selector=self._selector,
-                watch=True,
-                resource_version=version,
-                timeout_seconds=self.watch_timeout,
-                allow_watch_bookmarks=True,
-                _preload_content=False,
-                _request_timeout=(REQUEST_TIMEOUT, self.watch_timeout + REQUEST_TIMEOUT),
-            )
-        except Exception as exc:
-            if status_of(exc) == 410:
-                raise Gone() from None
-            raise
+        response = open_watch(
+            functools.partial(self.core.list_namespaced_config_map, self.namespace),
+            version,
+            self.watch_timeout,
+            field_selector=self._selector,
+        )
         self._response = response
         try:
             if self._stop.is_set():  # stop() ran before the response could be shut down
                 return version
             self._over("read")
-            for line in watch_lines(response):
+            for event in watch_events(response, self.where):
                 if self._stop.is_set():
                     break
-                event = json.loads(line)
                 kind, obj = event.get("type"), event.get("object") or {}
-                if kind == "ERROR":
-                    if obj.get("code") == 410:
-                        raise Gone()
-                    raise KubeError(f"watch of {self.where}: {str(obj.get('message', ''))[:200]}")
                 if kind in ("ADDED", "MODIFIED"):
                     self._observe(obj)
                 elif kind == "DELETED":

@@ -7,7 +7,6 @@ httpx's ``MockTransport``), imported only by what uses it. One contract test in
 ``tests/targets/`` runs over every implementation.
 """
 
-from swapper.credentials import Credentials
 from swapper.targets.base import TargetRegistry
 
-__all__ = ["Credentials", "TargetRegistry"]
+__all__ = ["TargetRegistry"]

@@ -67,7 +67,8 @@ class Metrics:
         self.copies_not_started = Counter(
             "swapper_copies_not_started",
             "Copy requests that started no copy: shared with one in flight (deduplicated), "
-            "copied recently (fresh), or held back after a failure (backoff).",
+            "copied recently (fresh), held back after a failure (backoff), or refused by the "
+            "full queue (queue-full).",
             ["reason"],
             registry=r,
         )

@@ -216,6 +216,7 @@ class WorkerQueue:
                 self._verify_soon(job.target)
                 return None
         if not now and self.queued >= self.settings.max_queued:
+            self.metrics.copies_not_started.labels("queue-full").inc()
             raise QueueFull(f"copy queue is full ({self.settings.max_queued} waiting)")
         go = asyncio.Event()
         copy = self._copies.start(job.target, lambda: self._copy(job, go))

@@ -132,7 +132,9 @@ async def test_no_more_copies_run_at_once_than_there_are_workers(
     assert copier.most_running == 2
 
 
-async def test_a_full_queue_refuses_more_copies(queue: WorkerQueue, copier: Copier) -> None:
+async def test_a_full_queue_refuses_more_copies_and_counts_them(
+    queue: WorkerQueue, copier: Copier, metrics: Metrics
+) -> None:
     copier.gate = asyncio.Event()
     for i in range(5):  # 2 running, 3 waiting
         queue.submit(job(f"app{i}:1"))
@@ -140,6 +142,10 @@ async def test_a_full_queue_refuses_more_copies(queue: WorkerQueue, copier: Copi
     with pytest.raises(QueueFull):
         queue.submit(job("one-too-many:1"))
     copier.gate.set()
+    refused = metrics.registry.get_sample_value(
+        "swapper_copies_not_started_total", {"reason": "queue-full"}
+    )
+    assert refused == 1
 
 
 async def test_a_waiter_past_its_deadline_gives_up_but_the_copy_goes_on(

@@ -113,3 +113,16 @@ def post_review(hook: Webhook, body: bytes, timeout: float = 20) -> dict[str, An
     if "patch" in response:
         response["patch"] = orjson.loads(base64.b64decode(response["patch"]))
     return response
+
+
+class Clock:
+    """A clock the test moves by hand: pass it where the code takes ``clock=``."""
+
+    def __init__(self, now: float = 0.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds

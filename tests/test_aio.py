@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import pytest
+from helpers import Clock
 
 from swapper.aio import SingleFlight, TTLMap
 from swapper.config import AWSRegistry
@@ -21,14 +22,6 @@ from swapper.oci._auth import TokenCache, TokenKey
 from swapper.targets import ecr
 from swapper.targets.cache import ExistenceCache
 from swapper.targets.memory import MemoryTarget
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 class Call:
@@ -170,7 +163,7 @@ async def test_closing_cancels_the_calls_in_flight() -> None:
 
 
 def test_the_least_recently_used_entry_is_evicted_beyond_maxsize() -> None:
-    items: TTLMap[str, int] = TTLMap(2, Clock())
+    items: TTLMap[str, int] = TTLMap(2, Clock(1000.0))
     items.set("a", 1, 60)
     items.set("b", 2, 60)
     items.set("c", 3, 60)
@@ -179,7 +172,7 @@ def test_the_least_recently_used_entry_is_evicted_beyond_maxsize() -> None:
 
 
 def test_reading_an_entry_keeps_it_from_eviction() -> None:
-    items: TTLMap[str, int] = TTLMap(2, Clock())
+    items: TTLMap[str, int] = TTLMap(2, Clock(1000.0))
     items.set("a", 1, 60)
     items.set("b", 2, 60)
     items.get("a")
@@ -188,7 +181,7 @@ def test_reading_an_entry_keeps_it_from_eviction() -> None:
 
 
 def test_each_entry_expires_after_its_own_ttl() -> None:
-    clock = Clock()
+    clock = Clock(1000.0)
     items: TTLMap[str, int] = TTLMap(10, clock)
     items.set("short", 1, 5)
     items.set("long", 2, 60)
@@ -197,7 +190,7 @@ def test_each_entry_expires_after_its_own_ttl() -> None:
 
 
 def test_an_expired_entry_is_still_there_as_stale() -> None:
-    clock = Clock()
+    clock = Clock(1000.0)
     items: TTLMap[str, int] = TTLMap(10, clock)
     items.set("a", 1, 5)
     assert items.entry("a") == (1, True)
@@ -207,7 +200,7 @@ def test_an_expired_entry_is_still_there_as_stale() -> None:
 
 
 def test_membership_is_for_fresh_entries_only() -> None:
-    clock = Clock()
+    clock = Clock(1000.0)
     items: TTLMap[str, int] = TTLMap(10, clock)
     items.set("a", 1, 5)
     assert "a" in items
@@ -318,7 +311,7 @@ async def test_the_copy_queue_remembers_a_bounded_number_of_failed_targets() -> 
         started.append(job.target)
         raise CopyError("refused", CopyReason.DENIED)
 
-    queue = queue_of(failing, Clock())
+    queue = queue_of(failing, Clock(1000.0))
     try:
         for i in range(100):
             with pytest.raises(CopyError):
@@ -337,7 +330,7 @@ async def test_the_copy_queue_remembers_a_bounded_number_of_copied_targets() -> 
     async def copying(job: CopyJob) -> None:
         started.append(job.target)
 
-    queue = queue_of(copying, Clock())
+    queue = queue_of(copying, Clock(1000.0))
     try:
         for i in range(100):
             await queue.submit_and_wait(copy_job(i), 5)
@@ -363,7 +356,7 @@ async def test_a_failed_copy_is_freed_at_once_not_left_to_the_cycle_collector(
         refs.append(weakref.ref(held))
         raise error("refused", "denied")
 
-    queue = queue_of(failing, Clock())
+    queue = queue_of(failing, Clock(1000.0))
     gc.disable()  # what a cycle would keep stays, then
     try:
         if waits:

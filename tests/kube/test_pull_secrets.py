@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 from e2e.cluster import Cluster
+from helpers import Clock
 from kube_fake import FakeKubeAPI
 
 from swapper.credentials import Credentials
@@ -30,16 +31,8 @@ REGISTRY = "123456789012.dkr.ecr.eu-west-1.amazonaws.com"
 Namespaces = Callable[[str], str]
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1_000_000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 def token(value: str) -> Credentials:
-    return Credentials("AWS", value, dt.datetime(2026, 11, 24, tzinfo=dt.UTC))
+    return Credentials("AWS", value, expires_at=dt.datetime(2026, 11, 24, tzinfo=dt.UTC))
 
 
 class Kube:
@@ -94,7 +87,7 @@ def reports() -> list[str]:
 
 @pytest.fixture
 def clock() -> Clock:
-    return Clock()
+    return Clock(1_000_000.0)
 
 
 @pytest.fixture

@@ -30,6 +30,7 @@ import pytest
 import yaml
 from chart.rendering import render
 from e2e.cluster import Cluster
+from helpers import Clock
 
 from swapper.kube.remembered import (
     DATA_KEY,
@@ -48,17 +49,9 @@ NGINX = "docker.io/library/nginx"
 REDIS = "docker.io/library/redis"
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1_764_590_000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 @pytest.fixture
 def clock() -> Clock:
-    return Clock()
+    return Clock(1_764_590_000.0)
 
 
 @pytest.fixture

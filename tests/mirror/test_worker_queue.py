@@ -6,6 +6,7 @@ import asyncio
 from collections.abc import Iterator
 
 import pytest
+from helpers import Clock
 
 from swapper.errors import (
     CopyDeadlineExceeded,
@@ -26,14 +27,6 @@ def job(name: str = "nginx:1.27", recheck: bool = False) -> CopyJob:
     return CopyJob(
         ref, f"m.local/{ref.mirror_path()}:{ref.tag}", ref.mirror_path(), recheck=recheck
     )
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 class Copier:
@@ -64,7 +57,7 @@ class Copier:
 
 @pytest.fixture
 def clock() -> Clock:
-    return Clock()
+    return Clock(1000.0)
 
 
 @pytest.fixture

@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 from botocore.stub import Stubber
+from helpers import Clock
 from moto_ecr import ACCOUNT, REGION, CallLog, MotoServer, running_moto
 from registries import FaultProxy, get_manifest, make_image, make_layer, push_image, start_registry
 
@@ -60,17 +61,6 @@ REPO = "mirror/docker.io/library/nginx"
 # moto answers every GetAuthorizationToken with this expiry; a clock 12 h before it sees a
 # token with ECR's real lifetime.
 MOTO_TOKEN_EXPIRY = dt.datetime(2015, 1, 1, tzinfo=dt.UTC).timestamp()
-
-
-class Clock:
-    def __init__(self, now: float) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
 
 
 @pytest.fixture(scope="module")

@@ -5,19 +5,12 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from helpers import Clock
 
 from swapper.targets.cache import ExistenceCache
 from swapper.targets.memory import MemoryTarget
 
 IMAGE = "mirror.local/m/docker.io/library/nginx:1.27"
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 @pytest.fixture

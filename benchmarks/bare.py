@@ -12,8 +12,8 @@ import argparse
 import orjson
 from fastapi import FastAPI, Request, Response
 
-from swapper.admission import build_response, parse_review
-from swapper.server import uvicorn_server
+from swapper.admission.review import build_response, parse_review
+from swapper.admission.server import uvicorn_server
 from swapper.tls import server_context
 
 FIXED = (

@@ -3,8 +3,9 @@
 The ECR API is moto in server mode on loopback (``tests/moto_ecr.py``); swapper's ECR target
 talks to it through ``endpointUrl`` exactly as it talks to AWS, and every request its boto3
 client sends is counted with a botocore event hook (retries would count too). Each admission
-is a real AdmissionReview through swapper's :class:`~swapper.app.AdmissionHandler`, 20 at a
-time (a burst of pods of one Deployment), the pod having one container with the image.
+is a real AdmissionReview through swapper's
+:class:`~swapper.admission.app.AdmissionHandler`, 20 at a time (a burst of pods of one
+Deployment), the pod having one container with the image.
 
 Scenarios:
 
@@ -51,8 +52,8 @@ sys.path.insert(0, str(ROOT / "tests"))
 from moto_ecr import ACCOUNT, ENV, REGION, CallLog, MotoServer, running_moto  # noqa: E402
 
 from swapper import logs  # noqa: E402
-from swapper.admission import parse_review  # noqa: E402
-from swapper.app import AdmissionHandler  # noqa: E402
+from swapper.admission.app import AdmissionHandler  # noqa: E402
+from swapper.admission.review import parse_review  # noqa: E402
 from swapper.backends import Backends  # noqa: E402
 from swapper.config import Config, load_config  # noqa: E402
 from swapper.images import parse, target_reference  # noqa: E402

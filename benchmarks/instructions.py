@@ -65,15 +65,15 @@ def phase_functions() -> dict[str, Callable[[], Any]]:
     import orjson
 
     from swapper import logs
-    from swapper.admission import Mode, build_response, parse_review
-    from swapper.answer import describe
-    from swapper.app import AdmissionHandler
+    from swapper.admission.answer import describe
+    from swapper.admission.app import AdmissionHandler
+    from swapper.admission.patches import build_patch
+    from swapper.admission.review import Mode, build_response, parse_review
+    from swapper.admission.server import tune_runtime
     from swapper.backends import Backends
     from swapper.config import load_config_file
     from swapper.mirror.memory import MemoryCopyQueue
     from swapper.mutation import requester_of
-    from swapper.patches import build_patch
-    from swapper.server import tune_runtime
     from swapper.targets.memory import MemoryTarget
 
     logs.configure("info", "json", stream=open(os.devnull, "wb"))  # noqa: SIM115
@@ -91,8 +91,8 @@ def phase_functions() -> dict[str, Callable[[], Any]]:
         raise RuntimeError("the coroutine waited")
 
     review = parse_review(body)
-    settled, candidates = handler.mutator.plan(review)
-    who = requester_of(review)
+    settled, candidates = handler.mutator.plan(review.object, review.namespace)
+    who = requester_of(review.object, review.namespace)
 
     def resolve() -> Any:
         return run(handler.mutator.resolve(candidates, who, Mode.ENFORCE.side_effects))
@@ -104,7 +104,7 @@ def phase_functions() -> dict[str, Callable[[], Any]]:
     return {
         "loads": lambda: orjson.loads(body),
         "parse_review": lambda: parse_review(body),
-        "plan": lambda: handler.mutator.plan(review),
+        "plan": lambda: handler.mutator.plan(review.object, review.namespace),
         "resolve": resolve,
         "record": lambda: handler._record(review, list(decisions), Mode.ENFORCE),
         "describe": lambda: describe(decisions, Mode.ENFORCE),

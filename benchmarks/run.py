@@ -257,8 +257,8 @@ def profile_handler(iterations: int) -> str:
     from pyinstrument import Profiler
 
     from swapper import logs
-    from swapper.admission import parse_review
-    from swapper.app import AdmissionHandler
+    from swapper.admission.app import AdmissionHandler
+    from swapper.admission.review import parse_review
     from swapper.backends import Backends
     from swapper.config import load_config_file
     from swapper.mirror.memory import MemoryCopyQueue

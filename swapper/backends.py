@@ -2,8 +2,9 @@
 
 :func:`swapper.wiring.build_backends` builds it from the config for ``swapper serve``; a test
 or a benchmark builds its own (a memory target and copy queue, the defaults for the rest).
-It sits below :mod:`swapper.app`, so :mod:`swapper.wiring`, which ``swapper mirror --config``
-imports too, need not import the app (and FastAPI) to build it.
+It sits below both halves (:mod:`swapper.admission`, :mod:`swapper.controller`), so
+:mod:`swapper.wiring`, which ``swapper mirror --config`` imports too, need not import the app
+(and FastAPI) to build it.
 """
 
 from __future__ import annotations

@@ -439,59 +439,10 @@ def _serve(args: argparse.Namespace) -> int:
     logs.configure(config.log_level, config.log_format)
     target = build_target(config)
 
-    from swapper.server import serve
+    from swapper.serve import serve
 
     serve(config, target, args.cert_reload_interval)
     return 0
-
-
-#: Workload kinds whose pod template ``explain --pod`` reads, and where the template is.
-POD_TEMPLATES: dict[str, tuple[str, ...]] = {
-    "Deployment": ("spec", "template"),
-    "StatefulSet": ("spec", "template"),
-    "DaemonSet": ("spec", "template"),
-    "ReplicaSet": ("spec", "template"),
-    "ReplicationController": ("spec", "template"),
-    "Job": ("spec", "template"),
-    "CronJob": ("spec", "jobTemplate", "spec", "template"),
-}
-
-
-def pods_of(document: Any, source: str) -> list[tuple[str, dict[str, Any]]]:
-    """The pods a manifest describes, each with a title: a Pod itself, a workload's pod
-    template (named and placed like the workload), or the items of a ``List``."""
-    from swapper.errors import ConfigError
-
-    if document is None:
-        return []
-    if not isinstance(document, dict):
-        raise ConfigError(
-            [("(file)", "a manifest must be a mapping (kind, metadata, spec)")], source
-        )
-    kind = str(document.get("kind") or "Pod")
-    found = document.get("metadata")
-    metadata: dict[str, Any] = found if isinstance(found, dict) else {}
-    name = str(metadata.get("name") or "")
-    if kind == "List":
-        return [pod for item in document.get("items") or [] for pod in pods_of(item, source)]
-    if kind == "Pod":
-        return [(f"Pod {name}".rstrip(), document)]
-    path = POD_TEMPLATES.get(kind)
-    if path is None:
-        known = ", ".join(["Pod", *POD_TEMPLATES, "List"])
-        raise ConfigError(
-            [("kind", f"{kind!r} has no pod to explain; expected one of {known}")], source
-        )
-    template: Any = document
-    for key in path:
-        template = template.get(key) if isinstance(template, dict) else None
-    if not isinstance(template, dict):
-        raise ConfigError([(".".join(path), f"{kind} {name} has no pod template")], source)
-    template_meta = dict(template.get("metadata") or {})
-    template_meta.setdefault("name", name)
-    if metadata.get("namespace"):
-        template_meta.setdefault("namespace", metadata["namespace"])
-    return [(f"{kind} {name}".rstrip(), {**template, "metadata": template_meta})]
 
 
 def _read_manifests(path: str) -> list[tuple[str, dict[str, Any]]]:
@@ -506,6 +457,8 @@ def _read_manifests(path: str) -> list[tuple[str, dict[str, Any]]]:
     except yaml.YAMLError as exc:
         reason = " ".join(str(exc).split())
         raise ConfigError([("(file)", f"not valid YAML: {reason}")], source) from None
+    from swapper.pods import pods_of
+
     pods = [pod for document in documents for pod in pods_of(document, source)]
     if not pods:
         raise ConfigError([("(file)", "no manifest in it")], source)
@@ -552,35 +505,24 @@ def explain_notes(config: Config) -> list[str]:
 async def explain(config: Config, pod: dict[str, Any], namespace: str) -> list[str]:
     """One line per container: what swapper would do with this pod. Contacts nothing: with
     ``imageSwapPolicy: exists`` every image counts as present in the mirror."""
-    from swapper.admission import Mode, Review
-    from swapper.answer import describe
+    from swapper.admission.answer import describe
+    from swapper.admission.review import Mode
     from swapper.mirror.memory import MemoryCopyQueue
-    from swapper.mutation import CONTAINER_FIELDS, Mutator, Policy, requester_of
+    from swapper.mutation import Mutator, Policy, requester_of
+    from swapper.pods import CONTAINER_FIELDS, namespace_of
     from swapper.targets.memory import MemoryTarget
 
-    metadata = pod.get("metadata") or {}
-    namespace = metadata.get("namespace") or namespace
-    review = Review(
-        api_version="admission.k8s.io/v1",
-        uid="explain",
-        kind="Pod",
-        resource="pods",
-        sub_resource="",
-        operation="CREATE",
-        namespace=namespace,
-        name=metadata.get("name", ""),
-        dry_run=True,
-        object=pod,
-        old_object=None,
-    )
+    namespace = namespace_of(pod, namespace)
     policy = Policy.from_config(config)
     target = MemoryTarget(policy.endpoint)
     mutator = Mutator(policy, target, MemoryCopyQueue(target))
-    settled, candidates = mutator.plan(review)
+    settled, candidates = mutator.plan(pod, namespace)
     for c in candidates:
         target.add_image(c.target)
     mode = Mode.AUDIT  # what would be done, each container reported, as in dryRun
-    decisions = settled + await mutator.resolve(candidates, requester_of(review), mode.side_effects)
+    decisions = settled + await mutator.resolve(
+        candidates, requester_of(pod, namespace), mode.side_effects
+    )
     decisions.sort(key=lambda d: (CONTAINER_FIELDS.index(d.container.field), d.container.index))
     lines = []
     for decision in decisions:

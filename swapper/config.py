@@ -697,6 +697,69 @@ class ServerSettings(_Model):
 DEFAULT_COPY_DEADLINE = 8.0
 
 
+class ControllerSettings(_Model):
+    """The cluster half (``controller``): what the elected leader runs beside admission."""
+
+    enabled: bool = True  # false: no leader election, no cluster loops, no RBAC for them
+    lease_name: str = Field("swapper-controller", alias="leaseName", min_length=1, max_length=253)
+    # client-go's leader-election semantics and defaults
+    lease_duration: float = Field(15.0, alias="leaseDuration")
+    renew_deadline: float = Field(10.0, alias="renewDeadline")
+    retry_period: float = Field(2.0, alias="retryPeriod")
+    backfill: bool = True  # mirror the images of pods already running
+    # With dryRun: copy anyway (no patch, no Secret), so turning enforcement on finds the mirror
+    # filled.
+    prefill: bool = False
+    # One copy per image across replicas: a short Lease per image being copied.
+    share_copies: bool = Field(True, alias="shareCopies")
+    copy_lease_duration: float = Field(30.0, alias="copyLeaseDuration")
+    # Pods listed per page by the pod watch.
+    page_size: int = Field(500, alias="pageSize", ge=10, le=5000)
+    # At most this many distinct images tracked (a bound on memory; more are logged once).
+    max_images: int = Field(50_000, alias="maxImages", ge=100, le=1_000_000)
+
+    @field_validator(
+        "lease_duration", "renew_deadline", "retry_period", "copy_lease_duration", mode="before"
+    )
+    @classmethod
+    def _lease_seconds(cls, value: object) -> float:
+        return _seconds_within(value, 0, 3600, "must be more than 0s and at most 1h")
+
+    @model_validator(mode="after")
+    def _lease_order(self) -> ControllerSettings:
+        # client-go's checks: leaseDuration > renewDeadline > retryPeriod * 1.2 (JitterFactor).
+        if self.lease_duration <= self.renew_deadline:
+            raise ValueError(
+                f"leaseDuration ({self.lease_duration:g}s) must be greater than renewDeadline "
+                f"({self.renew_deadline:g}s)"
+            )
+        if self.renew_deadline <= self.retry_period * 1.2:
+            raise ValueError(
+                f"renewDeadline ({self.renew_deadline:g}s) must be greater than 1.2 x "
+                f"retryPeriod ({self.retry_period:g}s)"
+            )
+        return self
+
+
+class SupervisorSettings(_Model):
+    """How swapper's long-running tasks are kept running (``supervisor``)."""
+
+    # A task that raises is restarted after a backoff that doubles from backoffMin to backoffMax.
+    backoff_min: float = Field(0.5, alias="backoffMin")
+    backoff_max: float = Field(30.0, alias="backoffMax")
+    # /readyz answers 503 while a task the webhook depends on has been down this long.
+    not_ready_after: float = Field(10.0, alias="notReadyAfter")
+    # Shutdown stops every task within this (keep it under terminationGracePeriodSeconds).
+    shutdown_timeout: float = Field(20.0, alias="shutdownTimeout")
+
+    @field_validator(
+        "backoff_min", "backoff_max", "not_ready_after", "shutdown_timeout", mode="before"
+    )
+    @classmethod
+    def _seconds(cls, value: object) -> float:
+        return _seconds_within(value, 0, 3600, "must be more than 0s and at most 1h")
+
+
 class Config(_Model):
     """The whole configuration. Field aliases are the YAML keys."""
 
@@ -718,6 +781,8 @@ class Config(_Model):
     target: Target
     mirror: Mirror = Field(default_factory=lambda: Mirror())
     server: ServerSettings = Field(default_factory=lambda: ServerSettings())
+    controller: ControllerSettings = Field(default_factory=lambda: ControllerSettings())
+    supervisor: SupervisorSettings = Field(default_factory=lambda: SupervisorSettings())
     _warnings: tuple[tuple[str, str], ...] = PrivateAttr(default=())
 
     @property
@@ -824,6 +889,14 @@ _DURATION_KEYS = (
     ("server", "keepAliveTimeout"),
     ("target", "existenceCache", "ttl"),
     ("target", "existenceCache", "negativeTtl"),
+    ("controller", "leaseDuration"),
+    ("controller", "renewDeadline"),
+    ("controller", "retryPeriod"),
+    ("controller", "copyLeaseDuration"),
+    ("supervisor", "backoffMin"),
+    ("supervisor", "backoffMax"),
+    ("supervisor", "notReadyAfter"),
+    ("supervisor", "shutdownTimeout"),
 )
 _GCP_CREATION_KEYS = ("labels", "description", "immutableTags")
 # Keys of an AWS registry that only the target uses: under source.registries they do nothing.

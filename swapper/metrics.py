@@ -124,3 +124,63 @@ class Metrics:
             ["reason"],
             registry=r,
         )
+        # -- the supervisor, the controller and reloads ------------------------------------
+        self.task_restarts = Counter(
+            "swapper_task_restarts",
+            "Long-running tasks restarted by the supervisor after they raised, by task name.",
+            ["task"],
+            registry=r,
+        )
+        self.task_up = Gauge(
+            "swapper_task_up",
+            "1 while a supervised task runs, 0 while it waits to be restarted, by task name.",
+            ["task"],
+            registry=r,
+        )
+        self.leader = Gauge(
+            "swapper_leader", "1 while this replica holds the controller's Lease.", registry=r
+        )
+        self.leader_transitions = Counter(
+            "swapper_leader_transitions",
+            "Changes of this replica's leadership (acquired, lost, released).",
+            ["event"],
+            registry=r,
+        )
+        self.controller_pods = Gauge(
+            "swapper_controller_pods", "Pods in the controller's pod cache.", registry=r
+        )
+        self.controller_pods_skipped = Counter(
+            "swapper_controller_pods_skipped",
+            "Pods the controller could not plan (malformed, too-many-containers), by reason.",
+            ["reason"],
+            registry=r,
+        )
+        self.backfill_images = Gauge(
+            "swapper_backfill_images",
+            "Distinct images of existing pods that the config would swap, by state (queued, "
+            "would-copy, present, skipped-private, skipped-unverified, failed, ...).",
+            ["state"],
+            registry=r,
+        )
+        self.backfill_copies = Counter(
+            "swapper_backfill_copies",
+            "Images the backfill handed to the copy queue (queued), would have in dry-run "
+            "(would-copy), or could not (queue-full, error).",
+            ["result"],
+            registry=r,
+        )
+        self.copy_leases = Counter(
+            "swapper_copy_leases",
+            "Per-image copy Leases shared across replicas, by result (acquired, "
+            "held-elsewhere: another replica copies it, waited, failed: the API could not be "
+            "asked, so the copy went ahead).",
+            ["result"],
+            registry=r,
+        )
+        self.config_reloads = Counter(
+            "swapper_config_reloads",
+            "Config file changes seen, by result (applied, refused: invalid, the old config "
+            "kept; restart-needed: a key that only a restart applies changed).",
+            ["result"],
+            registry=r,
+        )

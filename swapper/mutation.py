@@ -22,21 +22,25 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from swapper.admission import Review
 from swapper.config import Config, CopyPolicy, SwapPolicy
-from swapper.errors import CopyDeadlineExceeded, CopyError, MalformedPod, QueueFull, SwapperError
+from swapper.errors import CopyDeadlineExceeded, CopyError, QueueFull, SwapperError
 from swapper.filters import Filters
 from swapper.images import ImageReference, parse, source_of_mirror, target_reference
 from swapper.logs import get_logger
 from swapper.mirror.queue import CopyJob, CopyQueue, Requester
 from swapper.mirror.verdicts import READABLE, Access, OpenAccess, SourceAccess, Verdict
+from swapper.pods import (
+    Container,
+    pull_secret_names,
+    service_account,
+    with_namespace,
+)
+from swapper.pods import containers as pod_containers
 from swapper.targets.base import TargetRegistry
 
 log = get_logger("swapper.mutation")
 
 NAME_MAX = 255  # the distribution spec's limit on a repository name, host included
-
-CONTAINER_FIELDS = ("initContainers", "containers", "ephemeralContainers")
 
 
 class Outcome(StrEnum):
@@ -63,19 +67,6 @@ class CopyState(StrEnum):
     QUEUE_FULL = "queue-full"
     DEADLINE = "deadline"
     FAILED = "failed"
-
-
-@dataclass(slots=True)  # per container: plain init is cheaper; never mutated
-class Container:
-    field: str  # one of CONTAINER_FIELDS
-    index: int
-    name: str
-    image: str
-    spec: Mapping[str, Any]
-
-    @property
-    def image_path(self) -> str:
-        return f"/spec/{self.field}/{self.index}/image"
 
 
 @dataclass(slots=True)  # per container: plain init is cheaper; never mutated
@@ -129,64 +120,6 @@ class Policy:
         )
 
 
-def pod_secret_names(pod: Mapping[str, Any]) -> tuple[str, ...]:
-    secrets = (pod.get("spec") or {}).get("imagePullSecrets") or []
-    return tuple(s["name"] for s in secrets if isinstance(s, dict) and "name" in s)
-
-
-def containers_of(review: Review) -> list[Container]:
-    """The containers this request may change.
-
-    CREATE: every container. UPDATE of the ``ephemeralcontainers`` subresource: only ephemeral
-    containers that are new in this request (the API server rejects changes to existing ones).
-    Anything else: none.
-    """
-    pod = review.object
-    spec = pod.get("spec")
-    if not isinstance(spec, dict):
-        raise MalformedPod("pod has no spec")
-    if review.operation == "CREATE" and not review.sub_resource:
-        fields: Sequence[str] = CONTAINER_FIELDS
-        existing: set[str] = set()
-    elif review.operation == "UPDATE" and review.sub_resource == "ephemeralcontainers":
-        fields = ("ephemeralContainers",)
-        old_spec = (review.old_object or {}).get("spec") or {}
-        existing = {
-            c.get("name", "")
-            for c in old_spec.get("ephemeralContainers") or []
-            if isinstance(c, dict)
-        }
-    else:
-        return []
-    found: list[Container] = []
-    for name in fields:
-        items = spec.get(name)
-        if items is None:
-            continue
-        if not isinstance(items, list):
-            raise MalformedPod(f"spec.{name} is not a list")
-        for index, item in enumerate(items):
-            if not isinstance(item, dict):
-                raise MalformedPod(f"spec.{name}[{index}] is not an object")
-            cname = str(item.get("name", ""))
-            if cname in existing:
-                continue
-            image = item.get("image")
-            found.append(
-                Container(name, index, cname, image if isinstance(image, str) else "", item)
-            )
-    return found
-
-
-def _with_namespace(pod: Mapping[str, Any], namespace: str) -> Mapping[str, Any]:
-    metadata = pod.get("metadata")
-    if not isinstance(metadata, dict):
-        metadata = {}
-    if metadata.get("namespace") or not namespace:
-        return pod
-    return {**pod, "metadata": {**metadata, "namespace": namespace}}
-
-
 @dataclass(frozen=True, slots=True)
 class ImagePlan:
     """What one image string means under a target endpoint (pure, so cached per string)."""
@@ -220,26 +153,30 @@ def image_plan(image: str, endpoint: str, is_origin: Callable[[ImageReference], 
 
 
 def plan(
-    review: Review,
+    pod: Mapping[str, Any],
+    namespace: str,
     policy: Policy,
     is_origin: Callable[[ImageReference], bool],
     check_origin: bool = False,
+    *,
+    containers: Sequence[Container] | None = None,
+    secret_frozen: bool = False,
 ) -> tuple[list[Decision], list[Candidate]]:
-    """Settle what needs no I/O. ``is_origin(ref) -> bool`` comes from the target (pure).
+    """Settle what needs no I/O for a pod spec in ``namespace``; no admission request needed.
+    ``is_origin(ref) -> bool`` comes from the target (pure).
 
-    With ``check_origin``, a container naming a mirror image directly is a candidate too (with
+    ``containers``: the ones to look at (default: every container of the pod). With
+    ``check_origin``, a container naming a mirror image directly is a candidate too (with
     ``origin`` set and the source its mirror path names): its source's access is checked.
+    ``secret_frozen``: the pod's ``imagePullSecrets`` cannot change (an ephemeral-container
+    update), so a swap that needs the target pull secret the pod lacks is not made.
     """
-    containers = containers_of(review)
+    if containers is None:
+        containers = pod_containers(pod)
     if not containers:
         return [], []
-    pod = _with_namespace(review.object, review.namespace) if len(policy.filters) else review.object
-    # On an ephemeral-container update the pod's imagePullSecrets cannot change.
-    secret_frozen = (
-        review.operation == "UPDATE"
-        and policy.pull_secret is not None
-        and policy.pull_secret not in pod_secret_names(review.object)
-    )
+    if len(policy.filters):
+        pod = with_namespace(pod, namespace)
     settled: list[Decision] = []
     candidates: list[Candidate] = []
     memo: dict[int, Any] = {}  # pod-level filter results, shared by the pod's containers
@@ -291,15 +228,9 @@ def _refused(c: Candidate, access: Access) -> tuple[Outcome, CopyState, str]:
 _ORIGIN_OK = (Outcome.SKIPPED_ORIGIN, CopyState.NONE, "")
 
 
-def requester_of(review: Review) -> Requester:
+def requester_of(pod: Mapping[str, Any], namespace: str) -> Requester:
     """The pod's namespace, pull secrets and ServiceAccount."""
-    spec = review.object.get("spec")
-    account = spec.get("serviceAccountName") if isinstance(spec, dict) else None
-    return Requester(
-        review.namespace,
-        pod_secret_names(review.object),
-        account if isinstance(account, str) else "",
-    )
+    return Requester(namespace, pull_secret_names(pod), service_account(pod))
 
 
 def _job(c: Candidate, who: Requester) -> CopyJob:
@@ -332,9 +263,25 @@ class Mutator:
         self.access: SourceAccess = access or OpenAccess()
         self._checks_access = not isinstance(self.access, OpenAccess)
 
-    def plan(self, review: Review) -> tuple[list[Decision], list[Candidate]]:
+    def plan(
+        self,
+        pod: Mapping[str, Any],
+        namespace: str,
+        *,
+        containers: Sequence[Container] | None = None,
+        secret_frozen: bool = False,
+    ) -> tuple[list[Decision], list[Candidate]]:
+        """:func:`plan` with this mutator's policy and target."""
         check_origin = self._checks_access and self.policy.mirror_references != "allow"
-        return plan(review, self.policy, self.target.is_origin, check_origin)
+        return plan(
+            pod,
+            namespace,
+            self.policy,
+            self.target.is_origin,
+            check_origin,
+            containers=containers,
+            secret_frozen=secret_frozen,
+        )
 
     async def resolve(
         self,

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from swapper.admission import Operation, Review
+from swapper.admission.review import Operation, Review
 
 if TYPE_CHECKING:
     from webhook_process import Webhook

@@ -6,7 +6,7 @@ import json
 import orjson
 import pytest
 
-from swapper.admission import Mode, build_response, parse_review
+from swapper.admission.review import Mode, build_response, parse_review
 from swapper.errors import AdmissionError
 
 

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from swapper.admission import Mode
-from swapper.answer import describe, refusal
-from swapper.mutation import Container, Decision, Outcome
+from swapper.admission.answer import describe, refusal
+from swapper.admission.review import Mode
+from swapper.mutation import Decision, Outcome
+from swapper.pods import Container
 
 TARGET = "mirror.local:5000/m/docker.io/library/nginx:latest"
 

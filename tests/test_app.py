@@ -9,8 +9,8 @@ from typing import Any
 import orjson
 from helpers import make_pod, make_review, review_body
 
-from swapper.admission import parse_review
-from swapper.app import AdmissionHandler
+from swapper.admission.app import AdmissionHandler
+from swapper.admission.review import parse_review
 from swapper.backends import Backends
 from swapper.config import load_config
 from swapper.kube.memory import MemoryPullSecrets

@@ -12,7 +12,7 @@ DOUBLES = ("swapper.mirror.memory", "swapper.kube.memory", "swapper.targets.memo
 def test_the_modules_swapper_serve_and_mirror_run_import_no_test_double() -> None:
     script = (
         "import sys\n"
-        "import swapper.server, swapper.wiring, swapper.mirror.command\n"
+        "import swapper.admission.server, swapper.wiring, swapper.mirror.command\n"
         f"print(sorted(name for name in {DOUBLES!r} if name in sys.modules))\n"
     )
     found = subprocess.run(

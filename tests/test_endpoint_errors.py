@@ -8,8 +8,8 @@ import httpx
 import pytest
 from helpers import FIXTURES
 
-from swapper import app as app_module
-from swapper.app import AdmissionHandler, create_app
+from swapper.admission import app as app_module
+from swapper.admission.app import AdmissionHandler, create_app
 from swapper.backends import Backends
 from swapper.config import load_config
 from swapper.mirror.memory import MemoryCopyQueue

@@ -354,8 +354,9 @@ async def test_an_image_whose_digest_algorithm_is_not_registered_is_not_mirrored
     policy = Policy(endpoint, SwapPolicy.ALWAYS, CopyPolicy.IMMEDIATE, 1.0, None, Filters([]))
     mutator = Mutator(policy, target, queue)
     review = make_review(make_pod(f"nginx@invaliddigest:{HEX64}"))
-    settled, candidates = mutator.plan(review)
-    decisions = settled + await mutator.resolve(candidates, requester_of(review), True)
+    settled, candidates = mutator.plan(review.object, review.namespace)
+    who = requester_of(review.object, review.namespace)
+    decisions = settled + await mutator.resolve(candidates, who, True)
     assert [d.outcome for d in decisions] == [Outcome.INVALID_REFERENCE]
     assert "unsupported digest algorithm 'invaliddigest'" in decisions[0].detail
     assert queue.jobs == []

@@ -6,8 +6,8 @@ import dataclasses
 import pytest
 from helpers import make_pod, make_review
 
-from swapper.admission import Mode
-from swapper.answer import describe
+from swapper.admission.answer import describe
+from swapper.admission.review import Mode, containers_of, secret_frozen
 from swapper.config import CopyPolicy, SwapPolicy
 from swapper.filters import Filters
 from swapper.mirror.memory import MemoryAccess, MemoryCopyQueue
@@ -33,8 +33,15 @@ def mutator(
 
 async def decide(m: Mutator, review_pod: dict, side_effects: bool = True, **kw: object) -> list:
     review = make_review(review_pod, **kw)  # type: ignore[arg-type]
-    settled, candidates = m.plan(review)
-    resolved = await m.resolve(candidates, requester_of(review), side_effects)
+    settled, candidates = m.plan(
+        review.object,
+        review.namespace,
+        containers=containers_of(review),
+        secret_frozen=secret_frozen(review, m.policy.pull_secret),
+    )
+    resolved = await m.resolve(
+        candidates, requester_of(review.object, review.namespace), side_effects
+    )
     return sorted(settled + resolved, key=lambda d: (d.container.field, d.container.index))
 
 

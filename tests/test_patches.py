@@ -2,8 +2,9 @@ from __future__ import annotations
 
 from helpers import make_pod
 
-from swapper.mutation import Container, Decision, Outcome
-from swapper.patches import build_patch
+from swapper.admission.patches import build_patch
+from swapper.mutation import Decision, Outcome
+from swapper.pods import Container
 
 
 def swapped(field: str, index: int, image: str, target: str) -> Decision:

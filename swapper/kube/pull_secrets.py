@@ -41,6 +41,7 @@ from swapper.credentials import Credentials
 from swapper.errors import KubeError
 from swapper.kube import call_json, describe_api_error, status_of
 from swapper.logs import get_logger
+from swapper.pods import pull_secret_names
 from swapper.targets.base import TargetRegistry
 
 log = get_logger("swapper.kube")
@@ -314,5 +315,4 @@ def _managed(secret: dict[str, Any]) -> bool:
 
 
 def _secret_names(pod: dict[str, Any]) -> set[str]:
-    refs = (pod.get("spec") or {}).get("imagePullSecrets") or []
-    return {str(r.get("name")) for r in refs if isinstance(r, dict)}
+    return set(pull_secret_names(pod))

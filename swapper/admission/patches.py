@@ -11,8 +11,9 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from swapper.admission import PatchOperation
-from swapper.mutation import Decision, Outcome, pod_secret_names
+from swapper.admission.review import PatchOperation
+from swapper.mutation import Decision, Outcome
+from swapper.pods import pull_secret_names
 
 
 def build_patch(
@@ -26,7 +27,7 @@ def build_patch(
         for d in decisions
         if d.outcome is Outcome.SWAPPED and d.target is not None and d.target != d.container.image
     ]
-    if ops and pull_secret and may_add_secret and pull_secret not in pod_secret_names(pod):
+    if ops and pull_secret and may_add_secret and pull_secret not in pull_secret_names(pod):
         spec = pod.get("spec") or {}
         if isinstance(spec.get("imagePullSecrets"), list):
             ops.append(

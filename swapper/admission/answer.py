@@ -1,15 +1,17 @@
 """Decisions -> the words of the answer (pure): warnings, audit annotations, the deny message.
 
-The patch itself is :func:`swapper.patches.build_patch`'s; the AdmissionReview around them is
-:func:`swapper.admission.build_response`'s or :func:`swapper.admission.deny_response`'s.
+The patch itself is :func:`swapper.admission.patches.build_patch`'s; the AdmissionReview around
+them is :func:`swapper.admission.review.build_response`'s or
+:func:`swapper.admission.review.deny_response`'s.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 
-from swapper.admission import Mode
-from swapper.mutation import Container, Decision, Outcome
+from swapper.admission.review import Mode
+from swapper.mutation import Decision, Outcome
+from swapper.pods import Container
 
 # Outside audit mode, only these outcomes are warned about.
 _WARNED = (

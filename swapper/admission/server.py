@@ -1,4 +1,5 @@
-"""Run the app on uvicorn over TLS, with the certificate pair reloaded when it changes on disk."""
+"""uvicorn over TLS for the admission app: swapper's runtime tuning, connection limits, and an SSL
+context the certificate reloader can swap pairs in (:mod:`swapper.serve` builds the process)."""
 
 from __future__ import annotations
 
@@ -8,21 +9,15 @@ from typing import Any
 
 import uvicorn
 
-from swapper.app import create_app
-from swapper.backends import Backends
-from swapper.config import Config, ServerSettings, split_address
-from swapper.connections import LimitedServer
+from swapper.admission.connections import LimitedServer
+from swapper.config import ServerSettings, split_address
 from swapper.metrics import Metrics
-from swapper.mirror.queue import CopyQueue
-from swapper.targets.base import TargetRegistry
-from swapper.tls import CertificateReloader, server_context
-from swapper.wiring import build_backends
 
 
 class TLSServerConfig(uvicorn.Config):
     """uvicorn builds its SSL context from file names once; hand it ours instead, so the
     reloader can load a rotated pair into the same context that serves new handshakes
-    (:class:`~swapper.connections.LimitedServer` wraps each connection in it)."""
+    (:class:`~swapper.admission.connections.LimitedServer` wraps each connection in it)."""
 
     def __init__(self, app: Any, context: ssl.SSLContext, **kwargs: Any) -> None:
         super().__init__(app, **kwargs)
@@ -31,37 +26,6 @@ class TLSServerConfig(uvicorn.Config):
     def load(self) -> None:
         super().load()
         self.ssl = self._context
-
-
-def build_server(
-    config: Config,
-    target: TargetRegistry,
-    queue: CopyQueue | None = None,
-    reload_interval: float = 10.0,
-    metrics: Metrics | None = None,
-) -> uvicorn.Server:
-    context = server_context(config.tls_cert_file, config.tls_key_file)
-    metrics = metrics or Metrics()
-    reloader = CertificateReloader(
-        context, config.tls_cert_file, config.tls_key_file, interval=reload_interval
-    )
-
-    def on_reload() -> None:
-        metrics.certificate_reloads.inc()
-        if reloader.not_after is not None:
-            metrics.certificate_expiry.set(reloader.not_after.timestamp())
-
-    reloader.on_reload = on_reload
-    if reloader.not_after is not None:
-        metrics.certificate_expiry.set(reloader.not_after.timestamp())
-    if queue is None:
-        backends = build_backends(config, target, metrics)
-        backends.background.insert(0, reloader)
-    else:
-        backends = Backends(target=target, queue=queue, metrics=metrics, background=[reloader])
-    return uvicorn_server(
-        create_app(config, backends), context, config.listen_address, config.server, metrics
-    )
 
 
 def tune_runtime() -> None:
@@ -105,7 +69,3 @@ def uvicorn_server(
         timeout_graceful_shutdown=15,
     )
     return LimitedServer(config, settings or ServerSettings(), metrics or Metrics())
-
-
-def serve(config: Config, target: TargetRegistry, reload_interval: float = 10.0) -> None:
-    build_server(config, target, reload_interval=reload_interval).run()

@@ -15,6 +15,7 @@ from typing import Any, Literal, NotRequired, TypedDict, get_args
 import orjson
 
 from swapper.errors import AdmissionError
+from swapper.pods import Container, containers, pull_secret_names
 
 API_VERSIONS = ("admission.k8s.io/v1", "admission.k8s.io/v1beta1")
 
@@ -166,3 +167,36 @@ def deny_response(
     answer["response"]["allowed"] = False
     answer["response"]["status"] = {"code": 403, "message": message}
     return answer
+
+
+def containers_of(review: Review) -> list[Container]:
+    """The containers this request may change.
+
+    CREATE: every container. UPDATE of the ``ephemeralcontainers`` subresource: only ephemeral
+    containers that are new in this request (the API server rejects changes to existing ones).
+    Anything else: none. Raises :class:`~swapper.errors.MalformedPod` for a pod of the wrong
+    shape.
+    """
+    if review.operation == "CREATE" and not review.sub_resource:
+        return containers(review.object)
+    if review.operation == "UPDATE" and review.sub_resource == "ephemeralcontainers":
+        old_spec = (review.old_object or {}).get("spec") or {}
+        existing = {
+            c.get("name", "")
+            for c in old_spec.get("ephemeralContainers") or []
+            if isinstance(c, dict)
+        }
+        return containers(review.object, ("ephemeralContainers",), existing)
+    if not isinstance(review.object.get("spec"), dict):
+        return containers(review.object)  # raises MalformedPod, as for the other operations
+    return []
+
+
+def secret_frozen(review: Review, pull_secret: str | None) -> bool:
+    """Whether the pod's ``imagePullSecrets`` cannot change in this request (an
+    ephemeral-container update) while it lacks the target pull secret ``pull_secret``."""
+    return (
+        review.operation == "UPDATE"
+        and pull_secret is not None
+        and pull_secret not in pull_secret_names(review.object)
+    )

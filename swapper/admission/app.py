@@ -23,29 +23,31 @@ from fastapi import FastAPI, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.requests import ClientDisconnect
 
-from swapper import logs
-from swapper.admission import (
+from swapper import logs, pods
+from swapper.admission.answer import describe, refusal
+from swapper.admission.patches import build_patch
+from swapper.admission.review import (
     AdmissionReviewResponse,
     Mode,
     PatchOperation,
     Review,
     build_response,
+    containers_of,
     deny_response,
     parse_review,
+    secret_frozen,
 )
-from swapper.answer import describe, refusal
 from swapper.backends import Backends
 from swapper.config import Config
 from swapper.errors import AdmissionError, KubeError, MalformedPod
 from swapper.logs import get_logger
 from swapper.mutation import (
-    CONTAINER_FIELDS,
     Decision,
     Mutator,
     Policy,
     requester_of,
 )
-from swapper.patches import build_patch
+from swapper.pods import CONTAINER_FIELDS
 
 log = get_logger("swapper.admission")
 
@@ -62,24 +64,7 @@ def _adds_secret(patch: list[PatchOperation]) -> bool:
 
 def _pod_name(review: Review) -> str:
     """For log lines: the pod's name, else its ``generateName`` and ``*``; whatever its shape."""
-    metadata = review.object.get("metadata")
-    if not isinstance(metadata, dict):
-        metadata = {}
-    name = metadata.get("name")
-    if isinstance(name, str) and name:
-        return name
-    generate = metadata.get("generateName")
-    if not review.name and isinstance(generate, str) and generate:
-        return f"{generate}*"
-    return review.name
-
-
-def _container_count(review: Review) -> int:
-    """The pod's containers, init and ephemeral ones included (lists only)."""
-    spec = review.object.get("spec")
-    if not isinstance(spec, dict):
-        return 0
-    return sum(len(v) for f in CONTAINER_FIELDS if isinstance(v := spec.get(f), list))
+    return pods.name_of(review.object, review.name)
 
 
 async def _read_body(request: Request, limit: int) -> bytes | None:
@@ -117,7 +102,7 @@ class AdmissionHandler:
         try:
             if review.kind == "Pod" and not isinstance(review.object.get("metadata", {}), dict):
                 return self._unchanged(review, "pod", "metadata is not an object")
-            count = _container_count(review) if review.kind == "Pod" else 0
+            count = pods.container_count(review.object) if review.kind == "Pod" else 0
             if count > self.config.server.max_containers:
                 # Tens of thousands of containers would hold the event loop (and everyone
                 # else's admission) for seconds and log a line each: the pod is let through.
@@ -161,10 +146,15 @@ class AdmissionHandler:
         if review.kind != "Pod":
             self._requests("unchanged").inc()
             return build_response(review.api_version, review.uid)
-        settled, candidates = self.mutator.plan(review)
+        settled, candidates = self.mutator.plan(
+            review.object,
+            review.namespace,
+            containers=containers_of(review),
+            secret_frozen=secret_frozen(review, self.policy.pull_secret),
+        )
         decisions = settled
         if candidates:
-            who = requester_of(review)
+            who = requester_of(review.object, review.namespace)
             resolved = await self.mutator.resolve(candidates, who, mode.side_effects)
             if settled:
                 decisions = settled + resolved
@@ -190,7 +180,7 @@ class AdmissionHandler:
         )
         if patch and mode.side_effects and self.pull_secrets is not None and _adds_secret(patch):
             try:
-                account = requester_of(review).service_account
+                account = pods.service_account(review.object)
                 await self.pull_secrets.ensure(review.namespace, account)
             except KubeError as exc:  # the pod would reference a Secret that is not there
                 return self._unchanged(review, "pull-secret", str(exc))

@@ -361,7 +361,7 @@ class LimitedHttp(HttpToolsProtocol):
 class LimitedServer(uvicorn.Server):
     """uvicorn's server, listening with :class:`TLSConnection` s under :class:`Connections`.
 
-    ``config.ssl`` is the serving context (see ``swapper.server.TLSServerConfig``).
+    ``config.ssl`` is the serving context (see ``swapper.admission.server.TLSServerConfig``).
     """
 
     def __init__(self, config: uvicorn.Config, settings: ServerSettings, metrics: Metrics) -> None:

@@ -3,7 +3,7 @@ PY      ?= python3
 VENV    := .venv
 BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
-APT_PKGS := docker-registry hey wrk skopeo
+APT_PKGS := docker-registry hey wrk skopeo chromium
 SHELL   := /bin/bash
 
 .PHONY: all venv apt lint typecheck unit chart-test kube-binaries e2e test demo bench clean image image-test release

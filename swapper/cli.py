@@ -1,4 +1,4 @@
-"""The command line: ``swapper serve | check-config | explain | mirror | certs``.
+"""The command line: ``swapper serve | check-config | explain | audit | mirror | certs``.
 
 Heavy modules are imported inside each command, so a command loads only what it uses.
 """
@@ -90,6 +90,42 @@ def _parser() -> argparse.ArgumentParser:
         "template)",
     )
     explain.add_argument("images", nargs="*", metavar="IMAGE", help="images to explain")
+
+    audit = sub.add_parser(
+        "audit",
+        help="report what admission would decide for the pods already in a cluster "
+        "(reads pods only; writes nothing)",
+    )
+    audit.add_argument("--config", required=True, metavar="FILE", help="YAML config file")
+    audit.add_argument(
+        "--kubeconfig", help="default: the pod's service account in a cluster, else $KUBECONFIG"
+    )
+    audit.add_argument("--context", help="kubeconfig context (default: its current one)")
+    audit.add_argument(
+        "-n",
+        "--namespace",
+        action="append",
+        default=[],
+        metavar="NS",
+        help="audit only this namespace (repeat for several); default: all namespaces",
+    )
+    audit.add_argument(
+        "-o", "--output", choices=("table", "json", "html"), default="table", help="format"
+    )
+    audit.add_argument(
+        "--check-registries",
+        action="store_true",
+        help="ask the mirror whether it has each image, and each source whether it answers "
+        "anonymously (HEAD requests only)",
+    )
+    audit.add_argument(
+        "--timeout",
+        type=float,
+        default=10.0,
+        metavar="SECONDS",
+        help="for each registry check (--check-registries)",
+    )
+    audit.add_argument("--out", metavar="FILE", help="write the report here instead of stdout")
 
     mirror = sub.add_parser(
         "mirror", help="copy one image now, with the engine admission uses (progress on stderr)"
@@ -187,6 +223,8 @@ def _run(args: argparse.Namespace) -> int:
             return _explain(args)
         if args.command == "mirror":
             return _mirror(args)
+        if args.command == "audit":
+            return _audit(args)
         return _certs(args)
     except ConfigError as exc:
         for key, message in exc.problems:
@@ -532,6 +570,71 @@ async def explain(config: Config, pod: dict[str, Any], namespace: str) -> list[s
             line += f" ({expression})"
         lines.append(line)
     return lines
+
+
+def _audit(args: argparse.Namespace) -> int:
+    from swapper import logs
+    from swapper.controller.audit import (
+        Audit,
+        read_pods,
+        registries_for,
+        render_html,
+        render_json,
+        render_table,
+    )
+    from swapper.errors import ConfigError
+    from swapper.kube import api_client
+
+    config = _load_config(args.config)
+    if not args.timeout > 0:
+        raise ConfigError([("--timeout", "must be more than 0 seconds")], "command line")
+    logs.configure("error", "console")  # registry hiccups are in the report, not the log
+    audit = Audit(config)
+    client = api_client(args.kubeconfig, args.context)
+    progress = None
+    if sys.stderr.isatty():
+
+        def progress(read: int) -> None:
+            print(f"\rswapper: {read} pods read", end="", file=sys.stderr, flush=True)
+
+    try:
+        read_pods(audit, client, args.namespace, progress)
+    finally:
+        client.close()
+        if progress is not None:
+            print("\r\033[K", end="", file=sys.stderr, flush=True)
+    refused = [namespace for namespace, _ in audit.forbidden]
+    if len(refused) == 1:
+        print(
+            f"swapper: warning: may not list pods in namespace {refused[0]} (HTTP 403): "
+            "left out of the report",
+            file=sys.stderr,
+        )
+    elif refused:
+        shown = ", ".join(refused[:5]) + (", ..." if len(refused) > 5 else "")
+        print(
+            f"swapper: warning: may not list pods in {len(refused)} namespaces ({shown}; HTTP "
+            "403): left out of the report, which names them all",
+            file=sys.stderr,
+        )
+
+    async def settle() -> Any:
+        if not args.check_registries:
+            return await audit.settle()
+        registries, close = registries_for(config, build_target(config), args.timeout)
+        try:
+            return await audit.settle(registries)
+        finally:
+            await close()
+
+    report = asyncio.run(settle())
+    render = {"table": render_table, "json": render_json, "html": render_html}[args.output]
+    text = render(report)
+    if args.out:
+        Path(args.out).write_text(text, encoding="utf-8")
+    else:
+        sys.stdout.write(text)
+    return 0
 
 
 def _certs(args: argparse.Namespace) -> int:

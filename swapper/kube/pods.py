@@ -1,0 +1,112 @@
+"""Pods read from the API server page by page, for ``swapper audit``.
+
+A page is at most ``limit`` pods (500 by default) and the next one is asked with the first's
+``continue`` token, so a caller holds one page at a time, never the whole list. When the token
+expires mid-list (410 Gone: etcd compacted the snapshot away), the API server's answer carries
+a fresh token that goes on from the next pod, from a newer snapshot: a report takes the rest
+from there rather than counting the first pages twice (:attr:`PodPages.inconsistent` says so).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+from swapper.errors import KubeError
+from swapper.kube import call_json, describe_api_error, status_of
+
+PAGE_SIZE = 500
+
+
+def _expired_token(exc: BaseException) -> str:
+    """The continue token a 410 answer carries ("" when it has none)."""
+    try:
+        body = json.loads(getattr(exc, "body", None) or "{}")
+    except ValueError:
+        return ""
+    metadata = body.get("metadata") if isinstance(body, dict) else None
+    token = metadata.get("continue") if isinstance(metadata, dict) else None
+    return token if isinstance(token, str) else ""
+
+
+class PodPages:
+    """Iterates over the pods of one namespace ("" for all), a page (a list of raw pod JSON
+    objects) at a time. A refusal (403) ends the iteration and is kept in :attr:`forbidden`;
+    any other failure raises :class:`KubeError`."""
+
+    def __init__(self, api_client: Any, namespace: str = "", limit: int = PAGE_SIZE) -> None:
+        from kubernetes import client
+
+        self.core = client.CoreV1Api(api_client)
+        self.namespace = namespace
+        self.limit = limit
+        self.pages = 0
+        self.inconsistent = False  # a continue token expired: later pages are a newer snapshot
+        self.forbidden = ""  # the API server's refusal, when it answered 403
+
+    def _list(self, token: str) -> dict[str, Any]:
+        more = {"_continue": token} if token else {}
+        if self.namespace:
+            return call_json(
+                self.core.list_namespaced_pod, self.namespace, limit=self.limit, **more
+            )
+        return call_json(self.core.list_pod_for_all_namespaces, limit=self.limit, **more)
+
+    def __iter__(self) -> Iterator[list[dict[str, Any]]]:
+        where = f"namespace {self.namespace}" if self.namespace else "all namespaces"
+        token = ""
+        while True:
+            try:
+                body = self._list(token)
+            except KubeError:
+                raise
+            except Exception as exc:
+                status = status_of(exc)
+                fresh = _expired_token(exc) if status == 410 and token else ""
+                if fresh:
+                    self.inconsistent = True
+                    token = fresh
+                    continue
+                error = describe_api_error(exc, f"list pods in {where}")
+                if status == 403:
+                    self.forbidden = str(error)
+                    return
+                raise error from None
+            self.pages += 1
+            items = body.get("items")
+            yield (
+                [item for item in items if isinstance(item, dict)]
+                if isinstance(items, list)
+                else []
+            )
+            metadata = body.get("metadata")
+            token = str(metadata.get("continue") or "") if isinstance(metadata, dict) else ""
+            if not token:
+                return
+
+
+def namespaces(api_client: Any) -> list[str] | None:
+    """The names of every namespace; None when listing them is forbidden (403)."""
+    from kubernetes import client
+
+    core = client.CoreV1Api(api_client)
+    names: list[str] = []
+    token = ""
+    while True:
+        more = {"_continue": token} if token else {}
+        try:
+            body = call_json(core.list_namespace, limit=PAGE_SIZE, **more)
+        except KubeError:
+            raise
+        except Exception as exc:
+            if status_of(exc) == 403:
+                return None
+            raise describe_api_error(exc, "list namespaces") from None
+        for item in body.get("items") or []:
+            name = (item.get("metadata") or {}).get("name") if isinstance(item, dict) else None
+            if isinstance(name, str):
+                names.append(name)
+        token = str((body.get("metadata") or {}).get("continue") or "")
+        if not token:
+            return names

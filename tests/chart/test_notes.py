@@ -24,3 +24,11 @@ def test_the_notes_say_when_pods_are_rewritten() -> None:
 
 def test_the_notes_list_the_namespaces_never_sent() -> None:
     assert "never sent: namespaces swapper-system, kube-system" in render().notes
+
+
+def test_the_notes_say_whether_a_dry_run_install_fills_the_mirror_before_enforcing() -> None:
+    prefill = render(file="dry-run").notes
+    assert "elected on the Lease swapper-system/swapper-controller" in prefill
+    assert "mirrors their images now (prefill), changing no pod" in prefill
+    assert "--set config.controller.prefill=true" in render().notes
+    assert "Cluster half: off" in render({"config": {"controller": {"enabled": False}}}).notes

@@ -100,7 +100,7 @@ def test_pull_secret_cleanup_may_list_pods_and_delete_only_that_secret() -> None
 
 
 def test_no_cluster_role_is_rendered_when_no_permission_is_needed() -> None:
-    rendered = render({"rbac": {"events": False}})
+    rendered = render({"rbac": {"events": False}, "config": {"controller": {"enabled": False}}})
     assert [r["metadata"]["name"] for r in rendered.all("ClusterRole")] == [
         "swapper-certificates",
         "swapper-cert-renewal",
@@ -157,9 +157,9 @@ def test_the_certificate_identities_are_bound_to_their_own_service_accounts() ->
 
 def test_rbac_can_be_left_to_the_cluster_admin() -> None:
     rendered = render({"rbac": {"create": False}})
-    assert not [r for r in rendered.all("ClusterRole") if r["metadata"]["name"] == "swapper"]
-    assert not [r for r in rendered.all("Role") if r["metadata"]["name"] == "swapper"]
-    assert not [b for b in rendered.all("RoleBinding") if b["metadata"]["name"] == "swapper"]
+    webhook_names = {"swapper", "swapper-controller"}
+    for kind in ("ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding"):
+        assert not [o for o in rendered.all(kind) if o["metadata"]["name"] in webhook_names], kind
 
 
 def test_the_webhook_may_read_and_update_only_its_source_access_config_map() -> None:

@@ -48,7 +48,7 @@ def test_the_webhook_pods_know_their_namespace_from_the_downward_api() -> None:
     } in env
 
 
-def test_extra_env_is_added_after_the_pods_namespace() -> None:
+def test_extra_env_is_added_after_the_pods_namespace_and_name() -> None:
     env = render({"extraEnv": [{"name": "AWS_STS_REGIONAL_ENDPOINTS", "value": "regional"}]})
     names = [e["name"] for e in env.container["env"]]
-    assert names == ["POD_NAMESPACE", "AWS_STS_REGIONAL_ENDPOINTS"]
+    assert names == ["POD_NAMESPACE", "POD_NAME", "AWS_STS_REGIONAL_ENDPOINTS"]

@@ -4,6 +4,10 @@ The API server answers a SelfSubjectRulesReview made with each account's own Tok
 what every authenticated user may do (asked the same way for an account with no binding) is
 taken away, and the rest must be exactly the rows of the README's permissions table that apply
 to the values installed.
+
+A rules review covers one namespace; what the cluster half may do across namespaces (pods in
+any namespace, Leases only in the release namespace) is asked with SelfSubjectAccessReviews,
+and the Lease rules are also proven with real calls as the chart's ServiceAccount.
 """
 
 from __future__ import annotations
@@ -44,10 +48,15 @@ def _lookup(values: dict[str, Any], dotted: str) -> Any:
 
 
 def applies(when: str, values: dict[str, Any]) -> bool:
-    match = re.fullmatch(r"`([\w.]+)(?:: (\w+))?`.*", when)
-    assert match, f"cannot read the condition {when!r}"
-    found = _lookup(merged(DEFAULTS, values), match.group(1))
-    return found == match.group(2) if match.group(2) else bool(found)
+    """Whether every condition of a ``when`` cell holds: `key` (true) or `key: value`, several
+    joined by ", with"."""
+    conditions = re.findall(r"`([\w.]+)(?:: (\w+))?`", when)
+    assert conditions and when.startswith("`"), f"cannot read the condition {when!r}"
+    every = merged(DEFAULTS, values)
+    return all(
+        _lookup(every, key) == wanted if wanted else bool(_lookup(every, key))
+        for key, wanted in conditions
+    )
 
 
 def expected_rules(account: str, values: dict[str, Any], names: dict[str, str]) -> set[Rule]:
@@ -110,6 +119,7 @@ def _names(values: dict[str, Any], rendered: Rendered) -> dict[str, str]:
         "the TLS Secret": tls["secret"]["secretName"],
         "the chart's": rendered.one("MutatingWebhookConfiguration")["metadata"]["name"],
         "the source-access ConfigMap": access.get("configMap", ""),
+        "the controller Lease": rendered.config["controller"]["leaseName"],
     }
 
 
@@ -138,6 +148,7 @@ FEATURES_OFF = {
         "config": {
             "source": {"podPullSecrets": False, "checkAccess": False},
             "target": {"pullSecret": {"enabled": False}},
+            "controller": {"enabled": False},
         }
     },
     "access-check-only": {
@@ -145,13 +156,28 @@ FEATURES_OFF = {
         "config": {
             "source": {"podPullSecrets": False},
             "target": {"pullSecret": {"enabled": False}},
+            "controller": {"enabled": False},
         },
+    },
+    "controller-only": {
+        "rbac": {"events": False},
+        "config": {
+            "source": {"podPullSecrets": False, "checkAccess": False},
+            "target": {"pullSecret": {"enabled": False}},
+        },
+    },
+    "controller-without-shared-copies": {
+        "config": {"controller": {"shareCopies": False}},
+    },
+    "controller-off-with-shared-copies": {
+        "config": {"controller": {"enabled": False, "shareCopies": True}},
     },
     "nothing": {
         "rbac": {"events": False},
         "config": {
             "source": {"podPullSecrets": False, "checkAccess": False},
             "target": {"pullSecret": {"enabled": False}},
+            "controller": {"enabled": False},
         },
     },
     "pull-secret-without-cleanup": {
@@ -173,15 +199,183 @@ def test_switching_a_feature_off_in_values_removes_its_permissions(
     case: str,
 ) -> None:
     values = merged(e2e_values(registries), FEATURES_OFF[case])
-    release = f"rbac-{case}"
+    namespace, rendered = install_identity(cluster, values, f"rbac-{case}")
+    account = rendered.pod["serviceAccountName"]
+    wanted = expected_rules("webhook", values, _names(values, rendered))
+    assert granted(cluster, namespace, account, tmp_path) - baseline == wanted
+    leases = {rule for rule in wanted if rule[1] == "leases"}
+    if case == "nothing" or case.startswith("controller-off"):
+        assert not leases and ("", "pods", "", "watch") not in wanted
+    if case == "nothing":
+        assert wanted == set()
+    if case == "controller-without-shared-copies":
+        assert {rule for rule in leases if rule[2] == ""} == {(LEASES, "leases", "", "create")}
+
+
+def install_identity(
+    cluster: Cluster, values: dict[str, Any], release: str
+) -> tuple[str, Rendered]:
+    """Create the chart's ServiceAccount and RBAC objects only, for ``release`` in a namespace
+    of the same name; returns the namespace and the render."""
     namespace = cluster.namespace(release)
     rendered = render(values, namespace=namespace, release=release)
     identity = {"ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding"}
     objects = [o for o in rendered.objects if o["kind"] in identity]
     for obj in install_order(objects):
         cluster.kubectl("create", "--validate=strict", "-f", "-", stdin=yaml.safe_dump(obj))
-    account = rendered.pod["serviceAccountName"]
-    wanted = expected_rules("webhook", values, _names(values, rendered))
-    assert granted(cluster, namespace, account, tmp_path) - baseline == wanted
-    if case == "nothing":
-        assert wanted == set()
+    return namespace, rendered
+
+
+LEASES = "coordination.k8s.io"
+
+
+# -- the cluster half across namespaces ---------------------------------------------------------
+
+
+def allowed(
+    cluster: Cluster,
+    kubeconfig: Path,
+    verb: str,
+    resource: str,
+    namespace: str,
+    name: str = "",
+    group: str = "",
+) -> bool:
+    """The API server's answer to the account of ``kubeconfig``: may it do this?"""
+    from kubernetes import client
+
+    api = client.AuthorizationV1Api(cluster.api_client(kubeconfig))
+    attributes = {"verb": verb, "group": group, "resource": resource, "namespace": namespace}
+    if name:
+        attributes["name"] = name
+    review = api.create_self_subject_access_review(
+        {
+            "apiVersion": "authorization.k8s.io/v1",
+            "kind": "SelfSubjectAccessReview",
+            "spec": {"resourceAttributes": attributes},
+        }
+    )
+    return bool(review.status.allowed)
+
+
+@pytest.fixture(scope="module")
+def elsewhere(cluster: Cluster) -> str:
+    """A namespace that is not the release's."""
+    return cluster.namespace("rbac-elsewhere")
+
+
+def webhook_kubeconfig(installed: Installed, folder: Path) -> Path:
+    return installed.swapper_kubeconfig(folder / "webhook.kubeconfig")
+
+
+def test_the_webhook_account_may_list_and_watch_pods_in_every_namespace_but_never_write_one(
+    installed: Installed, elsewhere: str, tmp_path: Path
+) -> None:
+    kubeconfig = webhook_kubeconfig(installed, tmp_path)
+    cluster = installed.cluster
+    for namespace in ("", "default", elsewhere, installed.namespace):  # "": all namespaces
+        for verb in ("list", "watch"):
+            assert allowed(cluster, kubeconfig, verb, "pods", namespace), (verb, namespace)
+    for namespace in ("default", elsewhere, installed.namespace):
+        for verb in ("create", "delete", "patch", "update", "deletecollection"):
+            assert not allowed(cluster, kubeconfig, verb, "pods", namespace), (verb, namespace)
+        assert not allowed(cluster, kubeconfig, "get", "pods", namespace, "some-pod")
+
+
+def test_the_webhook_account_may_create_leases_only_in_the_release_namespace(
+    installed: Installed, elsewhere: str, tmp_path: Path
+) -> None:
+    kubeconfig = webhook_kubeconfig(installed, tmp_path)
+    cluster = installed.cluster
+    assert allowed(cluster, kubeconfig, "create", "leases", installed.namespace, group=LEASES)
+    for namespace in (elsewhere, "default", "kube-system", ""):
+        assert not allowed(cluster, kubeconfig, "create", "leases", namespace, group=LEASES)
+
+
+def test_the_webhook_account_may_get_and_update_the_controller_lease(
+    installed: Installed, elsewhere: str, tmp_path: Path
+) -> None:
+    kubeconfig = webhook_kubeconfig(installed, tmp_path)
+    cluster = installed.cluster
+    lease = installed.rendered.config["controller"]["leaseName"]
+    assert lease == f"{installed.service_account}-controller"
+    for verb in ("get", "update"):
+        assert allowed(cluster, kubeconfig, verb, "leases", installed.namespace, lease, LEASES)
+        assert not allowed(cluster, kubeconfig, verb, "leases", elsewhere, lease, LEASES)
+
+
+def test_with_shared_copies_any_lease_of_the_release_namespace_may_be_renewed_and_deleted(
+    installed: Installed, elsewhere: str, tmp_path: Path
+) -> None:
+    kubeconfig = webhook_kubeconfig(installed, tmp_path)
+    cluster = installed.cluster
+    copy = "swapper-copy-0123456789abcdef"
+    for verb in ("get", "update", "delete"):
+        assert allowed(cluster, kubeconfig, verb, "leases", installed.namespace, copy, LEASES)
+        assert not allowed(cluster, kubeconfig, verb, "leases", elsewhere, copy, LEASES)
+    for verb in ("list", "watch", "deletecollection", "patch"):
+        assert not allowed(cluster, kubeconfig, verb, "leases", installed.namespace, "", LEASES)
+
+
+def test_without_shared_copies_only_the_controller_lease_may_be_renewed(
+    cluster: Cluster, registries: Registries, tmp_path: Path
+) -> None:
+    values = merged(e2e_values(registries), {"config": {"controller": {"shareCopies": False}}})
+    namespace, rendered = install_identity(cluster, values, "rbac-own-lease-only")
+    kubeconfig = cluster.service_account_kubeconfig(
+        namespace, rendered.pod["serviceAccountName"], tmp_path / "account.kubeconfig"
+    )
+    lease = rendered.config["controller"]["leaseName"]
+    assert allowed(cluster, kubeconfig, "create", "leases", namespace, group=LEASES)
+    for verb in ("get", "update"):
+        assert allowed(cluster, kubeconfig, verb, "leases", namespace, lease, LEASES)
+    for verb in ("get", "update", "delete"):
+        assert not allowed(cluster, kubeconfig, verb, "leases", namespace, "swapper-copy-1", LEASES)
+    assert not allowed(cluster, kubeconfig, "delete", "leases", namespace, lease, LEASES)
+
+
+def lease_body(name: str, holder: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "coordination.k8s.io/v1",
+        "kind": "Lease",
+        "metadata": {"name": name},
+        "spec": {"holderIdentity": holder, "leaseDurationSeconds": 15},
+    }
+
+
+def test_the_lease_rules_hold_for_real_calls_as_the_charts_account(
+    cluster: Cluster, registries: Registries, elsewhere: str, tmp_path: Path
+) -> None:
+    from kubernetes import client
+    from kubernetes.client.exceptions import ApiException
+
+    # A release of its own, so no running swapper's election is touched.
+    namespace, rendered = install_identity(cluster, e2e_values(registries), "rbac-real-leases")
+    kubeconfig = cluster.service_account_kubeconfig(
+        namespace, rendered.pod["serviceAccountName"], tmp_path / "account.kubeconfig"
+    )
+    leases = client.CoordinationV1Api(cluster.api_client(kubeconfig))
+    leader = rendered.config["controller"]["leaseName"]
+    copy = "swapper-copy-fedcba9876543210"
+
+    for name in (leader, copy):
+        leases.create_namespaced_lease(namespace, lease_body(name, "pod-a"))
+        stored = leases.read_namespaced_lease(name, namespace)
+        stored.spec.holder_identity = "pod-b"
+        assert leases.replace_namespaced_lease(name, namespace, stored).spec.holder_identity == (
+            "pod-b"
+        )
+    leases.delete_namespaced_lease(copy, namespace)
+
+    def forbidden(call: Any, *args: Any) -> bool:
+        try:
+            call(*args)
+        except ApiException as exc:
+            return exc.status == 403
+        return False
+
+    assert forbidden(leases.create_namespaced_lease, elsewhere, lease_body(copy, "pod-a"))
+    assert forbidden(leases.list_namespaced_lease, namespace)
+    pods = client.CoreV1Api(cluster.api_client(kubeconfig))
+    assert pods.list_pod_for_all_namespaces(limit=1).items is not None
+    assert forbidden(pods.delete_collection_namespaced_pod, elsewhere)

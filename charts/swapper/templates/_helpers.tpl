@@ -161,9 +161,10 @@ render fails here, with this message, rather than with the schema's "not allowed
 
 {{/*
 The config file swapper reads: the `config:` block, with the keys the chart owns set by the
-chart (where the certificate is mounted, the listen address, and source.access.configMap: the
-ConfigMap the chart creates for the access check's remembered answers), and only the selected
-target's block kept (Helm merges a user's target over the default one).
+chart (where the certificate is mounted, the listen address, source.access.configMap: the
+ConfigMap the chart creates for the access check's remembered answers, and
+controller.leaseName: the Lease the chart's Role names), and only the selected target's block
+kept (Helm merges a user's target over the default one).
 */}}
 {{- define "swapper.config" -}}
 {{- $config := deepCopy .Values.config -}}
@@ -183,6 +184,9 @@ target's block kept (Helm merges a user's target over the default one).
 {{- $_ = set $source "access" $access -}}
 {{- $_ = set $config "source" $source -}}
 {{- end -}}
+{{- $controller := $config.controller | default dict -}}
+{{- $_ := set $controller "leaseName" (include "swapper.controllerLeaseName" .) -}}
+{{- $_ = set $config "controller" $controller -}}
 {{- $_ := set $config "listenAddress" (include "swapper.listenAddress" .) -}}
 {{- $_ = set $config "tlsCertFile" "/etc/swapper/tls/tls.crt" -}}
 {{- $_ = set $config "tlsKeyFile" "/etc/swapper/tls/tls.key" -}}
@@ -205,6 +209,27 @@ target's block kept (Helm merges a user's target over the default one).
 {{- end -}}
 {{- if ge $deadline $budget -}}
 {{- fail (printf "config.imageCopyDeadline (%v) must be below config.admissionTimeout (%v): swapper refuses to start otherwise." $deadlineValue $budgetValue) -}}
+{{- end -}}
+{{- $supervisor := .Values.config.supervisor | default dict -}}
+{{- $shutdownValue := default "20s" $supervisor.shutdownTimeout -}}
+{{- $shutdown := include "swapper.seconds" (dict "key" "config.supervisor.shutdownTimeout" "value" $shutdownValue) | float64 -}}
+{{- $preStop := max 0 (int .Values.preStopSleepSeconds) | float64 -}}
+{{- $grace := int .Values.terminationGracePeriodSeconds | float64 -}}
+{{- if ge (addf $preStop $shutdown) $grace -}}
+{{- fail (printf "config.supervisor.shutdownTimeout (%v) must be below terminationGracePeriodSeconds (%vs) less preStopSleepSeconds (%vs): the kubelet kills the container when the grace period ends, before swapper has stopped its tasks and released its Leases. Lower config.supervisor.shutdownTimeout or raise terminationGracePeriodSeconds." $shutdownValue .Values.terminationGracePeriodSeconds .Values.preStopSleepSeconds) -}}
+{{- end -}}
+{{- $controller := .Values.config.controller | default dict -}}
+{{- $leaseDurationValue := default "15s" $controller.leaseDuration -}}
+{{- $renewDeadlineValue := default "10s" $controller.renewDeadline -}}
+{{- $retryPeriodValue := default "2s" $controller.retryPeriod -}}
+{{- $leaseDuration := include "swapper.seconds" (dict "key" "config.controller.leaseDuration" "value" $leaseDurationValue) | float64 -}}
+{{- $renewDeadline := include "swapper.seconds" (dict "key" "config.controller.renewDeadline" "value" $renewDeadlineValue) | float64 -}}
+{{- $retryPeriod := include "swapper.seconds" (dict "key" "config.controller.retryPeriod" "value" $retryPeriodValue) | float64 -}}
+{{- if le $leaseDuration $renewDeadline -}}
+{{- fail (printf "config.controller.leaseDuration (%v) must be greater than config.controller.renewDeadline (%v): swapper refuses to start otherwise." $leaseDurationValue $renewDeadlineValue) -}}
+{{- end -}}
+{{- if le $renewDeadline (mulf $retryPeriod 1.2) -}}
+{{- fail (printf "config.controller.renewDeadline (%v) must be greater than 1.2 x config.controller.retryPeriod (%v): swapper refuses to start otherwise." $renewDeadlineValue $retryPeriodValue) -}}
 {{- end -}}
 {{- $pdb := .Values.podDisruptionBudget -}}
 {{- if and (not (kindIs "invalid" (index $pdb "minAvailable"))) (not (kindIs "invalid" (index $pdb "maxUnavailable"))) -}}
@@ -263,6 +288,37 @@ config.source.checkAccess is on (swapper's own default, when the key is removed,
 {{- if or (kindIs "invalid" $value) $value -}}
 {{- printf "%s-source-access" (include "swapper.fullname" .) -}}
 {{- end -}}
+{{- end -}}
+
+{{/*
+"true" when the cluster half runs (config.controller.enabled; swapper's own default, when the
+key is removed, is on), else "".
+*/}}
+{{- define "swapper.controller" -}}
+{{- $controller := .Values.config.controller | default dict -}}
+{{- $value := index $controller "enabled" -}}
+{{- if or (kindIs "invalid" $value) $value -}}true{{- end -}}
+{{- end -}}
+
+{{/*
+"true" when the cluster half runs and shares copies across pods with per-image Leases
+(config.controller.shareCopies; swapper's own default, when the key is removed, is on), else "".
+*/}}
+{{- define "swapper.shareCopies" -}}
+{{- $controller := .Values.config.controller | default dict -}}
+{{- $value := index $controller "shareCopies" -}}
+{{- if and (include "swapper.controller" .) (or (kindIs "invalid" $value) $value) -}}true{{- end -}}
+{{- end -}}
+
+{{/* The leader-election Lease: config.controller.leaseName, or "<fullname>-controller". */}}
+{{- define "swapper.controllerLeaseName" -}}
+{{- $controller := .Values.config.controller | default dict -}}
+{{- $controller.leaseName | default (printf "%s-controller" (include "swapper.fullname" .)) -}}
+{{- end -}}
+
+{{/* "true" when the chart grants the cluster half's RBAC. */}}
+{{- define "swapper.controllerNeedsRBAC" -}}
+{{- if and .Values.rbac.create (include "swapper.controller" .) -}}true{{- end -}}
 {{- end -}}
 
 {{/* "true" when the webhook needs a ClusterRole at all. */}}

@@ -613,6 +613,8 @@ class Mirror(_Model):
 
     workers: int = Field(4, ge=1, le=64)
     max_queued: int = Field(1000, alias="maxQueued", ge=1, le=100_000)
+    # The backfill's copies wait in a line of their own, below admission's.
+    max_backfill_queued: int = Field(10_000, alias="maxBackfillQueued", ge=1, le=1_000_000)
     max_concurrent_blobs: int = Field(6, alias="maxConcurrentBlobs", ge=1, le=64)
     platforms: tuple[str, ...] = ()  # empty: every platform of an index
     fresh_for: float = Field(3600.0, alias="freshFor")

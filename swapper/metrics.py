@@ -68,7 +68,7 @@ class Metrics:
             "swapper_copies_not_started",
             "Copy requests that started no copy: shared with one in flight (deduplicated), "
             "copied recently (fresh), held back after a failure (backoff), or refused by the "
-            "full queue (queue-full).",
+            "full queue (queue-full; backfill-queue-full for the backfill's own line).",
             ["reason"],
             registry=r,
         )
@@ -88,7 +88,9 @@ class Metrics:
             registry=r,
         )
         self.copy_queue_depth = Gauge(
-            "swapper_copy_queue_depth", "Copies waiting for a worker.", registry=r
+            "swapper_copy_queue_depth",
+            "Copies waiting for a worker (admission and backfill).",
+            registry=r,
         )
         self.copies_in_flight = Gauge("swapper_copies_in_flight", "Copies running now.", registry=r)
         self.pull_secret_writes = Counter(

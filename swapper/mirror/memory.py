@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from swapper.aio import SingleFlight
 from swapper.errors import CopyDeadlineExceeded, CopyError, CopyReason, QueueFull
 from swapper.images import ImageReference
-from swapper.mirror.queue import CopyJob, Requester
+from swapper.mirror.queue import CopyJob, Priority, Requester
 from swapper.mirror.verdicts import ANONYMOUS_REFUSED, READABLE, Access, Verdict, unreachable
 from swapper.targets.memory import MemoryTarget
 
@@ -20,7 +20,8 @@ class MemoryCopyQueue:
 
     It behaves like the real queue where admission can tell: in-flight de-duplication, a
     bound, deadlines. ``delay`` makes copies slow, ``fail`` holds target references whose copy
-    fails (reason ``rejected``), and ``jobs`` records every job started.
+    fails (reason ``rejected``), ``jobs`` records every job started, and ``submitted`` every
+    hand-over's target and priority (it copies at once, whatever the priority).
     """
 
     def __init__(self, target: MemoryTarget, bound: int = 1000, delay: float = 0.0) -> None:
@@ -29,6 +30,7 @@ class MemoryCopyQueue:
         self.delay = delay
         self.fail: set[str] = set()
         self.jobs: list[CopyJob] = []
+        self.submitted: list[tuple[str, Priority]] = []
         self._copies: SingleFlight[str, None] = SingleFlight()  # in flight, by target
 
     async def _copy(self, job: CopyJob) -> None:
@@ -45,7 +47,8 @@ class MemoryCopyQueue:
             raise QueueFull(f"copy queue is full ({self.bound} jobs)")
         return self._copies.start(job.target, lambda: self._copy(job))
 
-    def submit(self, job: CopyJob) -> None:
+    def submit(self, job: CopyJob, priority: Priority = Priority.ADMISSION) -> None:
+        self.submitted.append((job.target, priority))
         self._start(job)
 
     async def submit_and_wait(self, job: CopyJob, deadline: float) -> None:

@@ -5,6 +5,7 @@
 - ``force``: :meth:`CopyQueue.copy_now` copies outside the queue, up to the deadline.
 
 Jobs are de-duplicated by target reference: two pods asking for the same image share one copy.
+A hand-over has a :class:`Priority`: admission's copies go before the controller's backfill.
 The implementations: :class:`~swapper.mirror.workers.WorkerQueue` (``swapper serve``) and the
 in-memory double :class:`~swapper.mirror.memory.MemoryCopyQueue`.
 """
@@ -13,9 +14,17 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Protocol, runtime_checkable
 
 from swapper.images import ImageReference
+
+
+class Priority(StrEnum):
+    """Whose copy it is: a queue starts every waiting admission copy before any backfill copy."""
+
+    ADMISSION = "admission"  # asked for by admission: delayed hand-overs, immediate, force
+    BACKFILL = "backfill"  # the controller's copies of images already running
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,8 +52,9 @@ class CopyJob:
 
 @runtime_checkable
 class CopyQueue(Protocol):
-    def submit(self, job: CopyJob) -> None:
-        """Queue a copy and return at once. Raises :class:`QueueFull` when at its bound."""
+    def submit(self, job: CopyJob, priority: Priority = Priority.ADMISSION) -> None:
+        """Queue a copy at ``priority`` and return at once. Raises :class:`QueueFull` when
+        that priority's line is at its bound."""
         ...
 
     async def submit_and_wait(self, job: CopyJob, deadline: float) -> None:

@@ -1,21 +1,33 @@
-"""The copy queue ``swapper serve`` runs: bounded workers over a bounded queue.
+"""The copy queue ``swapper serve`` runs: bounded workers over two bounded lines.
 
 What it promises (the :class:`~swapper.mirror.queue.CopyQueue` protocol, plus):
 
 - **One copy per target at a time.** A target reference that is queued or being copied is not
-  started again: later requests (``delayed`` hand-overs, ``immediate`` waiters, ``force``) share
-  the copy in flight. ``force`` starts a queued copy at once, outside the worker limit.
-- **Bounds.** ``workers`` copies run at once; at most ``max_queued`` wait. A hand-over beyond
-  that raises :class:`~swapper.errors.QueueFull` (admission reports ``queue-full``).
+  started again: later requests (``delayed`` hand-overs, ``immediate`` waiters, ``force``,
+  backfill) share the copy in flight. ``force`` starts a queued copy at once, outside the worker
+  limit.
+- **Admission first.** Copies wait in two lines by :class:`~swapper.mirror.queue.Priority`:
+  admission's (``delayed``, ``immediate``) and the controller's backfill. A free worker takes
+  the oldest admission job; a backfill job starts only when no admission job waits, and
+  backfill never holds the last worker (at most ``workers - 1`` backfill copies run at once).
+  So an admission job that finds no admission copy running starts at once, never queued behind
+  backfill. With ``workers`` = 1 the one worker may be busy with a backfill copy: the admission
+  copy then starts beside it, so two copies run at once. A backfill job that admission asks for
+  is promoted: it moves to the end of the admission line (still one copy).
+- **Bounds.** ``workers`` copies run at once (two with ``workers`` = 1, as above); at most
+  ``max_queued`` admission jobs and ``max_backfill_queued`` backfill jobs wait, neither line
+  counting against the other's bound. A hand-over beyond its line's bound raises
+  :class:`~swapper.errors.QueueFull` (admission reports ``queue-full``). A promotion counts
+  against ``max_queued``: refused when that line is full, the job keeps its backfill place.
 - **No hammering, and no stale belief.** A target copied successfully within ``fresh_for``
   seconds is not copied again, but ``verify`` (the cached existence check) confirms in the
-  background that the mirror still has it; when it is gone, it is copied again at once. A job
-  with ``recheck`` (a tag pulled with ``imagePullPolicy: Always``) is copied again at most once
-  per ``recheck_every`` seconds: the copier compares digests and pushes only what changed. A
-  failed target is held back for a backoff that doubles per consecutive failure (from
-  ``backoff_min`` up to ``backoff_max``, with jitter), or for what the registry asked in
-  ``Retry-After`` if longer. An ``immediate`` or ``force`` request for a held-back target fails
-  at once with the last reason.
+  background that the mirror still has it; when it is gone, it is copied again at once (at the
+  priority of who asked). A job with ``recheck`` (a tag pulled with ``imagePullPolicy:
+  Always``) is copied again at most once per ``recheck_every`` seconds: the copier compares
+  digests and pushes only what changed. A failed target is held back for a backoff that
+  doubles per consecutive failure (from ``backoff_min`` up to ``backoff_max``, with jitter), or
+  for what the registry asked in ``Retry-After`` if longer. An ``immediate`` or ``force``
+  request for a held-back target fails at once with the last reason.
 - **Failures are contained.** Each failed copy is logged once (source, target, reason) and
   counted by reason; an exception from the copier never stops a worker.
 - **Waiters never cancel a copy.** A deadline ends the wait, not the copy others may share.
@@ -26,7 +38,9 @@ What it promises (the :class:`~swapper.mirror.queue.CopyQueue` protocol, plus):
 
 Copies in flight (queued or running) are a :class:`~swapper.aio.SingleFlight` keyed by target:
 every request for a target shares its one task, and a failure nobody waits for is not reported
-again by asyncio (it is logged once here).
+again by asyncio (it is logged once here). Each task waits for its go; :meth:`_dispatch` gives
+it when a worker is free (on each hand-over and at the end of each copy), so "a worker" is a
+count, not a task.
 
 The copier does the work; retries of single requests (5xx, resets, 429) live in
 :mod:`swapper.oci`, so a copy failing here has already had its retries.
@@ -38,6 +52,7 @@ import asyncio
 import contextlib
 import random
 import time
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -53,21 +68,27 @@ from swapper.errors import (
 )
 from swapper.logs import get_logger
 from swapper.metrics import Metrics
-from swapper.mirror.queue import CopyJob
+from swapper.mirror.queue import CopyJob, Priority
 
 log = get_logger("swapper.mirror")
 
 Copier = Callable[[CopyJob], Awaitable[Any]]
 """Copies one job; raises :class:`CopyError` (with a ``reason``) when it cannot."""
 
+ADMISSION, BACKFILL = Priority.ADMISSION, Priority.BACKFILL
+
 
 @dataclass(eq=False)
 class _Queued:
-    """A copy waiting for a worker to let it start (or for ``force``, which lets it at once)."""
+    """A copy waiting in its line for a worker (or for ``force``, which lets it start at once).
+
+    It does not name the copy's task: the task's error keeps the copy's frames, which hold
+    this, and a cycle would keep every failed copy until a full collection."""
 
     target: str
-    copy: asyncio.Task[None]  # its task in the flight, waiting for go
-    go: asyncio.Event
+    priority: Priority
+    go: asyncio.Event = field(default_factory=asyncio.Event)
+    on_worker: bool = False  # started by a worker, which it holds until it ends
 
 
 @dataclass
@@ -82,7 +103,8 @@ class QueueSettings:
     """Sizes and timings of the copy queue (``copyQueue`` in the config)."""
 
     workers: int = 4
-    max_queued: int = 1000
+    max_queued: int = 1000  # admission jobs waiting
+    max_backfill_queued: int = 10_000  # backfill jobs waiting
     fresh_for: float = 3600.0
     recheck_every: float = 60.0
     backoff_min: float = 30.0
@@ -107,21 +129,24 @@ class WorkerQueue:
         self.metrics = metrics or Metrics()
         s = self.settings
         self._copies: SingleFlight[str, None] = SingleFlight()  # queued or running, by target
-        self._queued: dict[str, _Queued] = {}  # not started yet (at most max_queued)
-        self._waiting: asyncio.Queue[_Queued] | None = None
-        self._workers: list[asyncio.Task[None]] = []
-        self._running = 0
+        # not started yet, oldest first, by target: one line per priority, each bounded
+        self._lines: dict[Priority, OrderedDict[str, _Queued]] = {
+            p: OrderedDict() for p in Priority
+        }
+        self._busy: dict[Priority, int] = dict.fromkeys(Priority, 0)  # workers held
+        self._running = 0  # copies running, forced ones included
         # target -> (copied when, job), fresh for fresh_for
         self._copied: TTLMap[str, tuple[float, CopyJob]] = TTLMap(s.max_remembered, s.clock)
         self._verifications: SingleFlight[str, None] = SingleFlight()
+        self._recopy_at: dict[str, Priority] = {}  # a verification's target -> its priority
         # target -> the last failure, held back while fresh; read when stale for the count
         self._held: TTLMap[str, _Held] = TTLMap(s.max_remembered, s.clock)
         self._closed = False
 
     # -- the protocol -------------------------------------------------------------------------
 
-    def submit(self, job: CopyJob) -> None:
-        self._admit(job, wait=False)
+    def submit(self, job: CopyJob, priority: Priority = ADMISSION) -> None:
+        self._admit(job, wait=False, priority=priority)
 
     async def submit_and_wait(self, job: CopyJob, deadline: float) -> None:
         await self._still_there(job.target)
@@ -141,44 +166,54 @@ class WorkerQueue:
 
     async def aclose(self) -> None:
         self._closed = True
-        for task in self._workers:
-            task.cancel()
-        await asyncio.gather(*self._workers, return_exceptions=True)
+        for line in self._lines.values():
+            line.clear()
+        self.metrics.copy_queue_depth.set(0)
         # Each copy ends with CopyError(shutdown), which its waiters get.
         await asyncio.gather(self._copies.aclose(), self._verifications.aclose())
-        self._queued.clear()
-        self._workers.clear()
 
-    def forget(self, target: str) -> None:
+    def forget(self, target: str, priority: Priority = ADMISSION) -> None:
         """``target`` is gone from the mirror although it was copied: copy it again now."""
         copied = self._copied.pop(target)
         if copied is None or self._closed:
             return
         try:
-            self.submit(copied[1])
-        except (QueueFull, CopyError) as exc:  # the next admission asks again
+            self.submit(copied[1], priority)
+        except (QueueFull, CopyError) as exc:  # the next request asks again
             log.warning("recopy_not_started", target=target, error=str(exc))
 
-    def _verify_soon(self, target: str) -> None:
+    def _verify_soon(self, target: str, priority: Priority) -> None:
         """Check in the background that a recently copied image is still in the mirror
-        (a lifecycle rule or a person may have deleted it); :meth:`forget` is called if not.
-        One check per target at a time."""
-        if self.verify is not None:
-            self._verifications.start(target, lambda: self._verify(target))
+        (a lifecycle rule or a person may have deleted it); :meth:`forget` is called if not,
+        at admission priority if admission asked while the check ran. One check per target at
+        a time."""
+        if self.verify is None:
+            return
+        if self._recopy_at.get(target) is not ADMISSION:
+            self._recopy_at[target] = priority
+        self._verifications.start(target, lambda: self._verify(target))
 
     async def _verify(self, target: str) -> None:
         assert self.verify is not None
         try:
             if not await self.verify(target):
-                self.forget(target)
+                self.forget(target, self._recopy_at.get(target, ADMISSION))
         except Exception as exc:  # a failed check proves nothing; the next request asks again
             log.debug("verify_failed", target=target, error=f"{type(exc).__name__}: {exc}")
+        finally:
+            self._recopy_at.pop(target, None)
 
     # -- state for tests and metrics ---------------------------------------------------------
 
     @property
     def queued(self) -> int:
-        return self._waiting.qsize() if self._waiting else 0
+        """Admission jobs waiting (bounded by ``max_queued``)."""
+        return len(self._lines[ADMISSION])
+
+    @property
+    def queued_backfill(self) -> int:
+        """Backfill jobs waiting (bounded by ``max_backfill_queued``)."""
+        return len(self._lines[BACKFILL])
 
     @property
     def in_flight(self) -> int:
@@ -186,16 +221,25 @@ class WorkerQueue:
 
     # -- internals ---------------------------------------------------------------------------
 
-    def _admit(self, job: CopyJob, *, wait: bool, now: bool = False) -> asyncio.Task[None] | None:
+    def _admit(
+        self, job: CopyJob, *, wait: bool, now: bool = False, priority: Priority = ADMISSION
+    ) -> asyncio.Task[None] | None:
         """The copy to wait on, or None when nothing needs copying."""
         if self._closed:
             raise CopyError("swapper is shutting down", CopyReason.SHUTDOWN)
         shared = self._copies.get(job.target)
         if shared is not None:
+            queued = self._lines[ADMISSION].get(job.target) or self._lines[BACKFILL].get(job.target)
+            if queued is not None and now:
+                del self._lines[queued.priority][job.target]
+                self._start(queued, on_worker=False)  # forced: outside the worker limit
+            elif queued is not None and priority is ADMISSION and queued.priority is BACKFILL:
+                self._bounded(ADMISSION)
+                del self._lines[BACKFILL][job.target]
+                queued.priority = ADMISSION
+                self._lines[ADMISSION][job.target] = queued
             self.metrics.copies_not_started.labels("deduplicated").inc()
-            queued = self._queued.pop(job.target, None) if now else None
-            if queued is not None:
-                queued.go.set()  # forced: it starts at once, outside the worker limit
+            self._dispatch()
             return shared
         clock = self.settings.clock()
         held = self._held.get(job.target)  # fresh while the backoff lasts
@@ -213,56 +257,68 @@ class WorkerQueue:
             age = clock - copied[0]
             if not (job.recheck and age >= self.settings.recheck_every):
                 self.metrics.copies_not_started.labels("fresh").inc()
-                self._verify_soon(job.target)
+                self._verify_soon(job.target, priority)
                 return None
-        if not now and self.queued >= self.settings.max_queued:
-            self.metrics.copies_not_started.labels("queue-full").inc()
-            raise QueueFull(f"copy queue is full ({self.settings.max_queued} waiting)")
-        go = asyncio.Event()
-        copy = self._copies.start(job.target, lambda: self._copy(job, go))
+        if not now:
+            self._bounded(priority)
+        queued = _Queued(job.target, priority)
+        copy = self._copies.start(job.target, lambda: self._copy(job, queued))
         if now:
-            go.set()
+            self._start(queued, on_worker=False)
         else:
-            self._ensure_workers()
-            assert self._waiting is not None
-            queued = self._queued[job.target] = _Queued(job.target, copy, go)
-            self._waiting.put_nowait(queued)
-            self.metrics.copy_queue_depth.set(self._waiting.qsize())
+            self._lines[priority][job.target] = queued
+            self._dispatch()
         return copy
 
-    def _ensure_workers(self) -> None:
-        if self._waiting is None:
-            self._waiting = asyncio.Queue()
-        if not self._workers:
-            self._workers = [
-                asyncio.get_running_loop().create_task(self._worker(), name=f"copy-worker-{i}")
-                for i in range(self.settings.workers)
-            ]
+    def _bounded(self, priority: Priority) -> None:
+        """Raise :class:`QueueFull` (counted) when ``priority``'s line is at its bound."""
+        if priority is ADMISSION:
+            bound, label, what = self.settings.max_queued, "queue-full", "copy queue"
+        else:
+            bound, label = self.settings.max_backfill_queued, "backfill-queue-full"
+            what = "backfill copy queue"
+        if len(self._lines[priority]) >= bound:
+            self.metrics.copies_not_started.labels(label).inc()
+            raise QueueFull(f"{what} is full ({bound} waiting)")
 
-    async def _worker(self) -> None:
-        assert self._waiting is not None
-        while True:
-            # No local keeps the last copy (and its error's traceback) while the queue is empty.
-            await self._turn(await self._waiting.get())
+    def _dispatch(self) -> None:
+        """Start what free workers may take: admission jobs first, then backfill jobs while
+        no admission job waits and backfill would leave a worker free (module docstring)."""
+        if self._closed:
+            return
+        workers = self.settings.workers
+        admission, backfill = self._lines[ADMISSION], self._lines[BACKFILL]
+        while admission and (sum(self._busy.values()) < workers or not self._busy[ADMISSION]):
+            self._start(admission.popitem(last=False)[1], on_worker=True)
+        # An admission job still waiting means every worker is busy: no backfill job starts.
+        while (
+            backfill
+            and sum(self._busy.values()) < workers
+            and self._busy[BACKFILL] < max(1, workers - 1)
+        ):
+            self._start(backfill.popitem(last=False)[1], on_worker=True)
+        self.metrics.copy_queue_depth.set(len(admission) + len(backfill))
 
-    async def _turn(self, queued: _Queued) -> None:
-        """A worker's turn: start ``queued`` (unless it was forced meanwhile), wait for it."""
-        assert self._waiting is not None
-        self.metrics.copy_queue_depth.set(self._waiting.qsize())
-        if queued.go.is_set():
-            return  # forced meanwhile
-        if self._queued.get(queued.target) is queued:
-            del self._queued[queued.target]
+    def _start(self, queued: _Queued, *, on_worker: bool) -> None:
+        """Let ``queued`` (out of its line) start, holding a worker unless forced."""
+        if on_worker:
+            queued.on_worker = True
+            self._busy[queued.priority] += 1
         queued.go.set()
-        await asyncio.wait([queued.copy])  # its outcome is its waiters'
 
-    async def _copy(self, job: CopyJob, go: asyncio.Event) -> None:
-        """The copy's task: wait for a worker (or ``force``), then copy."""
+    async def _copy(self, job: CopyJob, queued: _Queued) -> None:
+        """The copy's task: wait for a worker (or ``force``), copy, free the worker."""
         try:
-            await go.wait()
-        except asyncio.CancelledError:
-            raise CopyError("swapper is shutting down", CopyReason.SHUTDOWN) from None
-        await self._run(job)
+            try:
+                await queued.go.wait()
+            except asyncio.CancelledError:
+                raise CopyError("swapper is shutting down", CopyReason.SHUTDOWN) from None
+            await self._run(job)
+        finally:
+            if queued.on_worker:
+                queued.on_worker = False
+                self._busy[queued.priority] -= 1
+                self._dispatch()
 
     async def _run(self, job: CopyJob) -> None:
         started = time.perf_counter()

@@ -11,12 +11,12 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
 
 from swapper.kube.pull_secrets import PullSecrets
 from swapper.metrics import Metrics
 from swapper.mirror.queue import CopyQueue
 from swapper.mirror.verdicts import OpenAccess, SourceAccess
+from swapper.supervisor import TaskSpec
 from swapper.targets.base import TargetRegistry
 
 
@@ -27,7 +27,8 @@ class Backends:
     target: TargetRegistry  # from the wiring: the configured target behind the existence cache
     queue: CopyQueue
     metrics: Metrics = field(default_factory=Metrics)
-    background: list[Any] = field(default_factory=list)  # objects with ``async run()``
+    # Long-running tasks, started by the app's supervisor in this order (stopped in reverse).
+    background: list[TaskSpec] = field(default_factory=list)
     access: SourceAccess = field(default_factory=OpenAccess)
     ready_checks: list[Callable[[], bool]] = field(default_factory=list)  # all true: ready
     closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)  # on shutdown

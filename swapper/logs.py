@@ -16,6 +16,7 @@ import datetime
 import io
 import logging
 import sys
+from collections.abc import MutableMapping
 from typing import IO, Any, Protocol
 
 import orjson
@@ -112,10 +113,10 @@ def configure(level: str = "info", fmt: str = "json", stream: IO[bytes] | None =
     is on the admission hot path.
     """
     numeric = _LEVELS.get(level.lower(), logging.INFO)
-    global _output, _fast_json
+    global _output, _format
     flush()  # what the previous configuration still holds
     _output = _DeferredFlush(stream or sys.stderr.buffer)
-    _fast_json = fmt == "json" and numeric <= logging.INFO
+    _format = fmt
     out = _output
     renderer: Any = (
         structlog.processors.JSONRenderer(serializer=_orjson)
@@ -123,13 +124,16 @@ def configure(level: str = "info", fmt: str = "json", stream: IO[bytes] | None =
         else structlog.dev.ConsoleRenderer(colors=False)
     )
     shared: list[Any] = [_finish_line]
+    _set(numeric)
     if fmt == "json":
         final: list[Any] = [renderer]
     else:  # the console renderer makes text; structlog's byte logger wants bytes
         final = [renderer, lambda _, __, text: text.encode()]
     structlog.configure(
-        processors=[*shared, structlog.processors.format_exc_info, *final],
-        wrapper_class=structlog.make_filtering_bound_logger(numeric),
+        processors=[_below_level, *shared, structlog.processors.format_exc_info, *final],
+        # Every method kept: the level is :func:`_below_level`'s, which set_level changes for
+        # loggers already cached too.
+        wrapper_class=structlog.make_filtering_bound_logger(logging.DEBUG),
         logger_factory=structlog.BytesLoggerFactory(out),  # type: ignore[arg-type]
         cache_logger_on_first_use=True,
     )
@@ -151,12 +155,49 @@ def configure(level: str = "info", fmt: str = "json", stream: IO[bytes] | None =
     )
     root = logging.getLogger()
     root.handlers[:] = [handler]
-    root.setLevel(numeric)
     for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
         logging.getLogger(name).handlers[:] = []
         logging.getLogger(name).propagate = True
+    _set(numeric)
+
+
+_level = logging.INFO
+_format = "json"
+_METHOD_LEVELS = {
+    "debug": logging.DEBUG,
+    "info": logging.INFO,
+    "msg": logging.INFO,
+    "warning": logging.WARNING,
+    "warn": logging.WARNING,
+    "error": logging.ERROR,
+    "exception": logging.ERROR,
+    "critical": logging.CRITICAL,
+    "fatal": logging.CRITICAL,
+}
+
+
+def _below_level(
+    _: Any, method_name: str, event: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
+    """Drops a line below the level set (by :func:`configure` or :func:`set_level`)."""
+    if _METHOD_LEVELS.get(method_name, logging.INFO) < _level:
+        raise structlog.DropEvent
+    return event
+
+
+def _set(numeric: int) -> None:
+    global _level, _fast_json
+    _level = numeric
+    _fast_json = _format == "json" and numeric <= logging.INFO
+    logging.getLogger().setLevel(numeric)
     # One access line per admission request is noise next to the decision lines.
     logging.getLogger("uvicorn.access").setLevel(max(numeric, logging.WARNING))
+
+
+def set_level(level: str) -> None:
+    """Change the level of a running process (a reloaded ``logLevel``): swapper's loggers,
+    those already in use too, and the standard library's (uvicorn's)."""
+    _set(_LEVELS.get(level.lower(), logging.INFO))
 
 
 def get_logger(name: str) -> Any:

@@ -1,20 +1,24 @@
-"""The admission handler with its backends: the target pull secret is provisioned first."""
+"""The admission handler with its backends (the target pull secret is provisioned first), its
+reconfiguration, and the app's lifespan under the supervisor."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 from typing import Any
 
+import httpx
 import orjson
 from helpers import make_pod, make_review, review_body
 
-from swapper.admission.app import AdmissionHandler
+from swapper.admission.app import AdmissionHandler, create_app
 from swapper.admission.review import parse_review
 from swapper.backends import Backends
 from swapper.config import load_config
 from swapper.kube.memory import MemoryPullSecrets
 from swapper.mirror.memory import MemoryCopyQueue
+from swapper.supervisor import Supervisor, TaskSpec
 from swapper.targets.memory import MemoryTarget
 
 CONFIG = {
@@ -98,3 +102,127 @@ async def test_a_pod_under_an_operation_swapper_does_not_know_is_left_unchanged(
     answer = await handler(secrets)(parse_review(orjson.dumps(doc)))
     assert answer["response"] == {"uid": doc["request"]["uid"], "allowed": True}
     assert secrets.namespaces == set()
+
+
+class GatedPullSecrets(MemoryPullSecrets):
+    """Holds each provisioning until ``gate`` is set; ``waiting`` is set meanwhile."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gate = asyncio.Event()
+        self.waiting = asyncio.Event()
+
+    async def ensure(self, namespace: str, service_account: str = "") -> None:
+        self.waiting.set()
+        await self.gate.wait()
+        await super().ensure(namespace, service_account)
+
+
+def swapped(answer: Any) -> bool:
+    return "patch" in answer["response"] and any(
+        op["path"] == "/spec/containers/0/image" for op in patch_of(dict(answer))
+    )
+
+
+async def test_a_reconfigured_handler_answers_new_requests_and_lets_those_in_flight_finish() -> (
+    None
+):
+    secrets = GatedPullSecrets()
+    admission = handler(secrets)
+    in_flight = asyncio.create_task(
+        admission(make_review(make_pod("nginx:1.27"), namespace="team"))
+    )
+    async with asyncio.timeout(5):
+        await secrets.waiting.wait()
+    skip_team = {"jmespath": "obj.metadata.namespace == 'team'"}
+    admission.reconfigure(
+        load_config({**CONFIG, "source": {"checkAccess": False, "filters": [skip_team]}})
+    )
+    secrets.gate.set()
+    async with asyncio.timeout(5):
+        assert swapped(await in_flight)  # decided and answered under the config it began with
+    assert not swapped(await admission(make_review(make_pod("nginx:1.27"), namespace="team")))
+    assert swapped(await admission(make_review(make_pod("nginx:1.27"), namespace="web")))
+    assert admission.config.source.filters[0].jmespath == skip_team["jmespath"]
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+async def test_readyz_names_a_critical_task_down_longer_than_the_threshold() -> None:
+    clock, failed, retry, back = Clock(), asyncio.Event(), asyncio.Event(), asyncio.Event()
+    runs = 0
+
+    async def informers() -> None:
+        nonlocal runs
+        runs += 1
+        if runs == 1:
+            raise RuntimeError("watch failed")
+        back.set()
+        await asyncio.Event().wait()
+
+    async def backoff(_: float) -> None:
+        failed.set()
+        await retry.wait()
+
+    config = load_config({**CONFIG, "supervisor": {"notReadyAfter": "10s"}})
+    target = MemoryTarget("mirror.local/m")
+    backends = Backends(
+        target,
+        MemoryCopyQueue(target),
+        background=[TaskSpec("informers", informers, critical=True)],
+    )
+    supervisor = Supervisor(backends.metrics, config.supervisor, clock, sleep=backoff)
+    app = create_app(config, backends, supervisor)
+    transport = httpx.ASGITransport(app=app)
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=transport, base_url="http://swapper") as client,
+    ):
+        async with asyncio.timeout(5):
+            await failed.wait()
+        assert (await client.get("/readyz")).status_code == 200  # not down for long yet
+        clock.now += 11
+        answer = await client.get("/readyz")
+        assert answer.status_code == 503
+        assert answer.json() == {"status": "not ready", "down": ["informers"]}
+        retry.set()
+        async with asyncio.timeout(5):
+            await back.wait()
+        assert (await client.get("/readyz")).status_code == 200
+
+
+async def test_the_lifespan_stops_the_tasks_in_reverse_before_closing_the_backends() -> None:
+    events: list[str] = []
+    started = asyncio.Event()
+
+    def task(name: str) -> TaskSpec:
+        async def run() -> None:
+            try:
+                started.set()
+                await asyncio.Event().wait()
+            finally:
+                events.append(f"stopped {name}")
+
+        return TaskSpec(name, run)
+
+    async def close() -> None:
+        events.append("closed")
+
+    target = MemoryTarget("mirror.local/m")
+    backends = Backends(
+        target, MemoryCopyQueue(target), background=[task("first"), task("second")], closers=[close]
+    )
+    supervisor = Supervisor(backends.metrics)
+    app = create_app(load_config(CONFIG), backends, supervisor)
+    async with app.router.lifespan_context(app):
+        async with asyncio.timeout(5):
+            await started.wait()
+        assert supervisor.names() == ["log-flusher", "first", "second"]
+    assert events == ["stopped second", "stopped first", "closed"]
+    assert supervisor.names() == []

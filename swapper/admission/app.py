@@ -2,7 +2,8 @@
 
 Endpoints: ``POST /mutate`` (AdmissionReview v1 and v1beta1; ``POST /webhook`` is the same
 handler, the path estahn/k8s-image-swapper's chart registers), ``GET /healthz`` (the process
-answers), ``GET /readyz`` (config, certificates and backends are loaded), ``GET /metrics``.
+answers), ``GET /readyz`` (config, certificates and backends are loaded, and no task the
+webhook depends on has been down for ``supervisor.notReadyAfter``), ``GET /metrics``.
 
 The admission handler never blocks a pod on swapper's own failure: any error, a slow backend or a
 malformed pod ends as ``allowed: true`` without a patch, with a warning, a log line and a
@@ -16,6 +17,7 @@ import contextlib
 import functools
 import time
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -48,6 +50,7 @@ from swapper.mutation import (
     requester_of,
 )
 from swapper.pods import CONTAINER_FIELDS
+from swapper.supervisor import Supervisor, TaskSpec
 
 log = get_logger("swapper.admission")
 
@@ -84,39 +87,73 @@ async def _read_body(request: Request, limit: int) -> bytes | None:
     return b"".join(chunks)
 
 
+@dataclass(frozen=True, slots=True)
+class _Setup:
+    """What one request is answered with, from start to end (swapped whole by a reload)."""
+
+    config: Config
+    policy: Policy
+    mutator: Mutator
+
+
 class AdmissionHandler:
     """Turns one parsed review into one AdmissionReview response."""
 
     def __init__(self, config: Config, backends: Backends) -> None:
-        self.config = config
-        self.policy = Policy.from_config(config)
-        self.mutator = Mutator(self.policy, backends.target, backends.queue, backends.access)
+        self.backends = backends
         self.pull_secrets = backends.pull_secrets
         self.metrics = backends.metrics
+        self._setup = self._build(config)
         # Label lookups take a lock each; the label sets are few, so keep the children.
         self._decisions = functools.cache(self.metrics.container_decisions.labels)
         self._requests = functools.cache(self.metrics.admission_requests.labels)
 
+    def _build(self, config: Config) -> _Setup:
+        policy = Policy.from_config(config)
+        backends = self.backends
+        return _Setup(
+            config, policy, Mutator(policy, backends.target, backends.queue, backends.access)
+        )
+
+    @property
+    def config(self) -> Config:
+        return self._setup.config
+
+    @property
+    def policy(self) -> Policy:
+        return self._setup.policy
+
+    @property
+    def mutator(self) -> Mutator:
+        return self._setup.mutator
+
+    def reconfigure(self, config: Config) -> None:
+        """Answer new requests under ``config`` (same backends); requests in flight finish
+        under the one they started with."""
+        self._setup = self._build(config)
+
     async def __call__(self, review: Review) -> AdmissionReviewResponse:
-        mode = review.mode(self.config.dry_run)
+        setup = self._setup
+        config = setup.config
+        mode = review.mode(config.dry_run)
         try:
             if review.kind == "Pod" and not isinstance(review.object.get("metadata", {}), dict):
                 return self._unchanged(review, "pod", "metadata is not an object")
             count = pods.container_count(review.object) if review.kind == "Pod" else 0
-            if count > self.config.server.max_containers:
+            if count > config.server.max_containers:
                 # Tens of thousands of containers would hold the event loop (and everyone
                 # else's admission) for seconds and log a line each: the pod is let through.
-                limit = self.config.server.max_containers
+                limit = config.server.max_containers
                 reason = f"{count} containers, more than server.maxContainers ({limit})"
                 return self._unchanged(review, "too-many-containers", reason)
             if not (
-                self.mutator.may_wait(mode.side_effects)
+                setup.mutator.may_wait(mode.side_effects)
                 or (mode.side_effects and self.pull_secrets is not None)
             ):
                 # Nothing can block (no registry call, no copy to wait for): no timer needed.
-                return await self._review(review, mode)
-            async with asyncio.timeout(self.config.admission_timeout):
-                return await self._review(review, mode)
+                return await self._review(review, mode, setup)
+            async with asyncio.timeout(config.admission_timeout):
+                return await self._review(review, mode, setup)
         except TimeoutError:
             return self._unchanged(review, "timeout", "timed out")
         except MalformedPod as exc:
@@ -142,20 +179,21 @@ class AdmissionHandler:
             warnings=[f"swapper: pod left unchanged ({stage}: {reason})"],
         )
 
-    async def _review(self, review: Review, mode: Mode) -> AdmissionReviewResponse:
+    async def _review(self, review: Review, mode: Mode, setup: _Setup) -> AdmissionReviewResponse:
         if review.kind != "Pod":
             self._requests("unchanged").inc()
             return build_response(review.api_version, review.uid)
-        settled, candidates = self.mutator.plan(
+        policy, mutator = setup.policy, setup.mutator
+        settled, candidates = mutator.plan(
             review.object,
             review.namespace,
             containers=containers_of(review),
-            secret_frozen=secret_frozen(review, self.policy.pull_secret),
+            secret_frozen=secret_frozen(review, policy.pull_secret),
         )
         decisions = settled
         if candidates:
             who = requester_of(review.object, review.namespace)
-            resolved = await self.mutator.resolve(candidates, who, mode.side_effects)
+            resolved = await mutator.resolve(candidates, who, mode.side_effects)
             if settled:
                 decisions = settled + resolved
                 decisions.sort(key=_order)
@@ -163,7 +201,7 @@ class AdmissionHandler:
                 decisions = resolved
         self._record(review, decisions, mode)
         warnings, annotations = describe(decisions, mode)
-        if mode.enforces and self.policy.mirror_references == "deny":
+        if mode.enforces and policy.mirror_references == "deny":
             message = refusal(decisions)
             if message is not None:
                 self._requests("denied").inc()
@@ -172,7 +210,7 @@ class AdmissionHandler:
             build_patch(
                 review.object,
                 decisions,
-                self.policy.pull_secret,
+                policy.pull_secret,
                 may_add_secret=review.operation == "CREATE",
             )
             if mode.enforces
@@ -221,15 +259,29 @@ class AdmissionHandler:
         logs.info_lines("decision", records, log)
 
 
-def create_app(config: Config, backends: Backends) -> FastAPI:
-    handler = AdmissionHandler(config, backends)
+LOG_FLUSHER = "log-flusher"
+
+
+def create_app(
+    config: Config,
+    backends: Backends,
+    supervisor: Supervisor | None = None,
+    handler: AdmissionHandler | None = None,
+) -> FastAPI:
+    """The app; its lifespan runs the log flusher and ``backends.background`` under
+    ``supervisor`` (one is built when none is given) and closes the backends after them."""
+    handler = handler or AdmissionHandler(config, backends)
     metrics = backends.metrics
+    supervisor = supervisor or Supervisor(metrics, config.supervisor)
     state = {"ready": False}
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        tasks = [asyncio.create_task(b.run()) for b in backends.background]
-        tasks.append(asyncio.create_task(logs.flush_periodically()))
+        # The flusher first, so it is stopped last: it writes out the others' last lines.
+        supervisor.add(TaskSpec(LOG_FLUSHER, logs.flush_periodically))
+        for spec in backends.background:
+            supervisor.add(spec)
+        await supervisor.start()
         state["ready"] = True
         metrics.ready.set(1)
         log.info(
@@ -244,9 +296,7 @@ def create_app(config: Config, backends: Backends) -> FastAPI:
         finally:
             state["ready"] = False
             metrics.ready.set(0)
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            await supervisor.stop()
             await backends.queue.aclose()
             await backends.target.aclose()
             for close in backends.closers:
@@ -314,9 +364,13 @@ def create_app(config: Config, backends: Backends) -> FastAPI:
 
     @app.get("/readyz")
     async def readyz() -> Response:
-        if state["ready"] and all(check() for check in backends.ready_checks):
-            return Response(b'{"status":"ready"}', media_type=_JSON)
-        return Response(b'{"status":"starting"}', status_code=503, media_type=_JSON)
+        if not (state["ready"] and all(check() for check in backends.ready_checks)):
+            return Response(b'{"status":"starting"}', status_code=503, media_type=_JSON)
+        down = supervisor.down()
+        if down:
+            body = orjson.dumps({"status": "not ready", "down": down})
+            return Response(body, status_code=503, media_type=_JSON)
+        return Response(b'{"status":"ready"}', media_type=_JSON)
 
     @app.get("/metrics")
     async def metrics_endpoint() -> Response:

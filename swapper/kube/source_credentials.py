@@ -98,6 +98,7 @@ class SourceCredentials:
         return Keyring(entries)
 
     def start(self) -> None:
+        self._stop = threading.Event()  # a fresh one: threads of an earlier run keep theirs
         for informer in self._informers:
             thread = threading.Thread(
                 target=informer.run, args=(self._stop,), name=f"informer-{informer.name}"

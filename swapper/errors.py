@@ -10,7 +10,8 @@ Every error swapper raises on purpose derives from :class:`SwapperError`::
     ├── CertificateError            the TLS certificate or key cannot be loaded or generated
     ├── CredentialsError            a pull secret or credentials file cannot be read
     ├── KubeError                   a Kubernetes API call failed, or holds what swapper won't touch
-    │   └── Gone                    a watch's resourceVersion is too old (410): list again
+    │   ├── Gone                    a watch's resourceVersion is too old (410): list again
+    │   └── Conflict                the object exists already or changed since it was read (409)
     ├── QueueFull                   the copy queue is at its bound; the copy was not accepted
     ├── TransportError              an HTTP exchange of swapper.oci's client failed
     │   ├── ConnectError            no connection: refused, TLS, proxy, or a URL it cannot use
@@ -91,6 +92,10 @@ class KubeError(SwapperError):
 
 class Gone(KubeError):
     """The watch's resourceVersion is too old (HTTP 410): list again."""
+
+
+class Conflict(KubeError):
+    """The object exists already, or changed since it was read (HTTP 409): read it again."""
 
 
 class QueueFull(SwapperError):

@@ -26,6 +26,7 @@ from swapper.metrics import Metrics
 from swapper.mirror.access import KeyringSource, RegistryAccess
 from swapper.mirror.engine import EngineCopier
 from swapper.mirror.queue import Requester
+from swapper.mirror.shared import SharedCopier
 from swapper.mirror.verdicts import OpenAccess, SourceAccess
 from swapper.mirror.workers import QueueSettings, WorkerQueue
 from swapper.oci import (
@@ -35,6 +36,7 @@ from swapper.oci import (
     RegistryClient,
     static_credentials,
 )
+from swapper.supervisor import TaskSpec
 from swapper.targets.base import TargetRegistry
 from swapper.targets.cache import ExistenceCache
 
@@ -125,7 +127,7 @@ def build_backends(
     )
     for key, message in config.warnings:
         log.warning("config_setting_ignored", key=key, problem=message)
-    background: list[Any] = []
+    background: list[TaskSpec] = []
     ready_checks: list[Callable[[], bool]] = []
     keyrings: KeyringSource | None = None
     if config.source.pod_pull_secrets:
@@ -140,7 +142,7 @@ def build_backends(
             from swapper.kube.source_credentials import SourceCredentials
 
             store = SourceCredentials(kube)
-            background.append(store)
+            background.append(TaskSpec("source-credentials", store.run, critical=True))
             ready_checks.append(lambda: store.synced)
 
             def keyrings(who: Requester) -> Keyring:
@@ -153,6 +155,7 @@ def build_backends(
     settings = QueueSettings(
         workers=config.mirror.workers,
         max_queued=config.mirror.max_queued,
+        max_backfill_queued=config.mirror.max_backfill_queued,
         fresh_for=config.mirror.fresh_for,
         recheck_every=config.mirror.recheck_every,
     )
@@ -161,7 +164,7 @@ def build_backends(
     if config.source.check_access:
         options = config.source.access
         remembered = public_answers(config, kube)
-        background.append(remembered)
+        background.append(TaskSpec("remembered-answers", remembered.run, critical=True))
         ready_checks.append(remembered.ready)
         access = RegistryAccess(
             client,
@@ -194,8 +197,9 @@ def build_backends(
                 cleanup=config.target.pull_secret.cleanup,
                 on_report=lambda result: metrics.pull_secret_writes.labels(result).inc(),
             )
-            background.append(pull_secrets)
-    queue = WorkerQueue(copier, settings, metrics, verify=cached.image_exists)
+            background.append(TaskSpec("pull-secrets", pull_secrets.run))
+    shared = shared_copier(config, copier, cached, metrics, kube)
+    queue = WorkerQueue(shared or copier, settings, metrics, verify=cached.image_exists)
     cached.on_missing = queue.forget
     return Backends(
         target=cached,
@@ -206,6 +210,43 @@ def build_backends(
         ready_checks=ready_checks,
         closers=[*closers, client.aclose],
         pull_secrets=pull_secrets,
+    )
+
+
+def shared_copier(
+    config: Config,
+    copier: EngineCopier,
+    cached: ExistenceCache,
+    metrics: Metrics,
+    kube: Any | None,
+) -> SharedCopier | None:
+    """``copier`` behind a Lease per image (``controller.shareCopies``), so the replicas copy
+    each image once; None when off, or when no Kubernetes API is reachable."""
+    settings = config.controller
+    if not (settings.enabled and settings.share_copies):
+        return None
+    kube = kube if kube is not None else kube_api_client()
+    if kube is None:
+        log.warning(
+            "shared_copies_unavailable",
+            reason="no Kubernetes API (not in a cluster, no KUBECONFIG): each replica copies "
+            "on its own",
+        )
+        return None
+    from swapper.kube import own_namespace
+    from swapper.kube.leases import KubeLeaseStore, identity
+
+    async def verify_now(target: str) -> bool:
+        cached.invalidate(target)  # another replica's copy is newer than any cached answer
+        return await cached.image_exists(target)
+
+    return SharedCopier(
+        copier,
+        KubeLeaseStore(kube, own_namespace()),
+        identity(),
+        settings.copy_lease_duration,
+        verify=verify_now,
+        metrics=metrics,
     )
 
 

@@ -479,7 +479,7 @@ def _serve(args: argparse.Namespace) -> int:
 
     from swapper.serve import serve
 
-    serve(config, target, args.cert_reload_interval)
+    serve(config, target, args.cert_reload_interval, config_path=args.config, overrides=overrides)
     return 0
 
 

@@ -233,7 +233,8 @@ def requester_of(pod: Mapping[str, Any], namespace: str) -> Requester:
     return Requester(namespace, pull_secret_names(pod), service_account(pod))
 
 
-def _job(c: Candidate, who: Requester) -> CopyJob:
+def copy_job(c: Candidate, who: Requester) -> CopyJob:
+    """The copy that mirrors candidate ``c`` for the pod ``who``."""
     # A tag pulled with imagePullPolicy Always may move: the copy looks at the source again.
     recheck = c.container.spec.get("imagePullPolicy") == "Always" and not c.source.digest
     return CopyJob(
@@ -393,13 +394,13 @@ class Mutator:
         if policy is not CopyPolicy.DELAYED:
             return None
         try:
-            self.queue.submit(_job(c, who))
+            self.queue.submit(copy_job(c, who))
         except QueueFull:
             return CopyState.QUEUE_FULL
         return CopyState.QUEUED
 
     async def _copy_and_wait(self, c: Candidate, who: Requester) -> CopyState:
-        job = _job(c, who)
+        job = copy_job(c, who)
         try:
             if self.policy.copy is CopyPolicy.IMMEDIATE:
                 await self.queue.submit_and_wait(job, self.policy.copy_deadline)

@@ -268,8 +268,11 @@ def start_registry(
     tls: bool = False,
     users: dict[str, str] | None = None,
     token_server: TokenServer | None = None,
+    access_log: bool = False,
 ) -> Registry:
-    """Start ``docker-registry`` on a free loopback port and wait until it answers."""
+    """Start ``docker-registry`` on a free loopback port and wait until it answers.
+
+    ``access_log``: one line per request in :meth:`Registry.logs` (to count requests)."""
     workdir.mkdir(parents=True, exist_ok=True)
     port = free_port()
     http: dict[str, Any] = {"addr": f"127.0.0.1:{port}", "secret": "swapper-tests"}
@@ -287,7 +290,7 @@ def start_registry(
         }
     config: dict[str, Any] = {
         "version": 0.1,
-        "log": {"level": "warn", "accesslog": {"disabled": True}},
+        "log": {"level": "warn", "accesslog": {"disabled": not access_log}},
         "storage": {
             "filesystem": {"rootdirectory": str(workdir / "data")},
             "delete": {"enabled": True},

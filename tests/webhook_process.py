@@ -96,6 +96,7 @@ def start_webhook(
     cert_dir: Path | None = None,
     wrapper: Sequence[str] = (),
     env: Mapping[str, str] | None = None,
+    timeout: float = 20,
 ) -> Webhook:
     """``swapper serve`` as a subprocess; ``wrapper`` prefixes the command (e.g. ``taskset``)."""
     cert_dir = cert_dir or make_certs(tmp / "certs")
@@ -116,7 +117,8 @@ def start_webhook(
         f"127.0.0.1:{port}",
         *extra,
     ]
-    return start_https_process(command, port, cert_dir, tmp / f"serve-{port}.log", env=env)
+    log = tmp / f"serve-{port}.log"
+    return start_https_process(command, port, cert_dir, log, timeout=timeout, env=env)
 
 
 def stop(hook: Webhook) -> None:

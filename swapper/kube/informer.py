@@ -114,6 +114,7 @@ class Informer(Generic[T]):
         self.expired = 0  # watches answered 410 Gone: relisted at once, not a failure
         self.restarts = 0  # lists started over: a continue token expired (410) mid-list
         self.failures = 0  # errors that were retried after a backoff
+        self.generation = 0  # bumped by every change to items: readers poll it cheaply
         self._response: Any = None
 
     @staticmethod
@@ -156,6 +157,7 @@ class Informer(Generic[T]):
             if not token:
                 break
         self.items = fresh  # one assignment: readers see the old or the new cache, whole
+        self.generation += 1
         self.lists += 1
         self.synced.set()
         # Every page carries the first page's snapshot resourceVersion; this is the last one's.
@@ -171,8 +173,10 @@ class Informer(Generic[T]):
                 self.items.pop(key, None)
             else:
                 self.items[key] = kept
+            self.generation += 1
         elif kind == "DELETED":
             self.items.pop(self.key(obj), None)
+            self.generation += 1
         return str(version) if version else None
 
     def watch(self, stop: threading.Event) -> None:
@@ -194,14 +198,20 @@ class Informer(Generic[T]):
             response.release_conn()
 
     def run(self, stop: threading.Event) -> None:
-        """List, then watch, until ``stop`` is set. Never raises."""
+        """List, then watch, until ``stop`` is set. Never raises.
+
+        A failure is logged as a warning when its message differs from the previous one, and
+        at debug level while it repeats (a permission the API server keeps refusing is reported
+        once, not every backoff)."""
         failures = 0
+        last_error = ""
         while not stop.is_set():
             try:
                 if not self.resource_version:
                     self.resource_version = self.list()
                 self.watch(stop)
                 failures = 0
+                last_error = ""
             except Gone:
                 self.expired += 1
                 self.resource_version = ""  # list again, at once: not a failure
@@ -213,12 +223,10 @@ class Informer(Generic[T]):
                 failures += 1
                 self.failures += 1
                 delay = min(self.max_backoff, 0.5 * 2**failures) * random.uniform(0.5, 1.0)  # noqa: S311
-                log.warning(
-                    "informer_failed",
-                    resource=self.name,
-                    error=f"{type(exc).__name__}: {str(exc)[:200]}",
-                    retry_in=round(delay, 1),
-                )
+                error = f"{type(exc).__name__}: {str(exc)[:200]}"
+                report = log.warning if error != last_error else log.debug
+                report("informer_failed", resource=self.name, error=error, retry_in=round(delay, 1))
+                last_error = error
                 stop.wait(delay)
 
     def interrupt(self) -> None:

@@ -39,9 +39,15 @@ def serving_pair(installed: Installed, folder: Path) -> Path:
 
 
 def start_swapper(
-    installed: Installed, folder: Path, config: dict[str, Any] | None = None, name: str = "a"
+    installed: Installed,
+    folder: Path,
+    config: dict[str, Any] | None = None,
+    name: str = "a",
+    timeout: float = 20,
 ) -> Webhook:
-    """One replica: ``swapper serve`` with the chart's config (``config`` keys over it)."""
+    """One replica: ``swapper serve`` with the chart's config (``config`` keys over it), named
+    ``swapper-<name>`` (``$POD_NAME``, its leader-election identity) in the release namespace
+    (``$POD_NAMESPACE``), as the chart's downward API sets them."""
     folder.mkdir(parents=True, exist_ok=True)
     tls = serving_pair(installed, folder / "tls")
     effective = copy.deepcopy(installed.config())
@@ -49,7 +55,12 @@ def start_swapper(
     config_file = folder / f"config-{name}.yaml"
     config_file.write_text(yaml.safe_dump(effective))
     kubeconfig = installed.swapper_kubeconfig(folder / f"swapper-{name}.kubeconfig")
-    return start_webhook(folder, config_file, cert_dir=tls, env=kube_env(kubeconfig))
+    env = {
+        **kube_env(kubeconfig),
+        "POD_NAME": f"swapper-{name}",
+        "POD_NAMESPACE": installed.namespace,
+    }
+    return start_webhook(folder, config_file, cert_dir=tls, env=env, timeout=timeout)
 
 
 def point_webhook(installed: Installed, url: str) -> None:

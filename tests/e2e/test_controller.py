@@ -1,0 +1,287 @@
+"""The cluster half on the real API server: backfill, leader election, copies shared by replicas.
+
+Each test runs its own ``swapper serve`` replicas (as the chart's ServiceAccount, with the
+chart's config) on a Lease of its own, mirroring into a registry of this module's (so what the
+backfill copies never changes what the other end-to-end tests see in the shared mirror).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import re
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import pytest
+from e2e.cluster import Cluster
+from e2e.install import Installed
+from e2e.serving import start_swapper, stop, stopped_url
+from e2e.world import (
+    MIRROR_USER,
+    PRIVATE_USER,
+    Registries,
+    create_pod,
+    docker_config_secret,
+    metric,
+    pod,
+)
+from registries import Registry, get_manifest, push_image, start_registry
+from webhook_process import Webhook
+
+from swapper.images import parse
+
+
+@pytest.fixture(scope="module")
+def mirror(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
+    """This module's target registry (basic auth, the same user as the shared one), with an
+    access log to count requests."""
+    registry = start_registry(
+        tmp_path_factory.mktemp("controller-mirror"), users=dict([MIRROR_USER]), access_log=True
+    )
+    try:
+        yield registry
+    finally:
+        registry.stop()
+
+
+def mirror_ref(registries: Registries, mirror: Registry, repo: str, tag: str) -> str:
+    source = parse(registries.source_ref(repo, tag))
+    return f"{mirror.host}/mirror/{source.mirror_path()}:{tag}"
+
+
+def mirrored(registries: Registries, mirror: Registry, repo: str, tag: str = "1.0") -> bool:
+    path = f"mirror/{parse(registries.source_ref(repo, tag)).mirror_path()}"
+    return get_manifest(mirror, path, tag) is not None
+
+
+def config_for(installed: Installed, mirror: Registry, lease: str, **extra: Any) -> dict[str, Any]:
+    """The chart's config with this module's mirror as target and the Lease ``lease``."""
+    chart = installed.config()
+    target = copy.deepcopy(chart["target"])
+    target["generic"]["registry"] = f"{mirror.host}/mirror"
+    controller = {**chart.get("controller", {}), "enabled": True, "leaseName": lease}
+    controller.update(extra.pop("controller", {}))
+    return {"target": target, "controller": controller, **extra}
+
+
+def wait_for(what: str, check: Callable[[], bool], timeout: float = 30) -> float:
+    """Seconds until ``check()`` is true; fails the test after ``timeout``."""
+    started = time.monotonic()
+    while not check():
+        if time.monotonic() - started > timeout:
+            pytest.fail(f"{what}: not within {timeout:g}s")
+        time.sleep(0.1)
+    return time.monotonic() - started
+
+
+def leader_of(cluster: Cluster, namespace: str, lease: str) -> str:
+    from kubernetes import client
+    from kubernetes.client.exceptions import ApiException
+
+    api = client.CoordinationV1Api(cluster.api_client())
+    try:
+        raw = api.read_namespaced_lease(lease, namespace, _preload_content=False)
+    except ApiException as exc:
+        if exc.status == 404:
+            return ""
+        raise
+    return str(json.loads(raw.data)["spec"].get("holderIdentity") or "")
+
+
+def leading(hook: Webhook) -> bool:
+    try:
+        return metric(hook, "swapper_leader") == 1
+    except Exception:  # a process just killed answers nothing
+        return False
+
+
+@pytest.fixture
+def replicas(
+    installed: Installed, tmp_path: Path
+) -> Iterator[Callable[[dict[str, Any], str], Webhook]]:
+    """Start replicas of ``swapper serve``; every one still running is stopped afterwards."""
+    started: list[Webhook] = []
+
+    def start(config: dict[str, Any], name: str) -> Webhook:
+        hook = start_swapper(installed, tmp_path / name, config, name=name)
+        started.append(hook)
+        return hook
+
+    yield start
+    for hook in started:
+        if hook.process.poll() is None:
+            stop(hook)
+
+
+def test_pods_created_before_swapper_starts_are_mirrored_by_the_backfill(
+    cluster: Cluster,
+    installed: Installed,
+    registries: Registries,
+    mirror: Registry,
+    repoint: Callable[[str], None],
+    replicas: Callable[[dict[str, Any], str], Webhook],
+) -> None:
+    namespace = cluster.namespace("backfill-before")
+    repoint(stopped_url())  # swapper is not there yet: failurePolicy Ignore lets pods through
+    secret = docker_config_secret(namespace, "source-pull", registries.source.host, PRIVATE_USER)
+    from kubernetes import client
+
+    client.CoreV1Api(cluster.api_client()).create_namespaced_secret(namespace, secret)
+    source = registries.source_ref
+    create_pod(
+        cluster,
+        namespace,
+        pod("web", {"app": source("public/app"), "sc": source("public/sidecar")}),
+    )
+    create_pod(
+        cluster, namespace, pod("priv", {"app": source("private/app")}, secrets=("source-pull",))
+    )
+    # A private image no pod may read is never copied with anyone else's credentials.
+    create_pod(cluster, namespace, pod("nosecret", {"app": source("private/app", "2.0")}))
+    assert not mirrored(registries, mirror, "public/app")
+
+    hook = replicas(config_for(installed, mirror, "backfill-before"), "backfill")
+    took = wait_for(
+        "the backfill mirrors the running pods' images",
+        lambda: all(
+            mirrored(registries, mirror, repo)
+            for repo in ("public/app", "public/sidecar", "private/app")
+        ),
+    )
+    assert took < 30
+    assert metric(hook, "swapper_backfill_copies_total") >= 3
+    assert not mirrored(registries, mirror, "private/app", "2.0")
+
+
+def test_two_replicas_elect_exactly_one_leader(
+    cluster: Cluster,
+    installed: Installed,
+    mirror: Registry,
+    replicas: Callable[[dict[str, Any], str], Webhook],
+) -> None:
+    lease = f"one-leader-{uuid.uuid4().hex[:6]}"
+    config = config_for(installed, mirror, lease, controller={"backfill": False})
+    a, b = replicas(config, "a"), replicas(config, "b")
+    wait_for("a leader", lambda: leading(a) or leading(b))
+    time.sleep(3)  # a retry period and more: the other replica has tried and failed meanwhile
+    assert [leading(a), leading(b)].count(True) == 1
+    holder = leader_of(cluster, installed.namespace, lease)
+    assert holder == ("swapper-a" if leading(a) else "swapper-b")
+
+
+def test_a_killed_leader_is_replaced_within_the_lease_duration_and_a_retry_period(
+    cluster: Cluster,
+    installed: Installed,
+    mirror: Registry,
+    replicas: Callable[[dict[str, Any], str], Webhook],
+) -> None:
+    lease = f"failover-{uuid.uuid4().hex[:6]}"
+    config = config_for(installed, mirror, lease, controller={"backfill": False})
+    a, b = replicas(config, "a"), replicas(config, "b")
+    wait_for("a leader", lambda: leading(a) or leading(b))
+    leader, other = (a, b) if leading(a) else (b, a)
+    leader.process.kill()  # SIGKILL: no chance to release the Lease
+    leader.process.wait()
+    took = wait_for("the other replica leads", lambda: leading(other), timeout=40)
+    print(f"failover after SIGKILL: {took:.1f}s")
+    assert took <= 15 + 2 * 1.2 + 3  # lease duration + a jittered retry period + polling
+    assert took > 5  # the dead leader's Lease was respected until it expired
+    assert leader_of(cluster, installed.namespace, lease) == f"swapper-{'a' if other is a else 'b'}"
+
+
+def test_sigterm_hands_leadership_over_at_once(
+    cluster: Cluster,
+    installed: Installed,
+    mirror: Registry,
+    replicas: Callable[[dict[str, Any], str], Webhook],
+) -> None:
+    lease = f"handover-{uuid.uuid4().hex[:6]}"
+    config = config_for(installed, mirror, lease, controller={"backfill": False})
+    a, b = replicas(config, "a"), replicas(config, "b")
+    wait_for("a leader", lambda: leading(a) or leading(b))
+    leader, other = (a, b) if leading(a) else (b, a)
+    started = time.monotonic()
+    stop(leader)  # SIGTERM: the Lease is released on the way out
+    took = wait_for("the other replica leads", lambda: leading(other), timeout=20)
+    total = time.monotonic() - started
+    print(f"handover after SIGTERM: {took:.1f}s after exit, {total:.1f}s after the signal")
+    assert took < 5  # the next retry takes the released Lease, long before it would expire
+
+
+FLEET = 50
+
+
+@pytest.fixture(scope="module")
+def fleet(registries: Registries) -> list[str]:
+    """FLEET tags of one repository at the source, never mirrored before."""
+    tags = [f"f{i}" for i in range(FLEET)]
+    for tag in tags:
+        push_image(registries.source, "public/fleet", registries.image, tag)
+    return tags
+
+
+def review_of(body: dict[str, Any], namespace: str) -> bytes:
+    return json.dumps(
+        {
+            "apiVersion": "admission.k8s.io/v1",
+            "kind": "AdmissionReview",
+            "request": {
+                "uid": str(uuid.uuid4()),
+                "kind": {"group": "", "version": "v1", "kind": "Pod"},
+                "resource": {"group": "", "version": "v1", "resource": "pods"},
+                "operation": "CREATE",
+                "namespace": namespace,
+                "name": body["metadata"]["name"],
+                "object": body,
+                "dryRun": False,
+            },
+        }
+    ).encode()
+
+
+def test_two_replicas_admitting_the_same_new_images_copy_each_once(
+    cluster: Cluster,
+    installed: Installed,
+    registries: Registries,
+    mirror: Registry,
+    fleet: list[str],
+    replicas: Callable[[dict[str, Any], str], Webhook],
+) -> None:
+    lease = f"shared-{uuid.uuid4().hex[:6]}"
+    config = config_for(
+        installed,
+        mirror,
+        lease,
+        controller={"backfill": False, "shareCopies": True},
+        imageSwapPolicy="always",
+        imageCopyPolicy="delayed",
+    )
+    a, b = replicas(config, "a"), replicas(config, "b")
+    containers = {
+        f"c{i}": registries.source_ref("public/fleet", tag) for i, tag in enumerate(fleet)
+    }
+    body = review_of(pod("fleet", containers), "default")
+
+    def admit(hook: Webhook) -> int:
+        with hook.client() as client:
+            return client.post("/mutate", content=body).status_code
+
+    with ThreadPoolExecutor(2) as pool:
+        assert list(pool.map(admit, (a, b))) == [200, 200]
+    wait_for(
+        f"all {FLEET} images mirrored",
+        lambda: all(mirrored(registries, mirror, "public/fleet", tag) for tag in fleet),
+        timeout=120,
+    )
+    puts = re.findall(r'"PUT /v2/mirror/[^ ]*/public/fleet/manifests/(f\d+) ', mirror.logs())
+    per_image = {tag: puts.count(tag) for tag in fleet}
+    acquired = sum(metric(hook, 'swapper_copy_leases_total{result="acquired"}') for hook in (a, b))
+    print(
+        f"manifest pushes per image: {sorted(set(per_image.values()))}; leases acquired {acquired}"
+    )
+    assert per_image == dict.fromkeys(fleet, 1)

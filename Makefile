@@ -89,7 +89,7 @@ demo: venv apt
 # pinned releases into $(SWAPPER_BENCH_CACHE), outside the work tree; GNU time gives each copy's
 # peak RSS, perf profiles swapper mirror. See docs/benchmarks.md.
 bench: export SWAPPER_BENCH_CACHE ?= $(HOME)/.cache/swapper-bench
-bench: venv apt
+bench: venv apt kube-binaries
 	@dpkg -s valgrind >/dev/null 2>&1 || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq valgrind)
 	@dpkg -s time linux-perf >/dev/null 2>&1 || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq time linux-perf)
 	$(PY) -m benchmarks.peers
@@ -98,6 +98,7 @@ bench: venv apt
 	$(BIN)/python -m benchmarks.copy
 	$(BIN)/python -m benchmarks.ecr_calls
 	$(BIN)/python -m benchmarks.soak
+	$(BIN)/python -m benchmarks.controller
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

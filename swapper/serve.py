@@ -9,7 +9,6 @@ goes to the :class:`~swapper.reload.Subscribers` built here.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -27,30 +26,20 @@ from swapper.reload import ConfigReloader, Subscribers
 from swapper.supervisor import Supervisor, TaskSpec
 from swapper.targets.base import TargetRegistry
 from swapper.tls import CertificateReloader, server_context
-from swapper.wiring import build_backends, kube_api_client
+from swapper.wiring import build_backends, kube_or_warn
 
 log = get_logger("swapper.serve")
 
 CERTIFICATE_RELOADER = "certificate-reloader"
 CONFIG_RELOADER = "config-reload"
-_STDLIB_LEVELS = {"trace": logging.DEBUG, "panic": logging.CRITICAL}
 
 Extension = Callable[[Backends, Supervisor, Subscribers], Sequence[TaskSpec]]
 """What :func:`build_server` calls to add a part (the controller): see there."""
 
 
 def set_log_level(config: Config) -> None:
-    """Apply a reloaded ``logLevel`` (through :mod:`swapper.logs` when it can change the level
-    of a running process; the standard library's loggers, uvicorn's among them, here)."""
-    level = config.log_level
-    set_level = getattr(logs, "set_level", None)
-    if set_level is not None:
-        set_level(level)
-        return
-    numeric = logging.getLevelNamesMapping().get(level.upper()) or _STDLIB_LEVELS.get(level)
-    if numeric is not None:
-        logging.getLogger().setLevel(numeric)
-        logging.getLogger("uvicorn.access").setLevel(max(numeric, logging.WARNING))
+    """Apply a reloaded ``logLevel`` (:func:`swapper.logs.set_level`)."""
+    logs.set_level(config.log_level)
 
 
 def controller_part(config: Config) -> Extension | None:
@@ -59,13 +48,10 @@ def controller_part(config: Config) -> Extension | None:
     replica, the pod watch and the backfill on the leader. None otherwise (with a log line)."""
     if not config.controller.enabled:
         return None
-    api = kube_api_client()
+    api = kube_or_warn(
+        None, "controller_unavailable", "no leader election, no backfill; admission as before"
+    )
     if api is None:
-        log.warning(
-            "controller_unavailable",
-            reason="no Kubernetes API (not in a cluster, no KUBECONFIG): no leader election, "
-            "no backfill; admission works as before",
-        )
         return None
 
     def part(backends: Backends, supervisor: Supervisor, on_config: Subscribers) -> list[TaskSpec]:

@@ -106,6 +106,18 @@ def kube_api_client() -> Any | None:
     return api_client()
 
 
+_NO_API = "no Kubernetes API (not in a cluster, no KUBECONFIG): "
+
+
+def kube_or_warn(kube: Any | None, event: str, without: str) -> Any | None:
+    """``kube``, else an API client if a cluster is reachable, else None with one warning line
+    ``event`` saying what goes ``without`` it."""
+    kube = kube if kube is not None else kube_api_client()
+    if kube is None:
+        log.warning(event, reason=_NO_API + without)
+    return kube
+
+
 def build_backends(
     config: Config,
     target: TargetRegistry,
@@ -131,14 +143,12 @@ def build_backends(
     ready_checks: list[Callable[[], bool]] = []
     keyrings: KeyringSource | None = None
     if config.source.pod_pull_secrets:
-        kube = kube if kube is not None else kube_api_client()
-        if kube is None:
-            log.warning(
-                "pod_pull_secrets_unavailable",
-                reason="no Kubernetes API (not in a cluster, no KUBECONFIG): private images "
-                "are copied with operator credentials only and swapped for no pod",
-            )
-        else:
+        kube = kube_or_warn(
+            kube,
+            "pod_pull_secrets_unavailable",
+            "private images are copied with operator credentials only and swapped for no pod",
+        )
+        if kube is not None:
             from swapper.kube.source_credentials import SourceCredentials
 
             store = SourceCredentials(kube)
@@ -179,14 +189,12 @@ def build_backends(
         closers.append(access.aclose)
     pull_secrets = None
     if config.target.pull_secret.enabled:
-        kube = kube if kube is not None else kube_api_client()
-        if kube is None:
-            log.warning(
-                "pull_secret_unavailable",
-                reason="no Kubernetes API (not in a cluster, no KUBECONFIG): the target pull "
-                "secret is added to pods but not provisioned",
-            )
-        else:
+        kube = kube_or_warn(
+            kube,
+            "pull_secret_unavailable",
+            "the target pull secret is added to pods but not provisioned",
+        )
+        if kube is not None:
             from swapper.kube.pull_secrets import KubePullSecrets
 
             pull_secrets = KubePullSecrets(
@@ -225,13 +233,8 @@ def shared_copier(
     settings = config.controller
     if not (settings.enabled and settings.share_copies):
         return None
-    kube = kube if kube is not None else kube_api_client()
+    kube = kube_or_warn(kube, "shared_copies_unavailable", "each replica copies on its own")
     if kube is None:
-        log.warning(
-            "shared_copies_unavailable",
-            reason="no Kubernetes API (not in a cluster, no KUBECONFIG): each replica copies "
-            "on its own",
-        )
         return None
     from swapper.kube import own_namespace
     from swapper.kube.leases import KubeLeaseStore, identity
@@ -255,7 +258,11 @@ def public_answers(config: Config, kube: Any | None) -> PublicAnswers:
     ``source.access.configMap`` of swapper's own namespace, or this process's memory."""
     options = config.source.access
     if options.config_map:
-        kube = kube if kube is not None else kube_api_client()
+        kube = kube_or_warn(
+            kube,
+            "remembered_answers_unavailable",
+            "public answers of the access check are kept in memory only",
+        )
         if kube is not None:
             from swapper.kube import own_namespace
             from swapper.kube.remembered import ConfigMapPublicAnswers
@@ -263,11 +270,6 @@ def public_answers(config: Config, kube: Any | None) -> PublicAnswers:
             return ConfigMapPublicAnswers(
                 kube, own_namespace(), options.config_map, options.max_remembered
             )
-        log.warning(
-            "remembered_answers_unavailable",
-            reason="no Kubernetes API (not in a cluster, no KUBECONFIG): public answers of "
-            "the access check are kept in memory only",
-        )
     return MemoryPublicAnswers(options.max_remembered)
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import logging
 import os
 from pathlib import Path
 from typing import Any
@@ -13,9 +14,10 @@ from typing import Any
 import httpx
 import pytest
 import yaml
+from fastapi import FastAPI
 from helpers import make_pod, make_review, review_body
 
-from swapper import certs
+from swapper import certs, logs
 from swapper import reload as reload_module
 from swapper.admission import server as server_module
 from swapper.admission.app import AdmissionHandler
@@ -24,7 +26,7 @@ from swapper.config import Config, load_config, load_config_file
 from swapper.metrics import Metrics
 from swapper.mirror.memory import MemoryCopyQueue
 from swapper.reload import ConfigReloader, Subscribers, changed_keys, is_live
-from swapper.serve import build_server
+from swapper.serve import build_server, set_log_level
 from swapper.targets.memory import MemoryTarget
 
 CONFIG: dict[str, Any] = {
@@ -290,6 +292,7 @@ async def test_the_server_built_for_serve_applies_a_changed_file_to_admission(
         config_interval=0.01,
     )
     app = server.config.app
+    assert isinstance(app, FastAPI)
     transport = httpx.ASGITransport(app=app)
 
     async def swaps() -> bool:
@@ -306,3 +309,15 @@ async def test_the_server_built_for_serve_applies_a_changed_file_to_admission(
         async with asyncio.timeout(5):
             while await swaps():  # noqa: ASYNC110 - the reloader itself polls, every 10ms
                 await asyncio.sleep(0.01)
+
+
+async def test_a_reloaded_log_level_reaches_the_loggers_of_the_running_process() -> None:
+    root = logging.getLogger()
+    before = logging.getLevelName(root.level).lower()
+    try:
+        await Subscribers(set_log_level)(load_config({**CONFIG, "logLevel": "error"}))
+        assert root.level == logging.ERROR
+        await Subscribers(set_log_level)(load_config({**CONFIG, "logLevel": "debug"}))
+        assert root.level == logging.DEBUG
+    finally:
+        logs.set_level(before)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from e2e.cluster import Cluster
@@ -48,6 +49,33 @@ async def eventually(what: str, check: Callable[[], bool], within: float = 20) -
         await asyncio.sleep(0.05)
 
 
+@dataclass
+class Parts:
+    """A controller over memory backends and a memory Lease store, its pod watch on the real
+    API server, under a supervisor that holds its tasks but has not started them."""
+
+    controller: Controller
+    supervisor: Supervisor
+    store: MemoryLeaseStore
+    target: MemoryTarget
+    queue: MemoryCopyQueue
+    metrics: Metrics
+
+
+def parts(cluster: Cluster) -> Parts:
+    settings = config()
+    metrics = Metrics()
+    target = MemoryTarget(ENDPOINT)
+    queue = MemoryCopyQueue(target)
+    backends = Backends(target=target, queue=queue, metrics=metrics)
+    supervisor = Supervisor(metrics, settings.supervisor)
+    store = MemoryLeaseStore()
+    controller = Controller(settings, backends, cluster.api_client(), supervisor, store, "one")
+    for spec in controller.tasks():
+        supervisor.add(spec)
+    return Parts(controller, supervisor, store, target, queue, metrics)
+
+
 def make_pod(name: str, image: str) -> dict[str, Any]:
     return {
         "apiVersion": "v1",
@@ -72,14 +100,13 @@ async def test_the_leader_backfills_real_pods_and_a_loop_made_to_crash_is_restar
         core.create_namespaced_pod(namespace, make_pod(f"p{i}", f"runner/app{i}:{tag}"))
     wanted = {f"{ENDPOINT}/docker.io/runner/app{i}:{tag}" for i in range(3)}
 
-    settings = config()
-    metrics = Metrics()
-    target = MemoryTarget(ENDPOINT)
-    queue = MemoryCopyQueue(target)
-    backends = Backends(target=target, queue=queue, metrics=metrics)
-    supervisor = Supervisor(metrics, settings.supervisor)
-    store = MemoryLeaseStore()
-    controller = Controller(settings, backends, cluster.api_client(), supervisor, store, "one")
+    made = parts(cluster)
+    controller, supervisor, target, metrics = (
+        made.controller,
+        made.supervisor,
+        made.target,
+        made.metrics,
+    )
     scan = controller.backfill.scan
     crashes = 0
 
@@ -91,8 +118,6 @@ async def test_the_leader_backfills_real_pods_and_a_loop_made_to_crash_is_restar
         return await scan()
 
     controller.backfill.scan = crash_once  # type: ignore[method-assign]
-    for spec in controller.tasks():
-        supervisor.add(spec)
     await supervisor.start()
     try:
         await eventually("the backfill copies the pods' images", lambda: wanted <= target.images)
@@ -103,20 +128,17 @@ async def test_the_leader_backfills_real_pods_and_a_loop_made_to_crash_is_restar
         assert controller.leading and BACKFILL in supervisor.names()
     finally:
         await supervisor.stop()
-        await queue.aclose()
+        await made.queue.aclose()
 
 
 async def test_a_leader_that_cannot_renew_its_lease_stops_the_loops(cluster: Cluster) -> None:
-    settings = config(backfill=True)
-    metrics = Metrics()
-    target = MemoryTarget(ENDPOINT)
-    queue = MemoryCopyQueue(target)
-    backends = Backends(target=target, queue=queue, metrics=metrics)
-    supervisor = Supervisor(metrics, settings.supervisor)
-    store = MemoryLeaseStore()
-    controller = Controller(settings, backends, cluster.api_client(), supervisor, store, "one")
-    for spec in controller.tasks():
-        supervisor.add(spec)
+    made = parts(cluster)
+    controller, supervisor, store, metrics = (
+        made.controller,
+        made.supervisor,
+        made.store,
+        made.metrics,
+    )
     await supervisor.start()
     try:
         await eventually("leading", lambda: POD_WATCH in supervisor.names())
@@ -127,4 +149,4 @@ async def test_a_leader_that_cannot_renew_its_lease_stops_the_loops(cluster: Clu
         assert metrics.registry.get_sample_value("swapper_leader") == 0
     finally:
         await supervisor.stop()
-        await queue.aclose()
+        await made.queue.aclose()

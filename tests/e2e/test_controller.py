@@ -105,6 +105,11 @@ def leading(hook: Webhook) -> bool:
         return False
 
 
+def name_of(hook: Webhook) -> str:
+    """The replica's ``$POD_NAME``, from its folder (``start_swapper`` names both alike)."""
+    return f"swapper-{hook.cert_dir.parent.name}"
+
+
 @pytest.fixture
 def replicas(
     installed: Installed, tmp_path: Path
@@ -163,20 +168,30 @@ def test_pods_created_before_swapper_starts_are_mirrored_by_the_backfill(
     assert not mirrored(registries, mirror, "private/app", "2.0")
 
 
+def elected(
+    replicas: Callable[[dict[str, Any], str], Webhook],
+    installed: Installed,
+    mirror: Registry,
+    prefix: str,
+) -> tuple[str, Webhook, Webhook]:
+    """Two replicas on a new Lease (no backfill), once one leads: the Lease, leader, other."""
+    lease = f"{prefix}-{uuid.uuid4().hex[:6]}"
+    config = config_for(installed, mirror, lease, controller={"backfill": False})
+    a, b = replicas(config, "a"), replicas(config, "b")
+    wait_for("a leader", lambda: leading(a) or leading(b))
+    return (lease, a, b) if leading(a) else (lease, b, a)
+
+
 def test_two_replicas_elect_exactly_one_leader(
     cluster: Cluster,
     installed: Installed,
     mirror: Registry,
     replicas: Callable[[dict[str, Any], str], Webhook],
 ) -> None:
-    lease = f"one-leader-{uuid.uuid4().hex[:6]}"
-    config = config_for(installed, mirror, lease, controller={"backfill": False})
-    a, b = replicas(config, "a"), replicas(config, "b")
-    wait_for("a leader", lambda: leading(a) or leading(b))
+    lease, leader, other = elected(replicas, installed, mirror, "one-leader")
     time.sleep(3)  # a retry period and more: the other replica has tried and failed meanwhile
-    assert [leading(a), leading(b)].count(True) == 1
-    holder = leader_of(cluster, installed.namespace, lease)
-    assert holder == ("swapper-a" if leading(a) else "swapper-b")
+    assert leading(leader) and not leading(other)
+    assert leader_of(cluster, installed.namespace, lease) == name_of(leader)
 
 
 def test_a_killed_leader_is_replaced_within_the_lease_duration_and_a_retry_period(
@@ -185,18 +200,14 @@ def test_a_killed_leader_is_replaced_within_the_lease_duration_and_a_retry_perio
     mirror: Registry,
     replicas: Callable[[dict[str, Any], str], Webhook],
 ) -> None:
-    lease = f"failover-{uuid.uuid4().hex[:6]}"
-    config = config_for(installed, mirror, lease, controller={"backfill": False})
-    a, b = replicas(config, "a"), replicas(config, "b")
-    wait_for("a leader", lambda: leading(a) or leading(b))
-    leader, other = (a, b) if leading(a) else (b, a)
+    lease, leader, other = elected(replicas, installed, mirror, "failover")
     leader.process.kill()  # SIGKILL: no chance to release the Lease
     leader.process.wait()
     took = wait_for("the other replica leads", lambda: leading(other), timeout=40)
     print(f"failover after SIGKILL: {took:.1f}s")
     assert took <= 15 + 2 * 1.2 + 3  # lease duration + a jittered retry period + polling
     assert took > 5  # the dead leader's Lease was respected until it expired
-    assert leader_of(cluster, installed.namespace, lease) == f"swapper-{'a' if other is a else 'b'}"
+    assert leader_of(cluster, installed.namespace, lease) == name_of(other)
 
 
 def test_sigterm_hands_leadership_over_at_once(
@@ -205,11 +216,7 @@ def test_sigterm_hands_leadership_over_at_once(
     mirror: Registry,
     replicas: Callable[[dict[str, Any], str], Webhook],
 ) -> None:
-    lease = f"handover-{uuid.uuid4().hex[:6]}"
-    config = config_for(installed, mirror, lease, controller={"backfill": False})
-    a, b = replicas(config, "a"), replicas(config, "b")
-    wait_for("a leader", lambda: leading(a) or leading(b))
-    leader, other = (a, b) if leading(a) else (b, a)
+    _, leader, other = elected(replicas, installed, mirror, "handover")
     started = time.monotonic()
     stop(leader)  # SIGTERM: the Lease is released on the way out
     took = wait_for("the other replica leads", lambda: leading(other), timeout=20)

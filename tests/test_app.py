@@ -191,10 +191,12 @@ async def test_readyz_names_a_critical_task_down_longer_than_the_threshold() -> 
         answer = await client.get("/readyz")
         assert answer.status_code == 503
         assert answer.json() == {"status": "not ready", "down": ["informers"]}
+        assert backends.metrics.registry.get_sample_value("swapper_ready") == 0
         retry.set()
         async with asyncio.timeout(5):
             await back.wait()
         assert (await client.get("/readyz")).status_code == 200
+        assert backends.metrics.registry.get_sample_value("swapper_ready") == 1
 
 
 async def test_the_lifespan_stops_the_tasks_in_reverse_before_closing_the_backends() -> None:

@@ -362,11 +362,20 @@ def create_app(
     async def healthz() -> Response:
         return Response(b'{"status":"ok"}', media_type=_JSON)
 
+    def readiness() -> tuple[bool, list[str]]:
+        """Whether the webhook is ready, and the critical tasks down; ``swapper_ready`` is kept
+        equal to the answer at every probe and every scrape."""
+        started = bool(state["ready"]) and all(check() for check in backends.ready_checks)
+        down = supervisor.down() if started else []
+        ready = started and not down
+        metrics.ready.set(1 if ready else 0)
+        return started, down
+
     @app.get("/readyz")
     async def readyz() -> Response:
-        if not (state["ready"] and all(check() for check in backends.ready_checks)):
+        started, down = readiness()
+        if not started:
             return Response(b'{"status":"starting"}', status_code=503, media_type=_JSON)
-        down = supervisor.down()
         if down:
             body = orjson.dumps({"status": "not ready", "down": down})
             return Response(body, status_code=503, media_type=_JSON)
@@ -374,6 +383,7 @@ def create_app(
 
     @app.get("/metrics")
     async def metrics_endpoint() -> Response:
+        readiness()
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     return app

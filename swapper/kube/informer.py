@@ -224,9 +224,13 @@ class Informer(Generic[T]):
                 self.failures += 1
                 delay = min(self.max_backoff, 0.5 * 2**failures) * random.uniform(0.5, 1.0)  # noqa: S311
                 error = f"{type(exc).__name__}: {str(exc)[:200]}"
-                report = log.warning if error != last_error else log.debug
+                # An API error's text carries its response headers (a date, an audit id): the
+                # same refusal is told apart by its status, anything else by its text.
+                status = status_of(exc)
+                kind = f"{type(exc).__name__} {status}" if status is not None else error
+                report = log.warning if kind != last_error else log.debug
                 report("informer_failed", resource=self.name, error=error, retry_in=round(delay, 1))
-                last_error = error
+                last_error = kind
                 stop.wait(delay)
 
     def interrupt(self) -> None:

@@ -356,3 +356,34 @@ def test_a_dropped_watch_connection_resumes_from_the_last_version_without_relist
     assert _wait(lambda: (namespace, "after") in informer.items)  # and the watch goes on
     assert informer.lists == 1
     assert proxy.connections >= 2  # the cut one, and a new one the watch resumed on
+
+
+# -- failures that repeat --------------------------------------------------------------------
+
+
+def test_a_list_the_api_server_keeps_refusing_is_reported_once_not_at_every_retry(
+    cluster: Cluster, tmp_path: Any
+) -> None:
+    import structlog
+    from kubernetes import client
+
+    namespace = cluster.namespace("informer-forbidden")
+    cluster.service_account(namespace, "nobody")  # no RBAC at all: every list is a 403
+    kubeconfig = cluster.service_account_kubeconfig(namespace, "nobody", tmp_path / "nobody")
+    api = cluster.api_client(kubeconfig)
+    recorder = Recorder(client.CoreV1Api(api).list_pod_for_all_namespaces)
+    informer = Informer("pods", recorder, lambda obj: obj, max_backoff=0.05)
+    stop = threading.Event()
+    thread = threading.Thread(target=informer.run, args=(stop,), daemon=True)
+    with structlog.testing.capture_logs() as logs:
+        thread.start()
+        try:
+            assert _wait(lambda: len(recorder.of("list")) >= 4)
+        finally:
+            stop.set()
+            thread.join(10)
+            api.close()
+    assert {call.status for call in recorder.of("list")} == {403}
+    failed = [line for line in logs if line["event"] == "informer_failed"]
+    assert [line["log_level"] for line in failed][:4] == ["warning", "debug", "debug", "debug"]
+    assert informer.failures >= 4 and not informer.synced.is_set()

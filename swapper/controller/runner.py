@@ -12,7 +12,7 @@ import threading
 from typing import Any
 
 from swapper.backends import Backends
-from swapper.config import Config
+from swapper.config import Config, CopyPolicy
 from swapper.controller.backfill import Backfill, PodImages, PodPlanner
 from swapper.controller.leader import LeaderElector
 from swapper.kube.informer import Informer
@@ -104,7 +104,7 @@ class Controller:
             backends.queue,
             backends.access,
             backends.metrics,
-            copies=_copies(config),
+            copies=copies(config),
             max_images=settings.max_images,
         )
         self.elector = LeaderElector(
@@ -149,7 +149,7 @@ class Controller:
         backfill_changed = config.controller.backfill != self.config.controller.backfill
         self.config = config
         self.planner.policy = Policy.from_config(config)
-        self.backfill.copies = _copies(config)
+        self.backfill.copies = copies(config)
         if self._leading:
             await self.supervisor.cancel(BACKFILL)
             await self.supervisor.cancel(POD_WATCH)
@@ -159,6 +159,9 @@ class Controller:
         log.info("controller_reconfigured", backfill_changed=backfill_changed)
 
 
-def _copies(config: Config) -> bool:
-    """Whether the backfill copies: always when enforcing, in dry-run only with ``prefill``."""
+def copies(config: Config) -> bool:
+    """Whether the backfill copies: as admission would (never under ``imageCopyPolicy:
+    none``), and in dry-run only with ``controller.prefill``."""
+    if config.image_copy_policy is CopyPolicy.NONE:
+        return False
     return not config.dry_run or config.controller.prefill

@@ -200,3 +200,26 @@ async def test_a_failing_mirror_check_is_an_error_state_not_a_crash(failure: Exc
     target.fail_with = failure
     counts = await job.scan()
     assert counts["error"] == 1
+
+
+@pytest.mark.parametrize(
+    ("settings", "expected"),
+    [
+        ({}, True),
+        ({"dryRun": True}, False),
+        ({"dryRun": True, "controller": {"prefill": True}}, True),
+        ({"imageCopyPolicy": "none"}, False),
+        ({"imageCopyPolicy": "none", "dryRun": True, "controller": {"prefill": True}}, False),
+        ({"imageCopyPolicy": "immediate"}, True),
+    ],
+)
+def test_the_backfill_copies_as_admission_would_and_in_dry_run_only_with_prefill(
+    settings: dict[str, Any], expected: bool
+) -> None:
+    from swapper.config import load_config
+    from swapper.controller.runner import copies
+
+    config = load_config(
+        {"target": {"type": "generic", "generic": {"registry": ENDPOINT}}, **settings}
+    )
+    assert copies(config) is expected

@@ -205,7 +205,9 @@ def test_a_killed_leader_is_replaced_within_the_lease_duration_and_a_retry_perio
     leader.process.wait()
     took = wait_for("the other replica leads", lambda: leading(other), timeout=40)
     print(f"failover after SIGKILL: {took:.1f}s")
-    assert took <= 15 + 2 * 1.2 + 3  # lease duration + a jittered retry period + polling
+    # The lease duration, counted from when the other replica saw the last renewal (up to one
+    # jittered retry period, 2 s x (1 + up to 1.2), after it), then its next try after expiry.
+    assert took <= 15 + 2 * (2 * 2.2) + 2
     assert took > 5  # the dead leader's Lease was respected until it expired
     assert leader_of(cluster, installed.namespace, lease) == name_of(other)
 
@@ -222,7 +224,7 @@ def test_sigterm_hands_leadership_over_at_once(
     took = wait_for("the other replica leads", lambda: leading(other), timeout=20)
     total = time.monotonic() - started
     print(f"handover after SIGTERM: {took:.1f}s after exit, {total:.1f}s after the signal")
-    assert took < 5  # the next retry takes the released Lease, long before it would expire
+    assert took < 2 * 2.2 + 2.5  # the next (jittered) try takes the released Lease, not 15 s
 
 
 FLEET = 50

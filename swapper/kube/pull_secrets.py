@@ -40,6 +40,7 @@ from typing import Any, Protocol, runtime_checkable
 from swapper.credentials import Credentials
 from swapper.errors import KubeError
 from swapper.kube import call_json, describe_api_error, status_of
+from swapper.kube.events import create_event, event_body
 from swapper.logs import get_logger
 from swapper.pods import pull_secret_names
 from swapper.targets.base import TargetRegistry
@@ -275,29 +276,10 @@ class KubePullSecrets:
     def _event(self, namespace: str, service_account: str, message: str) -> None:
         """A Warning Event on the pod's ServiceAccount; best effort."""
         account = service_account or "default"
-        now = dt.datetime.now(dt.UTC).isoformat().replace("+00:00", "Z")
-        event = {
-            "apiVersion": "v1",
-            "kind": "Event",
-            "metadata": {"generateName": f"{account}.swapper-", "namespace": namespace},
-            "involvedObject": {
-                "apiVersion": "v1",
-                "kind": "ServiceAccount",
-                "name": account,
-                "namespace": namespace,
-            },
-            "reason": "PullSecretFailed",
-            "message": f"swapper could not provision Secret {self.name}: {message}"[:1000],
-            "type": "Warning",
-            "source": {"component": "swapper"},
-            "firstTimestamp": now,
-            "lastTimestamp": now,
-            "count": 1,
-        }
-        try:
-            call_json(self.core.create_namespaced_event, namespace, event)
-        except Exception as exc:
-            log.warning("event_failed", namespace=namespace, error=f"{type(exc).__name__}")
+        text = f"swapper could not provision Secret {self.name}: {message}"
+        create_event(
+            self.core, event_body("ServiceAccount", namespace, account, "PullSecretFailed", text)
+        )
 
 
 def _stored_fingerprint(secret: dict[str, Any]) -> str | None:

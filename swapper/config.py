@@ -699,6 +699,18 @@ class ServerSettings(_Model):
 DEFAULT_COPY_DEADLINE = 8.0
 
 
+class HealSettings(_Model):
+    """Pods stuck pulling a mirror image (``controller.heal``)."""
+
+    enabled: bool = True  # the image copied back when the mirror lost it
+    cooldown: float = 300.0  # a pod is healed at most once per image per cooldown
+
+    @field_validator("cooldown", mode="before")
+    @classmethod
+    def _cooldown(cls, value: object) -> float:
+        return _seconds_within(value, 0, 86_400, "must be more than 0s and at most 24h")
+
+
 class ControllerSettings(_Model):
     """The cluster half (``controller``): what the elected leader runs beside admission."""
 
@@ -719,6 +731,7 @@ class ControllerSettings(_Model):
     page_size: int = Field(500, alias="pageSize", ge=10, le=5000)
     # At most this many distinct images tracked (a bound on memory; more are logged once).
     max_images: int = Field(50_000, alias="maxImages", ge=100, le=1_000_000)
+    heal: HealSettings = Field(default_factory=lambda: HealSettings())
 
     @field_validator(
         "lease_duration", "renew_deadline", "retry_period", "copy_lease_duration", mode="before"
@@ -895,6 +908,7 @@ _DURATION_KEYS = (
     ("controller", "renewDeadline"),
     ("controller", "retryPeriod"),
     ("controller", "copyLeaseDuration"),
+    ("controller", "heal", "cooldown"),
     ("supervisor", "backoffMin"),
     ("supervisor", "backoffMax"),
     ("supervisor", "notReadyAfter"),

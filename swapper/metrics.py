@@ -186,3 +186,11 @@ class Metrics:
             ["result"],
             registry=r,
         )
+        self.heals = Counter(
+            "swapper_heals",
+            "Containers stuck pulling a mirror image, by action (restore: copy the image back) "
+            "and result (restored, failed, not-missing: the mirror has it, dry-run, "
+            "check-failed).",
+            ["action", "result"],
+            registry=r,
+        )

@@ -46,6 +46,7 @@ LIVE_KEYS: dict[str, tuple[str, ...]] = {
     "source.access.deadline": ("source", "access", "deadline"),
     "controller.backfill": ("controller", "backfill"),
     "controller.prefill": ("controller", "prefill"),
+    "controller.heal": ("controller", "heal"),
 }
 """The keys a reload applies without a restart (YAML key: the attribute path in Config)."""
 

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -36,13 +36,42 @@ from swapper.logs import get_logger
 from swapper.metrics import Metrics
 from swapper.mirror.queue import CopyJob, CopyQueue, Priority, Requester
 from swapper.mirror.verdicts import SourceAccess, Verdict
-from swapper.mutation import Policy, copy_job, plan, requester_of
+from swapper.mutation import Policy, copy_job, image_plan, plan, requester_of
 from swapper.targets.base import TargetRegistry
 
 log = get_logger("swapper.controller")
 
 PodImages = tuple[CopyJob, ...]
-"""What the pod watch keeps per pod: the copies the config would ask for."""
+"""The copies the config would ask for, for one pod."""
+
+PULL_FAILURES = frozenset({"ErrImagePull", "ImagePullBackOff"})
+"""The kubelet's waiting reasons of a container that cannot pull its image."""
+
+_STATUS_FIELDS = ("initContainerStatuses", "containerStatuses", "ephemeralContainerStatuses")
+
+
+@dataclass(frozen=True, slots=True)
+class Stuck:
+    """A container waiting to pull a mirror image (``ErrImagePull``, ``ImagePullBackOff``);
+    ``job`` would copy it back from the source its mirror path names, with the pod's own pull
+    secrets."""
+
+    container: str
+    reason: str
+    job: CopyJob
+
+
+@dataclass(frozen=True, slots=True)
+class PodRecord:
+    """What the pod watch keeps per pod: its copies for the backfill, and its containers stuck
+    on a mirror image for the healer."""
+
+    namespace: str
+    name: str
+    uid: str
+    jobs: PodImages = ()
+    stuck: tuple[Stuck, ...] = ()
+
 
 STATES = (
     "pending",
@@ -76,7 +105,7 @@ class PodPlanner:
         self.metrics = metrics
         self.max_containers = max_containers
 
-    def __call__(self, obj: Mapping[str, Any]) -> PodImages | None:
+    def __call__(self, obj: Mapping[str, Any]) -> PodRecord | None:
         status = obj.get("status")
         if isinstance(status, dict) and status.get("phase") in _DONE_PHASES:
             return None
@@ -87,16 +116,62 @@ class PodPlanner:
             return None
         try:
             _, candidates = plan(obj, namespace, self.policy, self.is_origin)
+            who = requester_of(obj, namespace)
+            stuck = self._stuck(obj, who) if isinstance(status, dict) else ()
         except MalformedPod as exc:
             self._skip(obj, "malformed", str(exc))
             return None
         except Exception as exc:  # one odd pod never stops the watch
             self._skip(obj, "error", f"{type(exc).__name__}: {exc}")
             return None
-        if not candidates:
+        if not candidates and not stuck:
             return None
-        who = requester_of(obj, namespace)
-        return tuple(copy_job(c, who) for c in candidates)
+        metadata = pods.metadata_of(obj)
+        return PodRecord(
+            namespace,
+            pods.name_of(obj),
+            str(metadata.get("uid") or ""),
+            tuple(copy_job(c, who) for c in candidates),
+            stuck,
+        )
+
+    def _stuck(self, obj: Mapping[str, Any], who: Requester) -> tuple[Stuck, ...]:
+        """Containers waiting with a pull failure on an image under the target."""
+        status = obj.get("status") or {}
+        images = {c.name: c.image for c in pods.containers(obj)}
+        found: list[Stuck] = []
+        for field in _STATUS_FIELDS:
+            for entry in status.get(field) or ():
+                if not isinstance(entry, dict):
+                    continue
+                waiting = (entry.get("state") or {}).get("waiting") or {}
+                reason = waiting.get("reason") if isinstance(waiting, dict) else None
+                if reason not in PULL_FAILURES:
+                    continue
+                name = str(entry.get("name") or "")
+                image = images.get(name, "")
+                job = self._restore_job(image, who)
+                if job is None:
+                    log.debug("pull_failure_not_a_mirror_image", pod=pods.name_of(obj), image=image)
+                    continue
+                found.append(Stuck(name, str(reason), job))
+        return tuple(found)
+
+    def _restore_job(self, image: str, who: Requester) -> CopyJob | None:
+        """The copy that puts ``image`` (a mirror reference) back from its source."""
+        endpoint = self.policy.endpoint
+        mirrored = image_plan(image, endpoint, self.is_origin)
+        if mirrored.ref is None or not mirrored.at_origin or mirrored.source is None:
+            return None
+        source = image_plan(str(mirrored.source), endpoint, self.is_origin)
+        return CopyJob(
+            mirrored.source,
+            image,
+            source.repository,
+            who.namespace,
+            who.pull_secrets,
+            who.service_account,
+        )
 
     def _skip(self, obj: Mapping[str, Any], reason: str, detail: str) -> None:
         self.metrics.controller_pods_skipped.labels(reason).inc()
@@ -141,6 +216,22 @@ def distinct_images(items: Iterable[PodImages], limit: int) -> tuple[dict[str, _
 
 def _asker(job: CopyJob) -> tuple[str, tuple[str, ...], str]:
     return job.namespace, job.pull_secrets, job.service_account
+
+
+async def changes(
+    generation: Callable[[], int], every: float, interval: float
+) -> AsyncIterator[None]:
+    """Yields whenever ``generation()`` moved (looked at every ``interval`` seconds), and every
+    ``every`` seconds anyway; forever."""
+    seen = -1
+    last = float("-inf")
+    loop = asyncio.get_running_loop()
+    while True:
+        current = generation()
+        if current != seen or loop.time() - last >= every:
+            seen, last = current, loop.time()
+            yield
+        await asyncio.sleep(interval)
 
 
 class Backfill:
@@ -189,15 +280,8 @@ class Backfill:
     async def run(self) -> None:
         """Scan whenever the pod cache changed, and every ``retry_after`` seconds anyway (what
         was decided expires: those images are looked at again); forever (a supervised task)."""
-        seen = -1
-        last = float("-inf")
-        loop = asyncio.get_running_loop()
-        while True:
-            current = self.generation()
-            if current != seen or loop.time() - last >= self.retry_after:
-                seen, last = current, loop.time()
-                await self.scan()
-            await asyncio.sleep(self.interval)
+        async for _ in changes(self.generation, self.retry_after, self.interval):
+            await self.scan()
 
     async def scan(self) -> dict[str, int]:
         """One pass over the distinct images; returns the count per state."""

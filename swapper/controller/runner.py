@@ -13,7 +13,8 @@ from typing import Any
 
 from swapper.backends import Backends
 from swapper.config import Config, CopyPolicy
-from swapper.controller.backfill import Backfill, PodImages, PodPlanner
+from swapper.controller.backfill import Backfill, PodImages, PodPlanner, PodRecord
+from swapper.controller.heal import Healer, PodEvents
 from swapper.controller.leader import LeaderElector
 from swapper.kube.informer import Informer
 from swapper.kube.leases import LeaseStore
@@ -25,6 +26,7 @@ log = get_logger("swapper.controller")
 
 POD_WATCH = "pod-watch"
 BACKFILL = "backfill"
+HEAL = "heal"
 ELECTION = "leader-election"
 
 
@@ -35,7 +37,7 @@ class PodWatch:
     def __init__(
         self, list_pods: Any, planner: PodPlanner, page_size: int, watch_timeout: int = 300
     ) -> None:
-        self.informer: Informer[PodImages] = Informer(
+        self.informer: Informer[PodRecord] = Informer(
             "pods",
             list_pods,
             planner,
@@ -44,9 +46,13 @@ class PodWatch:
         )
         self.planner = planner
 
-    def items(self) -> list[PodImages]:
+    def records(self) -> list[PodRecord]:
         """A snapshot of the cache's values (the informer's thread changes the dict)."""
         return list(self.informer.items.copy().values())
+
+    def jobs(self) -> list[PodImages]:
+        """The backfill's view: each pod's copies."""
+        return [record.jobs for record in self.records() if record.jobs]
 
     async def run(self) -> None:
         """Run the informer in a thread until cancelled; the cache is emptied on the way out,
@@ -82,8 +88,11 @@ class Controller:
         supervisor: Supervisor,
         store: LeaseStore,
         identity: str,
+        events: PodEvents | None = None,
     ) -> None:
         from kubernetes import client
+
+        from swapper.kube.events import EventRecorder
 
         self.config = config
         self.supervisor = supervisor
@@ -98,7 +107,7 @@ class Controller:
         core = client.CoreV1Api(api_client)
         self.watch = PodWatch(core.list_pod_for_all_namespaces, self.planner, settings.page_size)
         self.backfill = Backfill(
-            self.watch.items,
+            self.watch.jobs,
             lambda: self.watch.informer.generation,
             backends.target,
             backends.queue,
@@ -106,6 +115,24 @@ class Controller:
             backends.metrics,
             copies=copies(config),
             max_images=settings.max_images,
+        )
+        target = backends.target
+
+        async def exists_now(image: str) -> bool:
+            invalidate = getattr(target, "invalidate", None)  # the existence cache's
+            if invalidate is not None:
+                invalidate(image)
+            return await target.image_exists(image)
+
+        self.healer = Healer(
+            self.watch.records,
+            lambda: self.watch.informer.generation,
+            exists_now,
+            backends.queue,
+            events if events is not None else EventRecorder(api_client),
+            backends.metrics,
+            side_effects=not config.dry_run,
+            cooldown=settings.heal.cooldown,
         )
         self.elector = LeaderElector(
             store,
@@ -131,16 +158,30 @@ class Controller:
     async def _start(self) -> None:
         self._leading = True
         self.supervisor.spawn(TaskSpec(POD_WATCH, self.watch.run))
+        self._spawn_loops()
+        log.info(
+            "controller_started",
+            backfill=self.config.controller.backfill,
+            heal=self.config.controller.heal.enabled,
+        )
+
+    def _spawn_loops(self) -> None:
+        """The leader's loops over the pod watch, as the config has them."""
         if self.config.controller.backfill:
             self.supervisor.spawn(TaskSpec(BACKFILL, self.backfill.run))
-        log.info("controller_started", backfill=self.config.controller.backfill)
+        if self.config.controller.heal.enabled:
+            self.supervisor.spawn(TaskSpec(HEAL, self.healer.run))
+
+    async def _stop_loops(self) -> None:
+        await self.supervisor.cancel(HEAL)
+        await self.supervisor.cancel(BACKFILL)
+        await self.supervisor.cancel(POD_WATCH)
 
     async def _stop(self) -> None:
         if not self._leading:
             return
         self._leading = False
-        await self.supervisor.cancel(BACKFILL)
-        await self.supervisor.cancel(POD_WATCH)
+        await self._stop_loops()
         log.info("controller_stopped")
 
     async def reconfigure(self, config: Config) -> None:
@@ -150,12 +191,11 @@ class Controller:
         self.config = config
         self.planner.policy = Policy.from_config(config)
         self.backfill.copies = copies(config)
+        self.healer.side_effects = not config.dry_run
         if self._leading:
-            await self.supervisor.cancel(BACKFILL)
-            await self.supervisor.cancel(POD_WATCH)
+            await self._stop_loops()
             self.supervisor.spawn(TaskSpec(POD_WATCH, self.watch.run))
-            if config.controller.backfill:
-                self.supervisor.spawn(TaskSpec(BACKFILL, self.backfill.run))
+            self._spawn_loops()
         log.info("controller_reconfigured", backfill_changed=backfill_changed)
 
 

@@ -64,7 +64,7 @@ def backfill(
 ) -> tuple[Backfill, MemoryTarget, RecordingQueue, Metrics]:
     metrics = Metrics()
     plan = planner(filters, metrics)
-    items: list[PodImages] = [kept for p in pods if (kept := plan(p)) is not None]
+    items: list[PodImages] = [kept.jobs for p in pods if (kept := plan(p)) is not None]
     target = MemoryTarget(ENDPOINT, present)
     queue = RecordingQueue(target)
     job = Backfill(
@@ -86,7 +86,9 @@ def gauge(metrics: Metrics, state: str) -> float:
 
 
 def test_a_pod_is_kept_as_the_copies_admission_would_ask_for() -> None:
-    [job] = planner()(pod("web", "nginx:1.27")) or ()
+    record = planner()(pod("web", "nginx:1.27"))
+    assert record is not None and record.stuck == ()
+    [job] = record.jobs
     assert job.target == f"{ENDPOINT}/docker.io/library/nginx:1.27"
     assert job.namespace == "apps"
 
@@ -121,11 +123,11 @@ def test_distinct_images_keep_a_few_askers_and_respect_the_limit() -> None:
     items = [
         plan(pod(f"p{i}", "nginx:1.27", namespace=f"ns{i}", secrets=(f"s{i}",))) for i in range(9)
     ]
-    images, over = distinct_images([i for i in items if i], limit=10)
+    images, over = distinct_images([i.jobs for i in items if i], limit=10)
     [image] = images.values()
     assert len(image.jobs) == 4 and over == 0
     many = [plan(pod("p", f"img{i}:1")) for i in range(5)]
-    images, over = distinct_images([i for i in many if i], limit=3)
+    images, over = distinct_images([i.jobs for i in many if i], limit=3)
     assert len(images) == 3 and over == 2
 
 

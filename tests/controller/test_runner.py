@@ -4,6 +4,7 @@ a loop made to crash is restarted and counted, a lost Lease stops the loops."""
 from __future__ import annotations
 
 import asyncio
+import json
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -149,4 +150,57 @@ async def test_a_leader_that_cannot_renew_its_lease_stops_the_loops(cluster: Clu
         assert metrics.registry.get_sample_value("swapper_leader") == 0
     finally:
         await supervisor.stop()
+        await made.queue.aclose()
+
+
+async def test_a_pod_the_kubelet_reports_stuck_on_a_lost_mirror_image_is_healed_with_an_event(
+    cluster: Cluster,
+) -> None:
+    from kubernetes import client
+
+    namespace = cluster.namespace(f"heal-{uuid.uuid4().hex[:6]}")
+    core = client.CoreV1Api(cluster.api_client())
+    mirror = f"{ENDPOINT}/docker.io/heal/app:{uuid.uuid4().hex[:8]}"
+    core.create_namespaced_pod(namespace, make_pod("stuck", mirror))
+    made = parts(cluster)
+    await made.supervisor.start()
+    try:
+        await eventually("leading", lambda: POD_WATCH in made.supervisor.names())
+        # What the kubelet writes when the pull fails: the status subresource.
+        status = {
+            "status": {
+                "phase": "Pending",
+                "containerStatuses": [
+                    {
+                        "name": "app",
+                        "image": mirror,
+                        "imageID": "",
+                        "ready": False,
+                        "restartCount": 0,
+                        "state": {
+                            "waiting": {"reason": "ImagePullBackOff", "message": "not found"}
+                        },
+                    }
+                ],
+            }
+        }
+        core.patch_namespaced_pod_status("stuck", namespace, status)
+        await eventually("the image is copied back", lambda: mirror in made.target.images)
+
+        def restored() -> list[Any]:
+            listed = core.list_namespaced_event(namespace, _preload_content=False)
+            items = json.loads(listed.data)["items"]
+            return [e for e in items if e["reason"] == "MirrorImageRestored"]
+
+        await eventually("the pod's Event", lambda: bool(restored()))
+        [event] = restored()
+        assert event["involvedObject"]["kind"] == "Pod"
+        assert event["involvedObject"]["name"] == "stuck"
+        assert event["type"] == "Normal" and mirror in event["message"]
+        heals = made.metrics.registry.get_sample_value(
+            "swapper_heals_total", {"action": "restore", "result": "restored"}
+        )
+        assert heals == 1
+    finally:
+        await made.supervisor.stop()
         await made.queue.aclose()

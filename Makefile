@@ -3,7 +3,7 @@ PY      ?= python3
 VENV    := .venv
 BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
-APT_PKGS := docker-registry hey wrk skopeo chromium
+APT_PKGS := docker-registry hey wrk skopeo chromium prometheus
 SHELL   := /bin/bash
 
 .PHONY: all venv apt lint typecheck unit chart-test kube-binaries e2e test demo bench clean image image-test release
@@ -31,12 +31,12 @@ lint: venv
 typecheck: venv
 	$(BIN)/mypy swapper
 
-unit: venv kube-binaries
+unit: venv apt kube-binaries
 	$(BIN)/pytest -q --ignore=tests/chart --ignore=tests/e2e --ignore=tests/image
 
 # The Helm chart: lint, render with tests/chart/values/*, validate every object against the
 # Kubernetes OpenAPI schemas, assert its safety properties (Helm from the helm-python-sdk wheel).
-chart-test: venv
+chart-test: venv apt
 	$(BIN)/pytest -q tests/chart
 
 # The real control plane for the end-to-end tests: kube-apiserver and kubectl built with Go from

@@ -239,16 +239,12 @@ def shared_copier(
     from swapper.kube import own_namespace
     from swapper.kube.leases import KubeLeaseStore, identity
 
-    async def verify_now(target: str) -> bool:
-        cached.invalidate(target)  # another replica's copy is newer than any cached answer
-        return await cached.image_exists(target)
-
     return SharedCopier(
         copier,
         KubeLeaseStore(kube, own_namespace()),
         identity(),
         settings.copy_lease_duration,
-        verify=verify_now,
+        verify=cached.image_exists_now,
         metrics=metrics,
     )
 

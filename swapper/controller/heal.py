@@ -22,12 +22,11 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable, Iterable
-from typing import Protocol
 
 from swapper.aio import TTLMap
 from swapper.controller.backfill import PodRecord, Stuck, changes
 from swapper.errors import CopyError
-from swapper.kube.events import EventType
+from swapper.kube.events import EventType, PodEvents
 from swapper.logs import get_logger
 from swapper.metrics import Metrics
 from swapper.mirror.queue import CopyQueue
@@ -35,37 +34,6 @@ from swapper.mirror.queue import CopyQueue
 log = get_logger("swapper.controller")
 
 RESTORE = "restore"
-
-
-class PodEvents(Protocol):
-    async def pod_event(
-        self,
-        namespace: str,
-        name: str,
-        uid: str,
-        reason: str,
-        message: str,
-        event_type: EventType = "Normal",
-    ) -> bool: ...
-
-
-class MemoryEvents:
-    """Events kept in a list, for tests: ``(namespace, name, reason, type, message)``."""
-
-    def __init__(self) -> None:
-        self.events: list[tuple[str, str, str, str, str]] = []
-
-    async def pod_event(
-        self,
-        namespace: str,
-        name: str,
-        uid: str,
-        reason: str,
-        message: str,
-        event_type: EventType = "Normal",
-    ) -> bool:
-        self.events.append((namespace, name, reason, event_type, message))
-        return True
 
 
 class Healer:

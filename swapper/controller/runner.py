@@ -14,8 +14,9 @@ from typing import Any
 from swapper.backends import Backends
 from swapper.config import Config, CopyPolicy
 from swapper.controller.backfill import Backfill, PodImages, PodPlanner, PodRecord
-from swapper.controller.heal import Healer, PodEvents
+from swapper.controller.heal import Healer
 from swapper.controller.leader import LeaderElector
+from swapper.kube.events import PodEvents
 from swapper.kube.informer import Informer
 from swapper.kube.leases import LeaseStore
 from swapper.logs import get_logger
@@ -117,13 +118,8 @@ class Controller:
             max_images=settings.max_images,
         )
         target = backends.target
-
-        async def exists_now(image: str) -> bool:
-            invalidate = getattr(target, "invalidate", None)  # the existence cache's
-            if invalidate is not None:
-                invalidate(image)
-            return await target.image_exists(image)
-
+        # The mirror asked past the existence cache when there is one (swapper serve's).
+        exists_now = getattr(target, "image_exists_now", target.image_exists)
         self.healer = Healer(
             self.watch.records,
             lambda: self.watch.informer.generation,

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 from swapper.kube import call_json
 from swapper.logs import get_logger
@@ -63,8 +63,22 @@ def create_event(core: Any, body: dict[str, Any]) -> bool:
     return True
 
 
+class PodEvents(Protocol):
+    """Where Events on pods go: :class:`EventRecorder`, or the memory double of tests."""
+
+    async def pod_event(
+        self,
+        namespace: str,
+        name: str,
+        uid: str,
+        reason: str,
+        message: str,
+        event_type: EventType = "Normal",
+    ) -> bool: ...
+
+
 class EventRecorder:
-    """Writes Events through an API client, off the event loop."""
+    """Writes Events through an API client, off the event loop (a :class:`PodEvents`)."""
 
     def __init__(self, api_client: Any) -> None:
         from kubernetes import client

@@ -1,5 +1,6 @@
 """In-memory doubles of the kube package's protocols, for tests (like httpx's
-``MockTransport``): :class:`MemoryPullSecrets` (a :class:`~swapper.kube.pull_secrets.PullSecrets`).
+``MockTransport``): :class:`MemoryPullSecrets` (a :class:`~swapper.kube.pull_secrets.PullSecrets`)
+and :class:`MemoryEvents` (a :class:`~swapper.kube.events.PodEvents`).
 """
 
 from __future__ import annotations
@@ -7,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from swapper.errors import KubeError
+from swapper.kube.events import EventType
 
 
 @dataclass
@@ -24,3 +26,22 @@ class MemoryPullSecrets:
         if namespace in self.fail:
             raise KubeError(f"cannot provision the pull secret in {namespace}")
         self.namespaces.add(namespace)
+
+
+class MemoryEvents:
+    """Events kept in a list, for tests: ``(namespace, name, reason, type, message)``."""
+
+    def __init__(self) -> None:
+        self.events: list[tuple[str, str, str, str, str]] = []
+
+    async def pod_event(
+        self,
+        namespace: str,
+        name: str,
+        uid: str,
+        reason: str,
+        message: str,
+        event_type: EventType = "Normal",
+    ) -> bool:
+        self.events.append((namespace, name, reason, event_type, message))
+        return True

@@ -91,6 +91,12 @@ class ExistenceCache:
     def invalidate(self, target: str) -> None:
         self._entries.pop(target)
 
+    async def image_exists_now(self, target: str) -> bool:
+        """Ask the registry, not the cache (another replica's copy, or a deletion, is newer
+        than any cached answer); the answer is cached as usual."""
+        self.invalidate(target)
+        return await self.image_exists(target)
+
     # -- delegated ----------------------------------------------------------------------------
 
     @property

@@ -6,8 +6,9 @@ from typing import Any
 
 from swapper.config import CopyPolicy, SwapPolicy
 from swapper.controller.backfill import PodPlanner, PodRecord
-from swapper.controller.heal import Healer, MemoryEvents
+from swapper.controller.heal import Healer
 from swapper.filters import Filters
+from swapper.kube.memory import MemoryEvents
 from swapper.metrics import Metrics
 from swapper.mirror.memory import MemoryCopyQueue
 from swapper.mutation import Policy

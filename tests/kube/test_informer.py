@@ -378,12 +378,13 @@ def test_a_list_the_api_server_keeps_refusing_is_reported_once_not_at_every_retr
     with structlog.testing.capture_logs() as logs:
         thread.start()
         try:
-            assert _wait(lambda: len(recorder.of("list")) >= 4)
+            assert _wait(lambda: informer.failures >= 4)
         finally:
             stop.set()
             thread.join(10)
             api.close()
     assert {call.status for call in recorder.of("list")} == {403}
-    failed = [line for line in logs if line["event"] == "informer_failed"]
-    assert [line["log_level"] for line in failed][:4] == ["warning", "debug", "debug", "debug"]
+    levels = [line["log_level"] for line in logs if line["event"] == "informer_failed"]
+    # The stop may come between a failure being counted and its line: at least 3 lines.
+    assert len(levels) >= 3 and levels[0] == "warning" and set(levels[1:]) == {"debug"}
     assert informer.failures >= 4 and not informer.synced.is_set()

@@ -10,6 +10,7 @@ on the wrong thing (:func:`containers` raises :class:`~swapper.errors.MalformedP
 
 from __future__ import annotations
 
+import json
 from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -110,6 +111,27 @@ def service_account(pod: Mapping[str, Any]) -> str:
 def metadata_of(pod: Mapping[str, Any]) -> Mapping[str, Any]:
     metadata = pod.get("metadata")
     return metadata if isinstance(metadata, dict) else {}
+
+
+ORIGINAL_IMAGES = "swapper.io/original-images"
+"""The pod annotation admission writes when it swaps: a JSON object, container name -> the image
+the pod was created with. The healer's ``revert`` reads it back."""
+
+
+def original_images(pod: Mapping[str, Any]) -> dict[str, str]:
+    """The :data:`ORIGINAL_IMAGES` annotation, read forgivingly: entries that are not strings,
+    or an annotation that is not a JSON object, count as absent."""
+    annotations = metadata_of(pod).get("annotations")
+    raw = annotations.get(ORIGINAL_IMAGES) if isinstance(annotations, dict) else None
+    if not isinstance(raw, str):
+        return {}
+    try:
+        value = json.loads(raw)
+    except ValueError:
+        return {}
+    if not isinstance(value, dict):
+        return {}
+    return {k: v for k, v in value.items() if isinstance(k, str) and isinstance(v, str)}
 
 
 def name_of(pod: Mapping[str, Any], fallback: str = "") -> str:

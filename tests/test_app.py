@@ -81,6 +81,7 @@ async def test_a_server_side_dry_run_is_answered_with_the_patch_and_writes_no_se
     assert [op["path"] for op in patch_of(dict(answer))] == [
         "/spec/containers/0/image",
         "/spec/imagePullSecrets",
+        "/metadata/annotations",
     ]
     assert secrets.namespaces == set()
 

@@ -212,6 +212,7 @@ class AdmissionHandler:
                 decisions,
                 policy.pull_secret,
                 may_add_secret=review.operation == "CREATE",
+                record_originals=review.operation == "CREATE",
             )
             if mode.enforces
             else None

@@ -25,6 +25,11 @@ class TargetRegistry(Protocol):
         """Whether the mirror reference ``target`` (a full reference) can be pulled now."""
         ...
 
+    async def image_digest(self, target: str) -> str | None:
+        """The digest the mirror serves for ``target`` now (asked, never cached), or None when
+        it has no such image. What the monitor compares with the source's."""
+        ...
+
     async def ensure_repository(self, repository: str) -> None:
         """Make sure the repository (path under the registry host) exists and is configured."""
         ...

@@ -97,6 +97,12 @@ class ExistenceCache:
         self.invalidate(target)
         return await self.image_exists(target)
 
+    async def image_digest(self, target: str) -> str | None:
+        """The registry asked (never the cache); its answer refreshes the cache."""
+        digest = await self.target.image_digest(target)
+        self._remember(target, digest is not None)
+        return digest
+
     # -- delegated ----------------------------------------------------------------------------
 
     @property

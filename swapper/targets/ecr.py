@@ -308,6 +308,9 @@ class ECRTarget:
         return is_at_endpoint(ref, self.config.endpoint)
 
     async def image_exists(self, target: str) -> bool:
+        return await self.image_digest(target) is not None
+
+    async def image_digest(self, target: str) -> str | None:
         ref = parse(target)
         image_id = {"imageDigest": ref.digest} if ref.digest else {"imageTag": ref.tag or "latest"}
         response = await self._api(
@@ -317,7 +320,8 @@ class ECRTarget:
             repositoryName=ref.path,
             imageIds=[image_id],
         )
-        return bool(response and response.get("imageDetails"))
+        details = (response or {}).get("imageDetails") or ()
+        return str(details[0].get("imageDigest") or "") if details else None
 
     async def ensure_repository(self, repository: str) -> None:
         if self._ensured.get(repository):

@@ -21,6 +21,7 @@ class MemoryTarget:
     ) -> None:
         self._endpoint = endpoint
         self.images: set[str] = set(images or ())
+        self.digests: dict[str, str] = {}  # target -> digest, where a test set one
         self.repositories: set[str] = set()
         self.credentials = credentials
         self.fail_with: BaseException | None = None
@@ -42,6 +43,12 @@ class MemoryTarget:
         self._call("image_exists")
         return target in self.images
 
+    async def image_digest(self, target: str) -> str | None:
+        self._call("image_digest")
+        if target not in self.images:
+            return None
+        return self.digests.get(target, "sha256:" + "0" * 64)
+
     async def ensure_repository(self, repository: str) -> None:
         self._call("ensure_repository")
         self.repositories.add(repository)
@@ -54,8 +61,10 @@ class MemoryTarget:
         return None
 
     # test helpers
-    def add_image(self, target: str) -> None:
+    def add_image(self, target: str, digest: str | None = None) -> None:
         self.images.add(target)
+        if digest is not None:
+            self.digests[target] = digest
 
     def delete_image(self, target: str) -> None:
         self.images.discard(target)

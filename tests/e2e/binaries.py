@@ -38,6 +38,11 @@ ETCD_VERSION = "v3.6.16"
 #: What is built from k8s.io/kubernetes: the API server, and kubectl at the same version (so
 #: its version skew with the server is nil and its warnings and dry-run are the real ones).
 KUBERNETES_COMMANDS = ("kube-apiserver", "kubectl")
+#: What the node end-to-end tests add (tests/e2e/node.py): the kubelet at the same version, run
+#: against Debian's containerd 1.6. Built apart from the control plane, so a run without the node
+#: tests never waits for it. kubelet 1.38 drops containerd 1.6 (its CRI v1 floor moves to
+#: containerd 2), and Debian bookworm has no containerd 2: 1.37 is the newest that runs here.
+NODE_COMMANDS = ("kubelet",)
 
 
 @dataclass(frozen=True)
@@ -109,10 +114,11 @@ def _kubernetes_dir(version: str) -> Path:
     return cache_root() / "kubernetes" / version
 
 
-def build_kubernetes(version: str) -> Path:
-    """kube-apiserver and kubectl of ``version``, in the returned folder."""
+def build_kubernetes(version: str, commands: tuple[str, ...] = KUBERNETES_COMMANDS) -> Path:
+    """``commands`` of k8s.io/kubernetes ``version`` (kube-apiserver and kubectl unless told),
+    in the returned folder."""
     final_dir = _kubernetes_dir(version)
-    if all((final_dir / command).exists() for command in KUBERNETES_COMMANDS):
+    if all((final_dir / command).exists() for command in commands):
         return final_dir
     work = cache_root() / "build" / f"kubernetes-{version}"
     work.mkdir(parents=True, exist_ok=True)
@@ -126,7 +132,7 @@ def build_kubernetes(version: str) -> Path:
         f"module swapper-e2e/kube-apiserver\n\ngo {go_line.group(1) if go_line else '1.21'}\n\n"
         f"require k8s.io/kubernetes {version}\n\n{replaces}\n"
     )
-    imports = "".join(f'\t_ "k8s.io/kubernetes/cmd/{c}"\n' for c in KUBERNETES_COMMANDS)
+    imports = "".join(f'\t_ "k8s.io/kubernetes/cmd/{c}"\n' for c in commands)
     (work / "tools.go").write_text(f"//go:build tools\n\npackage tools\n\nimport (\n{imports})\n")
     # No ``go mod tidy``: it would resolve every build tag's imports, and the legacy cloud
     # providers of older releases are not served by the module proxy. ``-mod=mod`` adds only
@@ -142,7 +148,7 @@ def build_kubernetes(version: str) -> Path:
             ("gitTreeState", "clean"),
         )
     )
-    for command in KUBERNETES_COMMANDS:
+    for command in commands:
         if (final_dir / command).exists():
             continue
         out = work / command
@@ -190,6 +196,20 @@ def ensure(kubernetes_version: str | None = None) -> Binaries:
     )
 
 
+def kubelet(kubernetes_version: str | None = None, build: bool = True) -> Path | None:
+    """The kubelet of ``kubernetes_version`` (the selected one unless told), built when
+    missing and ``build``; None when missing and not ``build``."""
+    version = kubernetes_version or selected_kubernetes_version()
+    path = _kubernetes_dir(version) / "kubelet"
+    if path.exists():
+        return path
+    if not build:
+        return None
+    if shutil.which("go") is None:
+        raise SystemExit("the node end-to-end tests need Go to build the kubelet")
+    return build_kubernetes(version, NODE_COMMANDS) / "kubelet"
+
+
 def built(kubernetes_version: str | None = None) -> Binaries | None:
     """The binaries if they are in the cache already, else None (never builds)."""
     version = kubernetes_version or selected_kubernetes_version()
@@ -223,6 +243,11 @@ def main() -> None:
         state = "cached" if cached else f"built in {took:.0f} s"
         print(f"kube-apiserver {version}: {binaries.kube_apiserver} ({state})")
         print(f"etcd {binaries.etcd_version}: {binaries.etcd}")
+        start = time.monotonic()
+        cached = kubelet(version, build=False) is not None
+        path = kubelet(version)
+        state = "cached" if cached else f"built in {time.monotonic() - start:.0f} s"
+        print(f"kubelet {version}: {path} ({state})")
 
 
 if __name__ == "__main__":

@@ -126,6 +126,7 @@ async def backend(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterat
         present = f"{endpoint}/docker.io/library/nginx:1.27"
         digest = "sha256:" + "b" * 64
         memory = MemoryTarget(endpoint, {present, f"{endpoint}/docker.io/library/nginx@{digest}"})
+        memory.digests[present] = digest
         yield Backend(
             memory,
             present,
@@ -165,6 +166,16 @@ async def test_a_present_image_exists_by_tag_and_by_digest(backend: Backend) -> 
 
 async def test_an_absent_tag_does_not_exist(backend: Backend) -> None:
     assert await backend.target.image_exists(backend.absent) is False
+
+
+async def test_the_digest_of_a_present_tag_is_the_one_the_registry_serves(
+    backend: Backend,
+) -> None:
+    served = backend.digest_ref.rsplit("@", 1)[1]
+    assert await backend.target.image_digest(backend.present) == served
+    assert await backend.target.image_digest(backend.absent) is None
+    backend.remove()  # type: ignore[operator]
+    assert await backend.target.image_digest(backend.present) is None
 
 
 async def test_a_deleted_image_no_longer_exists(backend: Backend) -> None:

@@ -50,6 +50,14 @@ class SwapPolicy(StrEnum):
     EXISTS = "exists"  # rewrite only when the mirror already has the image
 
 
+class RefreshTags(StrEnum):
+    """When a mirrored tag is copied again from its source (``mirror.refreshTags``)."""
+
+    NEVER = "never"  # the mirror keeps what it copied first: a pinned, stable copy
+    ON_PULL = "onPull"  # a pod admitted with the tag looks at the source again (refreshEvery)
+    ALWAYS = "always"  # onPull, and the monitor copies a tag it sees moved at the source
+
+
 class CopyPolicy(StrEnum):
     """How the copy into the mirror is started."""
 
@@ -619,6 +627,10 @@ class Mirror(_Model):
     platforms: tuple[str, ...] = ()  # empty: every platform of an index
     fresh_for: float = Field(3600.0, alias="freshFor")
     recheck_every: float = Field(60.0, alias="recheckEvery")
+    # A mirrored tag that moved at the source: kept, or copied again (see RefreshTags); a tag
+    # is looked at again at most once per refreshEvery (imagePullPolicy Always: recheckEvery).
+    refresh_tags: RefreshTags = Field(RefreshTags.ON_PULL, alias="refreshTags")
+    refresh_every: float = Field(3600.0, alias="refreshEvery")
     # A blob body that sends nothing for this long is dropped and retried (apart from the
     # copy's total budget).
     blob_idle_timeout: float = Field(15.0, alias="blobIdleTimeout")
@@ -649,6 +661,11 @@ class Mirror(_Model):
     @classmethod
     def _idle(cls, value: object) -> float:
         return _seconds_within(value, 0, 600, "must be more than 0s and at most 10m")
+
+    @field_validator("refresh_every", mode="before")
+    @classmethod
+    def _refresh_every(cls, value: object) -> float:
+        return _seconds_within(value, 0, 30 * 86_400, "must be more than 0s and at most 30 days")
 
 
 _SIZE = re.compile(r"^(\d+)(Ki|Mi|Gi)?$")
@@ -704,11 +721,40 @@ class HealSettings(_Model):
 
     enabled: bool = True  # the image copied back when the mirror lost it
     cooldown: float = 300.0  # a pod is healed at most once per image per cooldown
+    # A mirror that cannot take the image back (it refuses the push): the stuck container is
+    # patched back to its source, when the pod's own credentials can read it (RBAC: pods patch).
+    revert: bool = False
 
     @field_validator("cooldown", mode="before")
     @classmethod
     def _cooldown(cls, value: object) -> float:
         return _seconds_within(value, 0, 86_400, "must be more than 0s and at most 24h")
+
+
+class MonitorPace(_Model):
+    """How often one registry is asked (``controller.monitor`` and its ``registries``)."""
+
+    interval: float = 3600.0
+    max_checks: int = Field(100, alias="maxChecks", ge=1, le=100_000)  # per interval
+
+    @field_validator("interval", mode="before")
+    @classmethod
+    def _interval(cls, value: object) -> float:
+        return _seconds_within(value, 0, 7 * 86_400, "must be more than 0s and at most 7 days")
+
+
+class MonitorSettings(MonitorPace):
+    """The images in use, watched at the source and in the mirror (``controller.monitor``).
+
+    Each registry (the mirror included) is asked at most ``maxChecks`` times per ``interval``,
+    the checks spread evenly over it; ``registries`` sets another pace per host. The defaults
+    (100 ``HEAD`` requests an hour per registry) stay far under Docker Hub's anonymous limits,
+    which count manifest ``GET``s, not ``HEAD``s."""
+
+    enabled: bool = True
+    registries: dict[str, MonitorPace] = Field(default_factory=dict)
+    # Images with a series of their own in swapper_image_info (the rest are counted only).
+    max_info: int = Field(500, alias="maxInfo", ge=0, le=100_000)
 
 
 class ControllerSettings(_Model):
@@ -732,6 +778,7 @@ class ControllerSettings(_Model):
     # At most this many distinct images tracked (a bound on memory; more are logged once).
     max_images: int = Field(50_000, alias="maxImages", ge=100, le=1_000_000)
     heal: HealSettings = Field(default_factory=lambda: HealSettings())
+    monitor: MonitorSettings = Field(default_factory=lambda: MonitorSettings())
 
     @field_validator(
         "lease_duration", "renew_deadline", "retry_period", "copy_lease_duration", mode="before"
@@ -867,6 +914,8 @@ class Config(_Model):
             for part in parents:
                 section = section[part]
             section[leaf] = format_duration(section[leaf])
+        for pace in data["controller"]["monitor"]["registries"].values():
+            pace["interval"] = format_duration(pace["interval"])
         target = data["target"]
         for kind in _REGISTRY_TYPES - {self.target.type}:
             target.pop(kind, None)
@@ -894,6 +943,7 @@ _DURATION_KEYS = (
     ("admissionTimeout",),
     ("mirror", "freshFor"),
     ("mirror", "recheckEvery"),
+    ("mirror", "refreshEvery"),
     ("mirror", "blobIdleTimeout"),
     ("source", "access", "deadline"),
     ("source", "access", "ttl"),
@@ -909,6 +959,7 @@ _DURATION_KEYS = (
     ("controller", "retryPeriod"),
     ("controller", "copyLeaseDuration"),
     ("controller", "heal", "cooldown"),
+    ("controller", "monitor", "interval"),
     ("supervisor", "backoffMin"),
     ("supervisor", "backoffMax"),
     ("supervisor", "notReadyAfter"),

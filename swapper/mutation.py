@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from swapper.config import Config, CopyPolicy, SwapPolicy
+from swapper.config import Config, CopyPolicy, RefreshTags, SwapPolicy
 from swapper.errors import CopyDeadlineExceeded, CopyError, QueueFull, SwapperError
 from swapper.filters import Filters
 from swapper.images import ImageReference, parse, source_of_mirror, target_reference
@@ -104,6 +104,9 @@ class Policy:
     filters: Filters = field(default_factory=lambda: Filters(()))
     access_deadline: float = 1.5  # source.access.deadline
     mirror_references: str = "deny"  # source.access.mirrorReferences: deny, warn or allow
+    refresh_tags: RefreshTags = RefreshTags.ON_PULL  # mirror.refreshTags
+    refresh_every: float = 3600.0  # mirror.refreshEvery
+    recheck_every: float = 60.0  # mirror.recheckEvery (tags pulled with imagePullPolicy Always)
 
     @classmethod
     def from_config(cls, config: Config) -> Policy:
@@ -117,7 +120,19 @@ class Policy:
             filters=Filters([f.jmespath for f in config.source.filters]),
             access_deadline=config.source.access.deadline,
             mirror_references=config.source.access.mirror_references,
+            refresh_tags=config.mirror.refresh_tags,
+            refresh_every=config.mirror.refresh_every,
+            recheck_every=config.mirror.recheck_every,
         )
+
+    def recheck(self, c: Candidate) -> float:
+        """After how many seconds a copy of ``c`` looks at its source again (0: never). A
+        digest never moves; under ``refreshTags: never`` a tag is pinned to its first copy."""
+        if c.source.digest or self.refresh_tags is RefreshTags.NEVER:
+            return 0.0
+        if c.container.spec.get("imagePullPolicy") == "Always":
+            return min(self.recheck_every, self.refresh_every)
+        return self.refresh_every
 
 
 @dataclass(frozen=True, slots=True)
@@ -233,10 +248,9 @@ def requester_of(pod: Mapping[str, Any], namespace: str) -> Requester:
     return Requester(namespace, pull_secret_names(pod), service_account(pod))
 
 
-def copy_job(c: Candidate, who: Requester) -> CopyJob:
+def copy_job(c: Candidate, who: Requester, policy: Policy) -> CopyJob:
     """The copy that mirrors candidate ``c`` for the pod ``who``."""
-    # A tag pulled with imagePullPolicy Always may move: the copy looks at the source again.
-    recheck = c.container.spec.get("imagePullPolicy") == "Always" and not c.source.digest
+    recheck = policy.recheck(c)
     return CopyJob(
         c.source,
         c.target,
@@ -394,13 +408,13 @@ class Mutator:
         if policy is not CopyPolicy.DELAYED:
             return None
         try:
-            self.queue.submit(copy_job(c, who))
+            self.queue.submit(copy_job(c, who, self.policy))
         except QueueFull:
             return CopyState.QUEUE_FULL
         return CopyState.QUEUED
 
     async def _copy_and_wait(self, c: Candidate, who: Requester) -> CopyState:
-        job = copy_job(c, who)
+        job = copy_job(c, who, self.policy)
         try:
             if self.policy.copy is CopyPolicy.IMMEDIATE:
                 await self.queue.submit_and_wait(job, self.policy.copy_deadline)

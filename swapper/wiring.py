@@ -17,7 +17,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from swapper.backends import Backends
-from swapper.config import Config, RegistryHost
+from swapper.config import Config, RefreshTags, RegistryHost
 from swapper.credentials import Credentials
 from swapper.keyring import Keyring
 from swapper.kube.remembered import MemoryPublicAnswers, PublicAnswers
@@ -160,7 +160,13 @@ def build_backends(
 
     engine = CopyEngine(client, max_concurrent_blobs=config.mirror.max_concurrent_blobs)
     copier = EngineCopier(
-        engine, target, keyrings, config.mirror.platforms, metrics, cached.record_present
+        engine,
+        target,
+        keyrings,
+        config.mirror.platforms,
+        metrics,
+        cached.record_present,
+        keep_existing=config.mirror.refresh_tags is RefreshTags.NEVER,
     )
     settings = QueueSettings(
         workers=config.mirror.workers,

@@ -8,7 +8,7 @@ from helpers import make_pod, make_review
 
 from swapper.admission.answer import describe
 from swapper.admission.review import Mode, containers_of, secret_frozen
-from swapper.config import CopyPolicy, SwapPolicy
+from swapper.config import CopyPolicy, RefreshTags, SwapPolicy
 from swapper.filters import Filters
 from swapper.mirror.memory import MemoryAccess, MemoryCopyQueue
 from swapper.mirror.verdicts import Access
@@ -192,23 +192,26 @@ async def test_a_copy_job_carries_the_pods_namespace_secrets_and_service_account
 
 
 @pytest.mark.parametrize(
-    ("image", "pull_policy", "recheck"),
+    ("image", "pull_policy", "refresh", "recheck"),
     [
-        ("ghcr.io/acme/app:1.4", "Always", True),
-        ("ghcr.io/acme/app:1.4", "IfNotPresent", False),
-        ("ghcr.io/acme/app:1.4@sha256:" + "a" * 64, "Always", False),
+        ("ghcr.io/acme/app:1.4", "Always", RefreshTags.ON_PULL, 60.0),
+        ("ghcr.io/acme/app:1.4", "IfNotPresent", RefreshTags.ON_PULL, 3600.0),
+        ("ghcr.io/acme/app:1.4", "IfNotPresent", RefreshTags.ALWAYS, 3600.0),
+        ("ghcr.io/acme/app:1.4", "Always", RefreshTags.NEVER, 0.0),
+        ("ghcr.io/acme/app:1.4@sha256:" + "a" * 64, "Always", RefreshTags.ON_PULL, 0.0),
     ],
 )
-async def test_only_a_tag_pulled_always_asks_the_copy_to_look_at_the_source_again(
-    image: str, pull_policy: str, recheck: bool
+async def test_a_tag_asks_the_copy_to_look_at_the_source_again_as_refresh_tags_says(
+    image: str, pull_policy: str, refresh: RefreshTags, recheck: float
 ) -> None:
     m, _, queue = mutator(copy=CopyPolicy.DELAYED)
+    m.policy = dataclasses.replace(m.policy, refresh_tags=refresh)
     pod = make_pod(image)
     pod["spec"]["containers"][0]["imagePullPolicy"] = pull_policy
     await decide(m, pod)
     await asyncio.sleep(0)
     [job] = queue.jobs
-    assert job.recheck is recheck
+    assert job.recheck == recheck
 
 
 def guarded(

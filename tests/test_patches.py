@@ -86,9 +86,7 @@ def test_a_created_pod_records_the_images_it_was_created_with_in_an_annotation()
 def test_the_originals_annotation_merges_with_what_the_pod_carries() -> None:
     pod = make_pod("nginx")
     pod["metadata"]["annotations"] = {ORIGINAL_IMAGES: json.dumps({"old": "busybox:1"}), "a": "b"}
-    ops = build_patch(
-        pod, [swapped("containers", 0, "nginx", "t/n")], None, record_originals=True
-    )
+    ops = build_patch(pod, [swapped("containers", 0, "nginx", "t/n")], None, record_originals=True)
     assert ops[-1]["path"] == "/metadata/annotations/swapper.io~1original-images"
     pod["metadata"]["annotations"][ORIGINAL_IMAGES] = ops[-1]["value"]
     assert original_images(pod) == {"old": "busybox:1", "c0": "nginx"}

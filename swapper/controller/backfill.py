@@ -131,7 +131,7 @@ class PodPlanner:
             namespace,
             pods.name_of(obj),
             str(metadata.get("uid") or ""),
-            tuple(copy_job(c, who) for c in candidates),
+            tuple(copy_job(c, who, self.policy) for c in candidates),
             stuck,
         )
 

@@ -5,6 +5,9 @@ then the image is copied with :class:`swapper.oci.CopyEngine`, reading the sourc
 credentials the requesting pod's kubelet would use (its pull secrets, in the kubelet's order;
 the next one is tried when a registry refuses one), or else with the operator's
 ``source.registries`` credentials, or anonymously. Bytes and blobs are counted in the metrics.
+
+With ``keep_existing`` (``mirror.refreshTags: never``), a job without ``recheck`` whose target
+the mirror already has is done without looking at the source: a tag stays on its first copy.
 """
 
 from __future__ import annotations
@@ -38,8 +41,11 @@ class EngineCopier:
         platforms: Sequence[str] = (),
         metrics: Metrics | None = None,
         on_copied: Callable[[str], None] = lambda _: None,
+        *,
+        keep_existing: bool = False,
     ) -> None:
         self.on_copied = on_copied
+        self.keep_existing = keep_existing
         self.engine = engine
         self.target = target
         self.keyrings = keyrings
@@ -56,7 +62,9 @@ class EngineCopier:
         providers.append(None)
         return providers
 
-    async def __call__(self, job: CopyJob) -> CopyResult:
+    async def __call__(self, job: CopyJob) -> CopyResult | None:
+        if self.keep_existing and not job.recheck and await self.target.image_exists(job.target):
+            return None  # refreshTags never: the first copy stays
         await self.target.ensure_repository(job.repository)
         providers = self._providers(job)
         for i, provider in enumerate(providers):

@@ -47,7 +47,10 @@ class CopyJob:
     namespace: str = ""
     pull_secrets: tuple[str, ...] = field(default=())  # the pod's own imagePullSecrets names
     service_account: str = ""  # the pod's ServiceAccount (its secrets count when the pod has none)
-    recheck: bool = False  # imagePullPolicy Always on a tag: look at the source digest again
+    # A tag that may move: copied again (the copier compares digests) once its last copy is
+    # older than this many seconds (never more often than ``mirror.recheckEvery``); 0: a
+    # present copy stays as it is.
+    recheck: float = 0.0
 
 
 @runtime_checkable

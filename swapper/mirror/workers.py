@@ -255,7 +255,7 @@ class WorkerQueue:
         copied = self._copied.get(job.target)  # fresh for fresh_for
         if copied is not None:
             age = clock - copied[0]
-            if not (job.recheck and age >= self.settings.recheck_every):
+            if not (job.recheck and age >= max(job.recheck, self.settings.recheck_every)):
                 self.metrics.copies_not_started.labels("fresh").inc()
                 self._verify_soon(job.target, priority)
                 return None

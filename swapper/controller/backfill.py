@@ -53,24 +53,33 @@ _STATUS_FIELDS = ("initContainerStatuses", "containerStatuses", "ephemeralContai
 @dataclass(frozen=True, slots=True)
 class Stuck:
     """A container waiting to pull a mirror image (``ErrImagePull``, ``ImagePullBackOff``);
-    ``job`` would copy it back from the source its mirror path names, with the pod's own pull
-    secrets."""
+    ``job`` would copy it back from its source, with the pod's own pull secrets. ``original``
+    is the image the pod was created with (the ``swapper.io/original-images`` annotation, else
+    the source the mirror path names); ``path`` points at the container's image in the pod."""
 
     container: str
     reason: str
     job: CopyJob
+    path: str = ""
+    original: str = ""
 
 
 @dataclass(frozen=True, slots=True)
 class PodRecord:
-    """What the pod watch keeps per pod: its copies for the backfill, and its containers stuck
-    on a mirror image for the healer."""
+    """What the pod watch keeps per pod: its copies for the backfill, its containers that run a
+    mirror image (each as the copy that would put it back) for the monitor, and its containers
+    stuck on a mirror image for the healer."""
 
     namespace: str
     name: str
     uid: str
     jobs: PodImages = ()
     stuck: tuple[Stuck, ...] = ()
+    mirrored: PodImages = ()
+
+    def in_use(self) -> PodImages:
+        """Every image the pod runs that the monitor watches: swapped or to be swapped."""
+        return self.jobs + self.mirrored
 
 
 STATES = (
@@ -117,14 +126,15 @@ class PodPlanner:
         try:
             _, candidates = plan(obj, namespace, self.policy, self.is_origin)
             who = requester_of(obj, namespace)
-            stuck = self._stuck(obj, who) if isinstance(status, dict) else ()
+            on_mirror = self._on_mirror(obj, who)
+            stuck = self._stuck(obj, on_mirror) if isinstance(status, dict) else ()
         except MalformedPod as exc:
             self._skip(obj, "malformed", str(exc))
             return None
         except Exception as exc:  # one odd pod never stops the watch
             self._skip(obj, "error", f"{type(exc).__name__}: {exc}")
             return None
-        if not candidates and not stuck:
+        if not candidates and not stuck and not on_mirror:
             return None
         metadata = pods.metadata_of(obj)
         return PodRecord(
@@ -133,12 +143,27 @@ class PodPlanner:
             str(metadata.get("uid") or ""),
             tuple(copy_job(c, who, self.policy) for c in candidates),
             stuck,
+            tuple(dict.fromkeys(job for job, _, _ in on_mirror.values())),
         )
 
-    def _stuck(self, obj: Mapping[str, Any], who: Requester) -> tuple[Stuck, ...]:
+    def _on_mirror(
+        self, obj: Mapping[str, Any], who: Requester
+    ) -> dict[str, tuple[CopyJob, pods.Container, str]]:
+        """Container name -> (the copy that puts its mirror image back, the container, the
+        image it was created with), for the containers that run an image under the target."""
+        originals = pods.original_images(obj)
+        found: dict[str, tuple[CopyJob, pods.Container, str]] = {}
+        for container in pods.containers(obj):
+            restore = self._restore_job(container.image, who, originals.get(container.name))
+            if restore is not None:
+                found[container.name] = (restore, container, str(restore.source))
+        return found
+
+    def _stuck(
+        self, obj: Mapping[str, Any], on_mirror: Mapping[str, tuple[CopyJob, pods.Container, str]]
+    ) -> tuple[Stuck, ...]:
         """Containers waiting with a pull failure on an image under the target."""
         status = obj.get("status") or {}
-        images = {c.name: c.image for c in pods.containers(obj)}
         found: list[Stuck] = []
         for field in _STATUS_FIELDS:
             for entry in status.get(field) or ():
@@ -149,23 +174,33 @@ class PodPlanner:
                 if reason not in PULL_FAILURES:
                     continue
                 name = str(entry.get("name") or "")
-                image = images.get(name, "")
-                job = self._restore_job(image, who)
-                if job is None:
-                    log.debug("pull_failure_not_a_mirror_image", pod=pods.name_of(obj), image=image)
+                mine = on_mirror.get(name)
+                if mine is None:
+                    log.debug(
+                        "pull_failure_not_a_mirror_image", pod=pods.name_of(obj), container=name
+                    )
                     continue
-                found.append(Stuck(name, str(reason), job))
+                job, container, original = mine
+                found.append(Stuck(name, str(reason), job, container.image_path, original))
         return tuple(found)
 
-    def _restore_job(self, image: str, who: Requester) -> CopyJob | None:
-        """The copy that puts ``image`` (a mirror reference) back from its source."""
+    def _restore_job(self, image: str, who: Requester, original: str | None) -> CopyJob | None:
+        """The copy that puts ``image`` (a mirror reference) back from its source: the image
+        the pod was created with when that mirrors to ``image`` exactly (an annotation naming
+        anything else is ignored: it must not fill this mirror path), else the source the
+        mirror path names."""
         endpoint = self.policy.endpoint
         mirrored = image_plan(image, endpoint, self.is_origin)
         if mirrored.ref is None or not mirrored.at_origin or mirrored.source is None:
             return None
         source = image_plan(str(mirrored.source), endpoint, self.is_origin)
+        ref = mirrored.source
+        if original:
+            written = image_plan(original, endpoint, self.is_origin)
+            if written.ref is not None and not written.at_origin and written.target == image:
+                ref, source = written.ref, written
         return CopyJob(
-            mirrored.source,
+            ref,
             image,
             source.repository,
             who.namespace,

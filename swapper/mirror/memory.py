@@ -1,16 +1,19 @@
 """In-memory doubles of the mirror's protocols, for tests and ``swapper explain`` (like httpx's
-``MockTransport``): :class:`MemoryCopyQueue` (a :class:`~swapper.mirror.queue.CopyQueue`) and
-:class:`MemoryAccess` (a :class:`~swapper.mirror.access.SourceAccess`)."""
+``MockTransport``): :class:`MemoryCopyQueue` (a :class:`~swapper.mirror.queue.CopyQueue`),
+:class:`MemoryAccess` (a :class:`~swapper.mirror.access.SourceAccess`) and :class:`MemoryProbe`
+(a :class:`~swapper.mirror.probe.SourceProbe`)."""
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from swapper.aio import SingleFlight
 from swapper.errors import CopyDeadlineExceeded, CopyError, CopyReason, QueueFull
 from swapper.images import ImageReference
 from swapper.mirror.queue import CopyJob, Priority, Requester
+from swapper.mirror.probe import Probe, SourceState
 from swapper.mirror.verdicts import ANONYMOUS_REFUSED, READABLE, Access, Verdict, unreachable
 from swapper.targets.memory import MemoryTarget
 
@@ -95,3 +98,33 @@ class MemoryAccess:
         if readers is None or readers.intersection(who.pull_secrets):
             return READABLE
         return Access(Verdict.PRIVATE, ANONYMOUS_REFUSED)
+
+
+class MemoryProbe:
+    """Sources as a test sets them: ``served`` maps a reference (as written) to its digest,
+    ``private`` a reference to the namespaces whose pods can read it, ``unreachable`` holds
+    references whose registry does not answer (``retry_after``: as a 429 would ask)."""
+
+    def __init__(self) -> None:
+        self.served: dict[str, str] = {}
+        self.private: dict[str, set[str]] = {}
+        self.unreachable: set[str] = set()
+        self.retry_after: float | None = None
+        self.asked: list[str] = []
+
+    async def probe(self, source: ImageReference, askers: Sequence[Requester]) -> Probe:
+        key = str(source)
+        self.asked.append(key)
+        if key in self.unreachable:
+            return Probe(SourceState.UNREACHABLE, retry_after=self.retry_after, reason="test")
+        readers = self.private.get(key)
+        if readers is None:
+            digest = self.served.get(key)
+            return Probe(SourceState.SERVED, digest) if digest else Probe(SourceState.GONE)
+        for index, who in enumerate(askers):
+            if who.namespace in readers:
+                digest = self.served.get(key)
+                return (
+                    Probe(SourceState.SERVED, digest, index) if digest else Probe(SourceState.GONE)
+                )
+        return Probe(SourceState.DENIED)

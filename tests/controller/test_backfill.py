@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -13,6 +14,7 @@ from swapper.metrics import Metrics
 from swapper.mirror.memory import MemoryAccess, MemoryCopyQueue
 from swapper.mirror.queue import CopyJob, Priority
 from swapper.mutation import Policy
+from swapper.pods import ORIGINAL_IMAGES
 from swapper.targets.memory import MemoryTarget
 
 ENDPOINT = "mirror.local:5000/m"
@@ -93,9 +95,29 @@ def test_a_pod_is_kept_as_the_copies_admission_would_ask_for() -> None:
     assert job.namespace == "apps"
 
 
-def test_a_pod_already_at_the_mirror_or_filtered_out_is_not_kept() -> None:
+def test_a_pod_already_at_the_mirror_is_kept_for_the_monitor_only() -> None:
     at_mirror = pod("web", f"{ENDPOINT}/docker.io/library/nginx:1.27")
-    assert planner()(at_mirror) is None
+    record = planner()(at_mirror)
+    assert record is not None and record.jobs == () and record.stuck == ()
+    [restore] = record.mirrored
+    assert (str(restore.source), restore.target) == (
+        "docker.io/library/nginx:1.27",
+        f"{ENDPOINT}/docker.io/library/nginx:1.27",
+    )
+
+
+def test_the_original_image_annotation_names_the_source_only_when_it_mirrors_to_the_image() -> None:
+    at_mirror = pod("web", f"{ENDPOINT}/docker.io/library/nginx:1.27")
+    at_mirror["metadata"]["annotations"] = {ORIGINAL_IMAGES: json.dumps({"web": "nginx:1.27"})}
+    [restore] = planner()(at_mirror).mirrored  # type: ignore[union-attr]
+    assert str(restore.source) == "docker.io/library/nginx:1.27"
+    forged = json.dumps({"web": "ghcr.io/evil/payload:1"})
+    at_mirror["metadata"]["annotations"] = {ORIGINAL_IMAGES: forged}
+    [restore] = planner()(at_mirror).mirrored  # type: ignore[union-attr]
+    assert str(restore.source) == "docker.io/library/nginx:1.27"
+
+
+def test_a_filtered_out_pod_is_not_kept() -> None:
     skipped = planner(("obj.metadata.namespace == 'kube-system'",))
     assert skipped(pod("dns", "coredns:1.11", namespace="kube-system")) is None
     assert skipped(pod("dns", "coredns:1.11", namespace="apps")) is not None

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 from swapper.kube.pull_secrets import PullSecrets
 from swapper.metrics import Metrics
+from swapper.mirror.probe import SourceProbe
 from swapper.mirror.queue import CopyQueue
 from swapper.mirror.verdicts import OpenAccess, SourceAccess
 from swapper.supervisor import TaskSpec
@@ -33,3 +34,4 @@ class Backends:
     ready_checks: list[Callable[[], bool]] = field(default_factory=list)  # all true: ready
     closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)  # on shutdown
     pull_secrets: PullSecrets | None = None  # keeps the target pull secret in namespaces
+    probe: SourceProbe | None = None  # what sources serve now (the monitor; heal's revert)

@@ -186,11 +186,39 @@ class Metrics:
             ["result"],
             registry=r,
         )
+        self.images = Gauge(
+            "swapper_images",
+            "The distinct images pods run (or would run from the mirror), by state: mirrored, "
+            "missing-in-mirror, source-gone, source-unreachable, private-unverified, tag-moved, "
+            "unchecked.",
+            ["state"],
+            registry=r,
+        )
+        self.image_info = Gauge(
+            "swapper_image_info",
+            "1 per image in use (at most controller.monitor.maxInfo images), with its state.",
+            ["source", "target", "state"],
+            registry=r,
+        )
+        self.monitor_checks = Counter(
+            "swapper_monitor_checks",
+            "Checks of the images in use: kind mirror (result present, missing, error) and "
+            "source (served, gone, denied, unreachable, rate-limited).",
+            ["kind", "result"],
+            registry=r,
+        )
+        self.monitor_copies = Counter(
+            "swapper_monitor_copies",
+            "Images the monitor copied again, by reason (missing: lost by the mirror; refresh: "
+            "a moved tag under refreshTags always) and result (queued, would-copy, queue-full, "
+            "error).",
+            ["reason", "result"],
+            registry=r,
+        )
         self.heals = Counter(
             "swapper_heals",
-            "Containers stuck pulling a mirror image, by action (restore: copy the image back) "
-            "and result (restored, failed, not-missing: the mirror has it, dry-run, "
-            "check-failed).",
+            "Containers stuck pulling a mirror image, by action (restore: copy the image back; "
+            "revert: patch the container back to its source) and result.",
             ["action", "result"],
             registry=r,
         )

@@ -47,6 +47,7 @@ LIVE_KEYS: dict[str, tuple[str, ...]] = {
     "controller.backfill": ("controller", "backfill"),
     "controller.prefill": ("controller", "prefill"),
     "controller.heal": ("controller", "heal"),
+    "controller.monitor": ("controller", "monitor"),
 }
 """The keys a reload applies without a restart (YAML key: the attribute path in Config)."""
 

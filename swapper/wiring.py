@@ -25,6 +25,7 @@ from swapper.logs import get_logger
 from swapper.metrics import Metrics
 from swapper.mirror.access import KeyringSource, RegistryAccess
 from swapper.mirror.engine import EngineCopier
+from swapper.mirror.probe import RegistryProbe
 from swapper.mirror.queue import Requester
 from swapper.mirror.shared import SharedCopier
 from swapper.mirror.verdicts import OpenAccess, SourceAccess
@@ -224,6 +225,7 @@ def build_backends(
         ready_checks=ready_checks,
         closers=[*closers, client.aclose],
         pull_secrets=pull_secrets,
+        probe=RegistryProbe(client, keyrings),
     )
 
 

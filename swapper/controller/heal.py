@@ -10,8 +10,17 @@ For each (pod, image), at most once per ``cooldown``:
    the pod's own pull secrets, so a private source is never copied with anyone else's. The
    kubelet's next retry then pulls it; the pod is not changed.
 
-Each step leaves an Event on the pod (``MirrorImageRestored``, ``HealFailed``; in dry-run
-``MirrorImageMissing``, saying what would be done) and counts
+3. if that copy fails, and ``controller.heal.revert`` is on: the source is asked with the pod's
+   own credentials (:mod:`swapper.mirror.probe`). When it serves the image (the mirror refuses
+   pushes: quota, read-only, lost permissions), that one container's image is patched back to
+   its source, the image the pod was created with (the ``swapper.io/original-images``
+   annotation, else the source the mirror path names). The patch tests the pod's uid and the
+   container's current image first, so a pod replaced or changed meanwhile is left alone; a
+   pod deleted mid-heal is no error. An ephemeral container cannot be patched, a source the
+   pod cannot read is never reverted to, and when the source is gone too nothing can help.
+
+Each step leaves an Event on the pod (``MirrorImageRestored``, ``ImageReverted``,
+``HealFailed``; in dry-run ``MirrorImageMissing``, saying what would be done) and counts
 ``swapper_heals_total{action,result}``. A pod that pulls a mirror image the mirror has fails
 for another reason (its pull secret, the node's network): that is counted (``not-missing``)
 and left alone.
@@ -27,13 +36,16 @@ from swapper.aio import TTLMap
 from swapper.controller.backfill import PodRecord, Stuck, changes
 from swapper.errors import CopyError
 from swapper.kube.events import EventType, PodEvents
+from swapper.kube.pods import PodPatches
 from swapper.logs import get_logger
 from swapper.metrics import Metrics
-from swapper.mirror.queue import CopyQueue
+from swapper.mirror.probe import SourceProbe, SourceState
+from swapper.mirror.queue import CopyQueue, Requester
 
 log = get_logger("swapper.controller")
 
 RESTORE = "restore"
+REVERT = "revert"
 
 
 class Healer:
@@ -56,8 +68,14 @@ class Healer:
         concurrency: int = 4,
         max_remembered: int = 10_000,
         clock: Callable[[], float] = time.monotonic,
+        revert: bool = False,
+        probe: SourceProbe | None = None,
+        patches: PodPatches | None = None,
     ) -> None:
         self.records = records
+        self.revert = revert  # controller.heal.revert (needs probe and patches to act)
+        self.probe = probe
+        self.patches = patches
         self.generation = generation
         self.exists_now = exists_now
         self.queue = queue
@@ -126,6 +144,9 @@ class Healer:
         except CopyError as exc:
             self._count("failed")
             log.warning("heal_failed", **where, target=job.target, reason=str(exc.reason))
+            if self.revert:
+                await self._revert(record, stuck, str(exc.reason))
+                return
             await self._event(
                 record,
                 "HealFailed",
@@ -144,10 +165,77 @@ class Healer:
             "Normal",
         )
 
+    async def _revert(self, record: PodRecord, stuck: Stuck, why: str) -> None:
+        """Put the container back on its source, if the pod itself can read it there."""
+        job = stuck.job
+        where = {"namespace": record.namespace, "pod": record.name, "container": stuck.container}
+        source = str(job.source)
+        lost = f"{job.target} is missing in the mirror and could not be copied back ({why})"
+        if self.probe is None or self.patches is None or not stuck.path:
+            return await self._failed_revert(record, "unavailable", f"{lost}; not reverted")
+        if "/ephemeralContainers/" in stuck.path:
+            return await self._failed_revert(
+                record, "unsupported", f"{lost}; an ephemeral container's image cannot be changed"
+            )
+        who = Requester(job.namespace, job.pull_secrets, job.service_account)
+        try:
+            probe = await self.probe.probe(job.source, [who])
+        except Exception as exc:
+            log.warning("heal_revert_check_failed", **where, error=type(exc).__name__)
+            return await self._failed_revert(record, "check-failed", f"{lost}; not reverted")
+        if probe.state is SourceState.GONE:
+            return await self._failed_revert(
+                record,
+                "source-gone",
+                f"{lost}, and {source} is gone from its source too: nothing can help this pod",
+            )
+        if probe.state is SourceState.DENIED:
+            return await self._failed_revert(
+                record,
+                "private",
+                f"{lost}; not reverted to {source}: the pod's own credentials cannot read it",
+            )
+        if probe.state is SourceState.UNREACHABLE:
+            return await self._failed_revert(
+                record, "source-unreachable", f"{lost}; {source} did not answer: not reverted"
+            )
+        if not self.side_effects:
+            self._count("dry-run", REVERT)
+            await self._event(
+                record,
+                "MirrorImageMissing",
+                f"dry-run: {lost}; swapper would set container {stuck.container} back to {source}",
+                "Warning",
+            )
+            return
+        try:
+            result = await self.patches.set_image(
+                record.namespace, record.name, record.uid, stuck.path, job.target, source
+            )
+        except Exception as exc:
+            log.warning("heal_revert_failed", **where, error=str(exc)[:300])
+            return await self._failed_revert(record, "failed", f"{lost}; the patch failed")
+        if result != "patched":  # gone or changed meanwhile: nothing to heal any more
+            self._count(result, REVERT)
+            log.info("heal_revert_not_needed", **where, result=result)
+            return
+        self._count("reverted", REVERT)
+        log.info("heal_reverted", **where, image=source)
+        await self._event(
+            record,
+            "ImageReverted",
+            f"{lost}: container {stuck.container} set back to its source {source}",
+            "Normal",
+        )
+
+    async def _failed_revert(self, record: PodRecord, result: str, message: str) -> None:
+        self._count(result, REVERT)
+        await self._event(record, "HealFailed", message, "Warning")
+
     async def _event(self, record: PodRecord, reason: str, message: str, kind: EventType) -> None:
         await self.events.pod_event(
             record.namespace, record.name, record.uid, reason, message, kind
         )
 
-    def _count(self, result: str) -> None:
-        self.metrics.heals.labels(RESTORE, result).inc()
+    def _count(self, result: str, action: str = RESTORE) -> None:
+        self.metrics.heals.labels(action, result).inc()

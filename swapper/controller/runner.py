@@ -1,8 +1,9 @@
 """The cluster half put together: leader election, and the loops the leader runs.
 
 Every replica runs the elector (a supervised task). The replica that holds the Lease starts the
-pod watch and the backfill as supervised tasks of their own; when it loses the Lease (or shuts
-down) it stops them before another replica could take the Lease over.
+pod watch and, over it, the backfill, the healer and the monitor as supervised tasks of their
+own; when it loses the Lease (or shuts down) it stops them before another replica could take
+the Lease over.
 """
 
 from __future__ import annotations
@@ -16,9 +17,11 @@ from swapper.config import Config, CopyPolicy
 from swapper.controller.backfill import Backfill, PodImages, PodPlanner, PodRecord
 from swapper.controller.heal import Healer
 from swapper.controller.leader import LeaderElector
+from swapper.controller.monitor import Monitor, MonitorOptions
 from swapper.kube.events import PodEvents
 from swapper.kube.informer import Informer
 from swapper.kube.leases import LeaseStore
+from swapper.kube.pods import PodPatches
 from swapper.logs import get_logger
 from swapper.mutation import Policy
 from swapper.supervisor import Supervisor, TaskSpec
@@ -28,6 +31,7 @@ log = get_logger("swapper.controller")
 POD_WATCH = "pod-watch"
 BACKFILL = "backfill"
 HEAL = "heal"
+MONITOR = "monitor"
 ELECTION = "leader-election"
 
 
@@ -90,10 +94,12 @@ class Controller:
         store: LeaseStore,
         identity: str,
         events: PodEvents | None = None,
+        patches: PodPatches | None = None,
     ) -> None:
         from kubernetes import client
 
         from swapper.kube.events import EventRecorder
+        from swapper.kube.pods import KubePodPatches
 
         self.config = config
         self.supervisor = supervisor
@@ -120,15 +126,33 @@ class Controller:
         target = backends.target
         # The mirror asked past the existence cache when there is one (swapper serve's).
         exists_now = getattr(target, "image_exists_now", target.image_exists)
+        events = events if events is not None else EventRecorder(api_client)
         self.healer = Healer(
             self.watch.records,
             lambda: self.watch.informer.generation,
             exists_now,
             backends.queue,
-            events if events is not None else EventRecorder(api_client),
+            events,
             backends.metrics,
             side_effects=not config.dry_run,
             cooldown=settings.heal.cooldown,
+            revert=settings.heal.revert,
+            probe=backends.probe,
+            patches=patches if patches is not None else KubePodPatches(api_client),
+        )
+        self.monitor = (
+            Monitor(
+                self.watch.records,
+                lambda: self.watch.informer.generation,
+                target.image_digest,
+                backends.probe,
+                backends.queue,
+                events,
+                backends.metrics,
+                monitor_options(config),
+            )
+            if backends.probe is not None
+            else None
         )
         self.elector = LeaderElector(
             store,
@@ -167,8 +191,13 @@ class Controller:
             self.supervisor.spawn(TaskSpec(BACKFILL, self.backfill.run))
         if self.config.controller.heal.enabled:
             self.supervisor.spawn(TaskSpec(HEAL, self.healer.run))
+        if self.monitor is not None and self.config.controller.monitor.enabled:
+            self.supervisor.spawn(TaskSpec(MONITOR, self.monitor.run))
 
     async def _stop_loops(self) -> None:
+        await self.supervisor.cancel(MONITOR)
+        if self.monitor is not None:
+            self.monitor.clear()
         await self.supervisor.cancel(HEAL)
         await self.supervisor.cancel(BACKFILL)
         await self.supervisor.cancel(POD_WATCH)
@@ -188,6 +217,9 @@ class Controller:
         self.planner.policy = Policy.from_config(config)
         self.backfill.copies = copies(config)
         self.healer.side_effects = not config.dry_run
+        self.healer.revert = config.controller.heal.revert
+        if self.monitor is not None:
+            self.monitor.options = monitor_options(config)
         if self._leading:
             await self._stop_loops()
             self.supervisor.spawn(TaskSpec(POD_WATCH, self.watch.run))
@@ -201,3 +233,15 @@ def copies(config: Config) -> bool:
     if config.image_copy_policy is CopyPolicy.NONE:
         return False
     return not config.dry_run or config.controller.prefill
+
+
+def monitor_options(config: Config) -> MonitorOptions:
+    """What the monitor acts on, from ``controller.monitor`` and ``mirror``."""
+    return MonitorOptions(
+        settings=config.controller.monitor,
+        refresh=config.mirror.refresh_tags,
+        refresh_every=config.mirror.refresh_every,
+        compare_digests=not config.mirror.platforms,
+        side_effects=copies(config),
+        max_images=config.controller.max_images,
+    )

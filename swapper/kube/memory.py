@@ -1,11 +1,13 @@
 """In-memory doubles of the kube package's protocols, for tests (like httpx's
 ``MockTransport``): :class:`MemoryPullSecrets` (a :class:`~swapper.kube.pull_secrets.PullSecrets`)
-and :class:`MemoryEvents` (a :class:`~swapper.kube.events.PodEvents`).
+and :class:`MemoryEvents` (a :class:`~swapper.kube.events.PodEvents`) and
+:class:`MemoryPodPatches` (a :class:`~swapper.kube.pods.PodPatches`).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from swapper.errors import KubeError
 from swapper.kube.events import EventType
@@ -45,3 +47,26 @@ class MemoryEvents:
     ) -> bool:
         self.events.append((namespace, name, reason, event_type, message))
         return True
+
+
+class MemoryPodPatches:
+    """Pods as JSON in a dict by (namespace, name), patched as the API server would: the
+    ``test`` operations of :func:`~swapper.kube.pods.image_patch` are checked."""
+
+    def __init__(self) -> None:
+        self.pods: dict[tuple[str, str], dict[str, Any]] = {}
+        self.patched: list[tuple[str, str, str, str]] = []  # namespace, name, path, image
+
+    async def set_image(
+        self, namespace: str, name: str, uid: str, path: str, current: str, image: str
+    ) -> str:
+        pod = self.pods.get((namespace, name))
+        if pod is None or pod.get("metadata", {}).get("uid") != uid:
+            return "gone"
+        _, spec, field, index, key = path.split("/")
+        container = pod[spec][field][int(index)]
+        if container.get(key) != current:
+            return "conflict"
+        container[key] = image
+        self.patched.append((namespace, name, path, image))
+        return "patched"

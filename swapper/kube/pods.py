@@ -1,4 +1,5 @@
-"""Pods read from the API server page by page, for ``swapper audit``.
+"""Pods read from the API server page by page (``swapper audit``), and a container's image
+patched back (the healer's ``revert``, :class:`KubePodPatches`).
 
 A page is at most ``limit`` pods (500 by default) and the next one is asked with the first's
 ``continue`` token, so a caller holds one page at a time, never the whole list. When the token
@@ -9,9 +10,10 @@ from there rather than counting the first pages twice (:attr:`PodPages.inconsist
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, Protocol
 
 from swapper.errors import KubeError
 from swapper.kube import call_json, describe_api_error, status_of
@@ -110,3 +112,53 @@ def namespaces(api_client: Any) -> list[str] | None:
         token = str((body.get("metadata") or {}).get("continue") or "")
         if not token:
             return names
+
+
+class PodPatches(Protocol):
+    """Changes one container's image in a pod: the healer's ``revert``
+    (:class:`KubePodPatches`, or the memory double of tests)."""
+
+    async def set_image(
+        self, namespace: str, name: str, uid: str, path: str, current: str, image: str
+    ) -> str:
+        """``patched``; ``gone`` when the pod (that uid) no longer exists; ``conflict`` when
+        the container's image is no longer ``current``. Raises :class:`KubeError` otherwise."""
+        ...
+
+
+def image_patch(uid: str, path: str, current: str, image: str) -> list[dict[str, Any]]:
+    """A JSON patch that sets the image at ``path`` only if the pod is still the one with
+    ``uid`` and the image is still ``current`` (each a ``test``, so nothing else is touched)."""
+    return [
+        {"op": "test", "path": "/metadata/uid", "value": uid},
+        {"op": "test", "path": path, "value": current},
+        {"op": "replace", "path": path, "value": image},
+    ]
+
+
+class KubePodPatches:
+    """Patches pods through an API client, off the event loop (needs ``patch`` on pods)."""
+
+    def __init__(self, api_client: Any) -> None:
+        from kubernetes import client
+
+        self.core = client.CoreV1Api(api_client)
+
+    async def set_image(
+        self, namespace: str, name: str, uid: str, path: str, current: str, image: str
+    ) -> str:
+        return await asyncio.to_thread(
+            self._patch, namespace, name, image_patch(uid, path, current, image)
+        )
+
+    def _patch(self, namespace: str, name: str, body: list[dict[str, Any]]) -> str:
+        try:
+            call_json(self.core.patch_namespaced_pod, name, namespace, body)
+        except Exception as exc:
+            status = status_of(exc)
+            if status == 404:
+                return "gone"
+            if status in (409, 422):  # a failed test: another uid, or the image changed
+                return "conflict"
+            raise describe_api_error(exc, f"patch pod {namespace}/{name}") from None
+        return "patched"

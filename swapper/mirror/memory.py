@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 from swapper.aio import SingleFlight
 from swapper.errors import CopyDeadlineExceeded, CopyError, CopyReason, QueueFull
 from swapper.images import ImageReference
-from swapper.mirror.queue import CopyJob, Priority, Requester
 from swapper.mirror.probe import Probe, SourceState
+from swapper.mirror.queue import CopyJob, Priority, Requester
 from swapper.mirror.verdicts import ANONYMOUS_REFUSED, READABLE, Access, Verdict, unreachable
 from swapper.targets.memory import MemoryTarget
 

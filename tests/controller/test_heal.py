@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from swapper.config import CopyPolicy, SwapPolicy
 from swapper.controller.backfill import PodPlanner, PodRecord
 from swapper.controller.heal import Healer
 from swapper.filters import Filters
-from swapper.kube.memory import MemoryEvents
+from swapper.kube.memory import MemoryEvents, MemoryPodPatches
 from swapper.metrics import Metrics
-from swapper.mirror.memory import MemoryCopyQueue
+from swapper.mirror.memory import MemoryCopyQueue, MemoryProbe
 from swapper.mutation import Policy
+from swapper.pods import ORIGINAL_IMAGES
 from swapper.targets.memory import MemoryTarget
 
 ENDPOINT = "mirror.local:5000/m"
@@ -50,6 +52,8 @@ def healer(
     *,
     side_effects: bool = True,
     cooldown: float = 300.0,
+    probe: MemoryProbe | None = None,
+    patches: MemoryPodPatches | None = None,
 ) -> tuple[Healer, MemoryCopyQueue, MemoryEvents, Metrics]:
     queue = MemoryCopyQueue(target)
     events = MemoryEvents()
@@ -63,13 +67,16 @@ def healer(
         metrics,
         side_effects=side_effects,
         cooldown=cooldown,
+        revert=probe is not None,
+        probe=probe,
+        patches=patches,
     )
     return heal, queue, events, metrics
 
 
-def heals(metrics: Metrics, result: str) -> float:
+def heals(metrics: Metrics, result: str, action: str = "restore") -> float:
     value = metrics.registry.get_sample_value(
-        "swapper_heals_total", {"action": "restore", "result": result}
+        "swapper_heals_total", {"action": action, "result": result}
     )
     return value or 0.0
 
@@ -159,3 +166,75 @@ async def test_a_pod_is_healed_at_most_once_per_image_per_cooldown() -> None:
     assert len(events.events) == 1
     heal._recent.clear()  # what the cooldown's end does
     assert await heal.heal_pass() == 1
+
+
+SOURCE = "docker.io/library/nginx:1.27"
+
+
+def reverting(
+    pod: dict[str, Any], readers: set[str] | None = None, served: bool = True
+) -> tuple[Healer, MemoryEvents, Metrics, MemoryPodPatches]:
+    """A healer with revert on, over a mirror that refuses the copy back."""
+    target = MemoryTarget(ENDPOINT)
+    record = planner()(pod)
+    assert record is not None
+    probe = MemoryProbe()
+    if served:
+        probe.served[SOURCE] = "sha256:" + "1" * 64
+    if readers is not None:
+        probe.private[SOURCE] = readers
+    patches = MemoryPodPatches()
+    patches.pods[("apps", "web")] = pod
+    heal, queue, events, metrics = healer([record], target, probe=probe, patches=patches)
+    queue.fail.add(MIRROR)
+    return heal, events, metrics, patches
+
+
+async def test_with_revert_a_mirror_refusing_the_copy_sets_the_container_back_to_its_source() -> (
+    None
+):
+    pod = stuck_pod()
+    pod["metadata"]["annotations"] = {ORIGINAL_IMAGES: json.dumps({"app": "nginx:1.27"})}
+    heal, events, metrics, patches = reverting(pod)
+    await heal.heal_pass()
+    assert patches.patched == [("apps", "web", "/spec/containers/0/image", SOURCE)]
+    assert pod["spec"]["containers"][0]["image"] == SOURCE
+    [(_, _, reason, kind, message)] = events.events
+    assert (reason, kind) == ("ImageReverted", "Normal") and SOURCE in message
+    assert heals(metrics, "reverted", "revert") == 1
+
+
+async def test_a_source_gone_as_well_is_a_heal_failure_and_the_pod_is_not_changed() -> None:
+    pod = stuck_pod()
+    heal, events, metrics, patches = reverting(pod, served=False)
+    await heal.heal_pass()
+    assert patches.patched == [] and pod["spec"]["containers"][0]["image"] == MIRROR
+    [(_, _, reason, kind, message)] = events.events
+    assert (reason, kind) == ("HealFailed", "Warning") and "nothing can help" in message
+    assert heals(metrics, "source-gone", "revert") == 1
+
+
+async def test_a_private_source_the_pod_cannot_read_is_never_reverted_to() -> None:
+    pod = stuck_pod()
+    heal, events, metrics, patches = reverting(pod, readers={"another-namespace"})
+    await heal.heal_pass()
+    assert patches.patched == []
+    [(_, _, reason, _, message)] = events.events
+    assert reason == "HealFailed" and "own credentials cannot read" in message
+    assert heals(metrics, "private", "revert") == 1
+
+
+async def test_a_private_source_the_pod_can_read_is_reverted_to() -> None:
+    pod = stuck_pod()
+    heal, _, _, patches = reverting(pod, readers={"apps"})
+    await heal.heal_pass()
+    assert len(patches.patched) == 1
+
+
+async def test_a_pod_deleted_or_replaced_mid_heal_is_no_error() -> None:
+    pod = stuck_pod()
+    heal, events, metrics, patches = reverting(pod)
+    patches.pods.clear()
+    await heal.heal_pass()
+    assert patches.patched == [] and events.events == []
+    assert heals(metrics, "gone", "revert") == 1

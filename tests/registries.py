@@ -269,10 +269,12 @@ def start_registry(
     users: dict[str, str] | None = None,
     token_server: TokenServer | None = None,
     access_log: bool = False,
+    read_only: bool = False,
 ) -> Registry:
     """Start ``docker-registry`` on a free loopback port and wait until it answers.
 
-    ``access_log``: one line per request in :meth:`Registry.logs` (to count requests)."""
+    ``access_log``: one line per request in :meth:`Registry.logs` (to count requests).
+    ``read_only``: pulls and deletes answer, pushes are refused (its maintenance mode)."""
     workdir.mkdir(parents=True, exist_ok=True)
     port = free_port()
     http: dict[str, Any] = {"addr": f"127.0.0.1:{port}", "secret": "swapper-tests"}
@@ -294,7 +296,10 @@ def start_registry(
         "storage": {
             "filesystem": {"rootdirectory": str(workdir / "data")},
             "delete": {"enabled": True},
-            "maintenance": {"uploadpurging": {"enabled": False}},
+            "maintenance": {
+                "uploadpurging": {"enabled": False},
+                "readonly": {"enabled": read_only},
+            },
         },
         "http": http,
     }

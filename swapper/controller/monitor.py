@@ -12,7 +12,8 @@ path) and each image the config would mirror. For each it asks, over time:
 ``interval`` (``controller.monitor``, per host under ``registries``), one check every
 ``interval / maxChecks`` seconds, never in a burst, and each image at most once per interval.
 A registry that answers 429 is left alone for the ``Retry-After`` it asked (at least one
-spacing).
+spacing). Each registry has at most one check in flight, and a slow or dead registry holds up
+no other: checks run as tasks of their own (at most ``_MAX_IN_FLIGHT`` at once).
 
 **States** (``swapper_images{state}``), in this order of precedence:
 
@@ -39,6 +40,7 @@ more are dropped. ``swapper_image_info{source,target,state}`` has a series for a
 from __future__ import annotations
 
 import asyncio
+import functools
 import math
 import time
 from collections.abc import Awaitable, Callable, Iterable
@@ -69,6 +71,7 @@ STATES = (MIRRORED, MISSING, GONE, UNREACHABLE, PRIVATE, MOVED, UNCHECKED)
 GONE_EVENT = "MirrorImageGone"
 
 _CHECK_TIMEOUT = 30.0  # one registry round trip (with its retries), at most
+_MAX_IN_FLIGHT = 16  # checks running at once, over all registries
 
 
 @dataclass
@@ -152,14 +155,31 @@ class Monitor:
         self._seen_generation = -1
         self._over_reported = False
         self._info: set[tuple[str, str, str]] = set()
+        self._in_flight: dict[str, asyncio.Task[None]] = {}  # registry host -> its check
 
     # -- the loop ------------------------------------------------------------------------------
 
     async def run(self) -> None:
-        """Forever: follow the pod cache, and run each registry's checks when they are due."""
-        while True:
-            await self.step()
-            await self.sleep(self._tick())
+        """Forever: follow the pod cache, and start each registry's checks when they are due."""
+        try:
+            while True:
+                await self.step()
+                await self.sleep(self._tick())
+        finally:
+            await self.cancel()
+
+    async def cancel(self) -> None:
+        """Stop the checks in flight."""
+        tasks = list(self._in_flight.values())
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self._in_flight.clear()
+
+    async def drain(self) -> None:
+        """Wait for the checks in flight (for tests)."""
+        while self._in_flight:
+            await asyncio.gather(*self._in_flight.values(), return_exceptions=True)
 
     def _tick(self) -> float:
         """How long to sleep: the shortest spacing, within [0.05 s, 1 s]."""
@@ -167,19 +187,32 @@ class Monitor:
         return min(1.0, max(0.05, min(spacings)))
 
     async def step(self) -> int:
-        """Follow the pod cache, run the checks due now (one per registry at most); how many."""
+        """Follow the pod cache, start the checks due now (one per registry at most); how
+        many were started."""
         if self.generation() != self._seen_generation:
             self._seen_generation = self.generation()
             self.sync()
         due = self._due(self.clock())
-        if due:
-            await asyncio.gather(*(self._run(check) for check in due))
-            for target in dict.fromkeys(check.target for check in due):
-                watched = self.images.get(target)
-                if watched is not None:
-                    await self._settle(target, watched)
-            self._export()
+        for check in due:
+            task = asyncio.create_task(self._check(check), name=f"monitor-{check.host}")
+            self._in_flight[check.host] = task
+            task.add_done_callback(functools.partial(self._done, check.host))
         return len(due)
+
+    def _done(self, host: str, _: asyncio.Task[None]) -> None:
+        self._in_flight.pop(host, None)
+
+    async def _check(self, check: _Check) -> None:
+        try:
+            await self._run(check)
+            watched = self.images.get(check.target)
+            if watched is not None:
+                await self._settle(check.target, watched)
+            self._export()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # one check never stops the monitor
+            log.warning("monitor_check_failed", target=check.target, error=type(exc).__name__)
 
     # -- what is in use ------------------------------------------------------------------------
 
@@ -227,6 +260,8 @@ class Monitor:
             ):
                 pace = self.pace(check.host)
                 if now < pace.next_at or now - last < pace.interval:
+                    continue
+                if check.host in self._in_flight or len(self._in_flight) >= _MAX_IN_FLIGHT:
                     continue
                 if check.host not in best or last < best[check.host][0]:
                     best[check.host] = (last, check)
@@ -409,7 +444,8 @@ class Monitor:
         self._info = wanted
 
     def clear(self) -> None:
-        """Leadership ended: forget everything (the next leader starts from its own checks)."""
+        """Leadership ended: forget everything (the next leader starts from its own checks;
+        the checks in flight were cancelled with :meth:`run`)."""
         self.images.clear()
         self.paces.clear()
         self._seen_generation = -1

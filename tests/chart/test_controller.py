@@ -44,6 +44,15 @@ def test_the_controller_may_only_list_and_watch_pods_cluster_wide() -> None:
     assert grants(role["rules"]) == {("", "pods", "list", "*"), ("", "pods", "watch", "*")}
 
 
+def test_heal_revert_adds_patch_on_pods_and_nothing_else() -> None:
+    reverting = render({"config": {"controller": {"heal": {"revert": True}}}})
+    role = reverting.one("ClusterRole", "swapper-controller")
+    added = grants(role["rules"]) - grants(
+        render().one("ClusterRole", "swapper-controller")["rules"]
+    )
+    assert added == {("", "pods", "patch", "*")}
+
+
 def test_the_controller_may_create_leases_and_get_and_update_its_own_lease_by_name() -> None:
     assert lease_grants(render(NO_SHARED_COPIES)) == {
         (LEASES, "leases", "create", "*"),  # create cannot be limited to a name

@@ -131,7 +131,7 @@ def test_removing_the_controller_block_keeps_swappers_defaults_and_their_permiss
 
 
 @pytest.mark.parametrize("name", VALUES_FILES)
-def test_no_role_writes_pods(name: str) -> None:
+def test_no_role_writes_pods_unless_revert_is_on(name: str) -> None:
     rendered = render(file=name)
     assert not {g for g in every_grant(rendered) if g[2] == "pods" and g[3] in POD_WRITES}
     assert not {g for g in every_grant(rendered) if g[2] == "pods" and g[3] == "get"}

@@ -42,7 +42,10 @@ ALERTS = {
     "SwapperNoLeader",
     "SwapperBackfillQueueFull",
     "SwapperAdmissionErrors",
+    "SwapperImagesMissingInMirror",
+    "SwapperSourcesGone",
 }
+CONTROLLER_ALERTS = {"SwapperNoLeader", "SwapperImagesMissingInMirror", "SwapperSourcesGone"}
 
 
 def promtool() -> str:
@@ -213,9 +216,9 @@ def test_the_alerts_select_the_release_namespace_only() -> None:
             assert f'namespace="{NAMESPACE}"' in selector, rule["alert"]
 
 
-def test_no_leader_alert_without_the_controller() -> None:
+def test_no_controller_alert_without_the_controller() -> None:
     found = rules(rule_spec({"config": {"controller": {"enabled": False}}}))
-    assert {r["alert"] for r in found} == ALERTS - {"SwapperNoLeader"}
+    assert {r["alert"] for r in found} == ALERTS - CONTROLLER_ALERTS
 
 
 def test_the_rules_and_the_dashboard_use_only_metrics_swapper_exposes() -> None:
@@ -327,6 +330,36 @@ def test_promtool_unit_tests_show_the_alerts_fire(tmp_path: Path) -> None:
                     # Quiet while nothing fails.
                     {"eval_time": "10m", "alertname": "SwapperCopiesFailing", "exp_alerts": []},
                     {"eval_time": "10m", "alertname": "SwapperAdmissionErrors", "exp_alerts": []},
+                ],
+            },
+            {
+                # The monitor's states: missing in the mirror for 30 minutes fires, a source gone
+                # for less than an hour does not yet.
+                "interval": "1m",
+                "input_series": [
+                    {
+                        "series": f'swapper_images{{{ns},pod="b",state="missing-in-mirror"}}',
+                        "values": "2x40",
+                    },
+                    {
+                        "series": f'swapper_images{{{ns},pod="b",state="source-gone"}}',
+                        "values": "1x40",
+                    },
+                ],
+                "alert_rule_test": [
+                    {
+                        "eval_time": "40m",
+                        "alertname": "SwapperImagesMissingInMirror",
+                        "exp_alerts": [
+                            fired(
+                                "SwapperImagesMissingInMirror",
+                                {},
+                                "2 image(s) in use have been missing in the mirror for 30 "
+                                "minutes; a pod that pulls one now fails.",
+                            )
+                        ],
+                    },
+                    {"eval_time": "40m", "alertname": "SwapperSourcesGone", "exp_alerts": []},
                 ],
             },
             {

@@ -334,6 +334,21 @@ def test_without_shared_copies_only_the_controller_lease_may_be_renewed(
     assert not allowed(cluster, kubeconfig, "delete", "leases", namespace, lease, LEASES)
 
 
+def test_with_heal_revert_the_account_may_patch_pods_and_still_not_create_or_delete_them(
+    cluster: Cluster, registries: Registries, elsewhere: str, tmp_path: Path
+) -> None:
+    values = merged(e2e_values(registries), {"config": {"controller": {"heal": {"revert": True}}}})
+    namespace, rendered = install_identity(cluster, values, "rbac-heal-revert")
+    kubeconfig = cluster.service_account_kubeconfig(
+        namespace, rendered.pod["serviceAccountName"], tmp_path / "account.kubeconfig"
+    )
+    for where in ("default", elsewhere, namespace):
+        assert allowed(cluster, kubeconfig, "patch", "pods", where, "some-pod")
+        for verb in ("create", "delete", "update", "deletecollection"):
+            assert not allowed(cluster, kubeconfig, verb, "pods", where), (verb, where)
+        assert not allowed(cluster, kubeconfig, "get", "pods", where, "some-pod")
+
+
 def lease_body(name: str, holder: str) -> dict[str, Any]:
     return {
         "apiVersion": "coordination.k8s.io/v1",

@@ -16,7 +16,11 @@ Measured, on the real ``swapper serve`` process (as the cluster's admin; ``$POD_
   {result="queued"}`` reaching the number of images (process start-up included);
 - **API requests**: the pod requests the API server's audit log records from swapper's user
   after the start: lists (pages) and watches;
-- **audit**: ``swapper audit --output json`` over the same cluster, wall time.
+- **audit**: ``swapper audit --output json`` over the same cluster, wall time;
+- **monitor**: the images-in-use monitor's pace (``controller.monitor``: 20 checks per 20 s
+  per registry here, one a second): the checks finished over 20 s once every image is queued
+  (at most about 40 with two registries: a burst would show as many more), and the images it
+  tracks (``swapper_images``, every state).
 
     .venv/bin/python -m benchmarks.controller [--pods 10000] [--namespaces 500] [--images 2000]
 
@@ -47,6 +51,7 @@ from e2e.world import metric  # noqa: E402
 from webhook_process import Webhook, make_certs, start_webhook, stop  # noqa: E402
 
 ADMIN = "e2e-admin"  # the user of the cluster's admin kubeconfig (its certificate's CN)
+MONITOR_INTERVAL = 20  # seconds, and checks per registry in it: one a second
 
 
 def fill(cluster: Cluster, pods: int, namespaces: int, images: int, source: str) -> float:
@@ -88,7 +93,11 @@ def write_config(path: Path, registries: Registries, controller: bool) -> Path:
         "mirror": {
             "hosts": {registries.source: {"insecure": True}, registries.target: {"insecure": True}}
         },
-        "controller": {"enabled": controller, "leaseName": "bench-controller"},
+        "controller": {
+            "enabled": controller,
+            "leaseName": "bench-controller",
+            "monitor": {"interval": f"{MONITOR_INTERVAL}s", "maxChecks": MONITOR_INTERVAL},
+        },
     }
     path.write_text(json.dumps(config))
     return path
@@ -150,6 +159,17 @@ def measure(args: argparse.Namespace) -> list[tuple[str, str]]:
             time.sleep(5)
             after = rss_kib(hook.process.pid)
             peak = max(peak, after)
+            per_second = []
+            first = checks = metric(hook, "swapper_monitor_checks_total")
+            window = time.monotonic()
+            for _ in range(20):
+                time.sleep(1)
+                now = metric(hook, "swapper_monitor_checks_total")
+                per_second.append(now - checks)
+                checks = now
+            window = time.monotonic() - window
+            tracked = metric(hook, "swapper_images")
+            peak = max(peak, rss_kib(hook.process.pid))
             pods_cached = metric(hook, "swapper_controller_pods")
             stop(hook)
             requests = pod_requests(c, since)
@@ -180,6 +200,10 @@ def measure(args: argparse.Namespace) -> list[tuple[str, str]]:
                  f"{requests.get('list', 0)} / {requests.get('watch', 0)} / "
                  f"{requests.get('get', 0)}"),
                 ("swapper audit --output json", f"{audit_took:.1f} s ({items} rows)"),
+                ("monitor: images tracked", f"{tracked:.0f}"),
+                ("monitor: checks done in 20 s (2 registries, each paced at 1/s)",
+                 f"{checks - first:.0f} in {window:.1f} s; at most {max(per_second):.0f} "
+                 "finished in one 1-s sample"),
             ]  # fmt: skip
     finally:
         stop_registries(registries)

@@ -39,8 +39,3 @@ async def manifest_digest(client: RegistryClient, target: str) -> str | None:
     found = await client.repository(ref).head_manifest(ref.digest or ref.tag or "latest")
     return found.digest if found is not None else None
 
-
-async def manifest_exists(client: RegistryClient, target: str) -> bool:
-    """Whether the registry has the manifest a full reference names (a ``HEAD``, by digest when
-    the reference has one, else by tag, ``latest`` when it has neither). Raises ``CopyError``."""
-    return await manifest_digest(client, target) is not None

@@ -60,7 +60,7 @@ from swapper.errors import CopyError, CopyReason, RegistryError
 from swapper.images import ImageReference, is_at_endpoint
 from swapper.logs import get_logger
 from swapper.oci import HostConfig, RetryPolicy
-from swapper.targets._oci import host_client, manifest_digest, manifest_exists
+from swapper.targets._oci import host_client, manifest_digest
 
 __all__ = ["CLOUD_PLATFORM_SCOPE", "TOKEN_USERNAME", "GARTarget"]
 
@@ -170,12 +170,7 @@ class GARTarget:
         return is_at_endpoint(ref, self.config.endpoint)
 
     async def image_exists(self, target: str) -> bool:
-        try:
-            return await manifest_exists(self._registry, target)
-        except CopyError as exc:
-            if exc.reason in (CopyReason.UNAUTHORIZED, CopyReason.DENIED):
-                raise RegistryError(f"checking {target}: {exc}; {_PULL_HINT}") from exc
-            raise
+        return await self.image_digest(target) is not None
 
     async def image_digest(self, target: str) -> str | None:
         try:

@@ -20,7 +20,7 @@ from swapper.credentials import Credentials
 from swapper.errors import ConfigError, CopyError, RegistryError
 from swapper.images import ImageReference, is_at_endpoint
 from swapper.oci import HostConfig
-from swapper.targets._oci import host_client, manifest_digest, manifest_exists
+from swapper.targets._oci import host_client, manifest_digest
 
 
 def read_credentials(path: str) -> Credentials:
@@ -59,10 +59,7 @@ class GenericTarget:
         return is_at_endpoint(ref, self.config.endpoint)
 
     async def image_exists(self, target: str) -> bool:
-        try:
-            return await manifest_exists(self._client, target)
-        except CopyError as exc:
-            raise RegistryError(str(exc)) from exc
+        return await self.image_digest(target) is not None
 
     async def image_digest(self, target: str) -> str | None:
         try:

@@ -13,7 +13,7 @@ from registries import Registry, make_image, make_layer, push_image, start_regis
 
 from swapper.config import Config, load_config
 from swapper.oci import RegistryClient
-from swapper.targets._oci import manifest_exists
+from swapper.targets._oci import manifest_digest
 from swapper.targets.generic import GenericTarget
 from swapper.wiring import registry_hosts
 
@@ -56,7 +56,7 @@ async def test_copies_and_access_checks_reach_the_target_as_mirror_hosts_says(
     config = insecure_through_mirror_hosts(plain_http)
     client = RegistryClient(hosts=registry_hosts(config))
     try:
-        assert await manifest_exists(client, f"{plain_http.host}/m/docker.io/library/app:1.0")
+        assert await manifest_digest(client, f"{plain_http.host}/m/docker.io/library/app:1.0")
     finally:
         await client.aclose()
 

@@ -25,6 +25,8 @@ from helpers import FIXTURES
 from moto_ecr import running_moto
 from webhook_process import Webhook, start_webhook, stop
 
+from swapper.pods import ORIGINAL_IMAGES
+
 REFERENCE = FIXTURES / "k8s-image-swapper"
 SAMPLE = REFERENCE / "k8s-image-swapper.yml"
 REVIEWS = sorted(REFERENCE.glob("*.json"))
@@ -204,7 +206,15 @@ def enforcing_webhook(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Webh
 
 
 def patch_of(answer: dict[str, Any]) -> list[dict[str, Any]]:
-    return list(json.loads(base64.b64decode(answer["response"]["patch"])))
+    """The image and pull-secret operations (the originals annotation checked on its own)."""
+    ops = list(json.loads(base64.b64decode(answer["response"]["patch"])))
+    return [op for op in ops if not op["path"].startswith("/metadata/annotations")]
+
+
+def originals_of(answer: dict[str, Any]) -> dict[str, str]:
+    ops = json.loads(base64.b64decode(answer["response"]["patch"]))
+    [op] = [op for op in ops if op["path"] == "/metadata/annotations"]
+    return dict(json.loads(op["value"][ORIGINAL_IMAGES]))
 
 
 @pytest.mark.parametrize("path", ["/mutate", "/webhook"])
@@ -243,3 +253,4 @@ def test_the_reference_pull_secret_fixture_keeps_the_pods_own_pull_secret(
             "value": f"{ECR}/docker.io/library/nginx:latest",
         }
     ]
+    assert originals_of(answer.json()) == {"nginx28": "nginx"}

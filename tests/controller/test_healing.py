@@ -418,8 +418,10 @@ async def test_each_registry_is_asked_no_faster_than_its_pace(
     allowed = int(elapsed) + 2  # one per second, plus the first at once and the one in flight
     assert 3 <= at_mirror <= allowed, at_mirror
     assert 3 <= at_source <= allowed, at_source
-    states = [monitor.images[target].state for target in ours]
-    assert states.count("mirrored") >= 2, states
+    # (Which images were asked depends on the pods other tests left: the pace does not.)
+    checks = running.value("swapper_monitor_checks_total", {"kind": "mirror", "result": "present"})
+    checks += running.value("swapper_monitor_checks_total", {"kind": "mirror", "result": "missing"})
+    assert checks >= 3
 
 
 async def test_dry_run_changes_nothing_and_says_what_it_would_do(

@@ -3,7 +3,8 @@ PY      ?= python3
 VENV    := .venv
 BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
-APT_PKGS := docker-registry hey wrk skopeo chromium prometheus
+APT_PKGS := docker-registry hey wrk skopeo chromium prometheus containerd runc \
+            containernetworking-plugins busybox-static iptables
 SHELL   := /bin/bash
 
 .PHONY: all venv apt lint typecheck unit chart-test kube-binaries e2e test demo bench clean image image-test release
@@ -41,8 +42,10 @@ chart-test: venv apt
 
 # The real control plane for the end-to-end tests: kube-apiserver and kubectl built with Go from
 # k8s.io/kubernetes, etcd from go.etcd.io/etcd/server/v3, each at a pinned release, once, into
-# $(E2E_CACHE) (outside the work tree, keyed by version). About 15 minutes on a fresh 2-core
-# machine for both Kubernetes versions; nothing once cached.
+# $(E2E_CACHE) (outside the work tree, keyed by version); and the kubelet of each release for the
+# node tests (tests/e2e/node.py, with Debian's containerd 1.6: kubelet 1.38 drops containerd 1.6,
+# so 1.37 is the newest). About 15 minutes on a fresh 2-core machine for both Kubernetes
+# versions, a few more for the kubelets; nothing once cached.
 E2E_CACHE ?= $(HOME)/.cache/swapper-e2e
 KUBE_VERSIONS ?= $(shell $(PY) tests/e2e/binaries.py --list)
 kube-binaries:
@@ -53,7 +56,7 @@ kube-binaries:
 e2e: venv apt kube-binaries
 	@set -e; for version in $(KUBE_VERSIONS); do \
 	  echo "== end-to-end tests on Kubernetes $$version"; \
-	  SWAPPER_E2E_CACHE=$(E2E_CACHE) SWAPPER_E2E_KUBE=$$version $(BIN)/pytest -q tests/e2e; \
+	  SWAPPER_E2E_CACHE=$(E2E_CACHE) SWAPPER_E2E_KUBE=$$version $(BIN)/pytest -q -rs tests/e2e; \
 	done
 
 # The container image, built from the Dockerfile with buildah (no Docker daemon; Debian's buildah

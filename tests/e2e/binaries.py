@@ -102,6 +102,22 @@ def staging_replacements(kubernetes_go_mod: str, kubernetes_version: str) -> lis
     return lines
 
 
+#: Staging modules some releases import that the Go module proxy no longer serves at their own
+#: version, and the nearest release it serves: the kubelet of 1.29 imports
+#: k8s.io/legacy-cloud-providers (its GCP credential provider), whose v0.29.x are gone (403).
+UNSERVED_STAGING = {"k8s.io/legacy-cloud-providers": "v0.30.14"}
+
+
+def _served(line: str, kubernetes_version: str) -> str:
+    """``line`` (a staging ``replace``) with :data:`UNSERVED_STAGING`'s version where the
+    release's own is one of the unserved (v0.29 and older)."""
+    module = line.split()[1]
+    minor = int(kubernetes_version.split(".")[1])
+    if module in UNSERVED_STAGING and minor < 30:
+        return f"replace {module} => {module} {UNSERVED_STAGING[module]}"
+    return line
+
+
 def _atomic_install(built: Path, final: Path) -> None:
     final.parent.mkdir(parents=True, exist_ok=True)
     partial = final.with_suffix(".partial")
@@ -127,7 +143,7 @@ def build_kubernetes(version: str, commands: tuple[str, ...] = KUBERNETES_COMMAN
     info = json.loads(_go(["mod", "download", "-json", f"k8s.io/kubernetes@{version}"], work, env))
     upstream = Path(info["GoMod"]).read_text()
     go_line = re.search(r"^go (\S+)", upstream, re.M)
-    replaces = "\n".join(staging_replacements(upstream, version))
+    replaces = "\n".join(_served(r, version) for r in staging_replacements(upstream, version))
     (work / "go.mod").write_text(
         f"module swapper-e2e/kube-apiserver\n\ngo {go_line.group(1) if go_line else '1.21'}\n\n"
         f"require k8s.io/kubernetes {version}\n\n{replaces}\n"

@@ -6,7 +6,9 @@ One control plane serves the whole session. On it the chart is installed as a us
 ``swapper serve`` runs as the chart's ServiceAccount.
 
 The control plane itself is the session fixture ``cluster`` of tests/conftest.py, shared with
-tests/kube.
+tests/kube. The session fixture ``node`` adds a real node to it (e2e/node.py): a kubelet of the
+same version with Debian's containerd, runc and a CNI bridge, started by the first test that
+asks for it and checked at the end to have left nothing behind.
 """
 
 from __future__ import annotations
@@ -15,8 +17,10 @@ from collections.abc import Callable, Iterator
 
 import pytest
 import yaml
+from e2e import binaries
 from e2e.cluster import Cluster
 from e2e.install import Installed, install
+from e2e.node import Node, NodeRefused, running_node
 from e2e.serving import Webhook, point_webhook, start_swapper, stop
 from e2e.world import MIRROR_USER, PRIVATE_USER, Registries, e2e_values
 from registries import (
@@ -72,3 +76,25 @@ def repoint(installed: Installed, swapper: Webhook) -> Iterator[Callable[[str], 
     """Point the webhook at another URL for one test; back at ``swapper`` afterwards."""
     yield lambda url: point_webhook(installed, url)
     point_webhook(installed, swapper.url)
+
+
+@pytest.fixture(scope="session")
+def node(cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Node]:
+    """A real node (kubelet, containerd, runc, a CNI bridge) registered with ``cluster``, Ready.
+
+    Skipped, with what was refused, only where the machine cannot run containers; a kubelet
+    that cannot be built is an error (``make kube-binaries`` builds it). At the end of the
+    session everything is stopped and removed, then checked: anything left (a mount, a cgroup,
+    a link, a process, an iptables rule) fails the session's last test at teardown.
+    """
+    version = cluster.binaries.kubernetes_version
+    try:
+        kubelet = binaries.kubelet(version)
+    except SystemExit as exc:
+        pytest.fail(f"no kubelet {version} for the node tests: {str(exc)[-600:]}")
+    assert kubelet is not None
+    try:
+        with running_node(cluster, kubelet, tmp_path_factory.mktemp("node")) as running:
+            yield running
+    except NodeRefused as exc:
+        pytest.skip(f"this machine cannot run the node: {exc}")

@@ -17,7 +17,6 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 from e2e.cluster import Cluster
 from e2e.install import Installed
@@ -28,14 +27,13 @@ from e2e.world import (
     Registries,
     create_pod,
     docker_config_secret,
+    in_mirror,
     metric,
     pod,
 )
 from helpers import review_body
-from registries import Registry, get_manifest, push_image, start_registry
+from registries import Registry, push_image, start_registry
 from webhook_process import Webhook
-
-from swapper.images import parse
 
 
 @pytest.fixture(scope="module")
@@ -49,19 +47,6 @@ def mirror(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
         yield registry
     finally:
         registry.stop()
-
-
-def mirror_ref(registries: Registries, mirror: Registry, repo: str, tag: str) -> str:
-    source = parse(registries.source_ref(repo, tag))
-    return f"{mirror.host}/mirror/{source.mirror_path()}:{tag}"
-
-
-def mirrored(registries: Registries, mirror: Registry, repo: str, tag: str = "1.0") -> bool:
-    path = f"mirror/{parse(registries.source_ref(repo, tag)).mirror_path()}"
-    try:
-        return get_manifest(mirror, path, tag) is not None
-    except httpx.HTTPStatusError:  # docker-registry answers 500 now and then mid-push
-        return False
 
 
 def config_for(installed: Installed, mirror: Registry, lease: str, **extra: Any) -> dict[str, Any]:
@@ -153,19 +138,19 @@ def test_pods_created_before_swapper_starts_are_mirrored_by_the_backfill(
     )
     # A private image no pod may read is never copied with anyone else's credentials.
     create_pod(cluster, namespace, pod("nosecret", {"app": source("private/app", "2.0")}))
-    assert not mirrored(registries, mirror, "public/app")
+    assert not in_mirror(registries, mirror, "public/app")
 
     hook = replicas(config_for(installed, mirror, "backfill-before"), "backfill")
     took = wait_for(
         "the backfill mirrors the running pods' images",
         lambda: all(
-            mirrored(registries, mirror, repo)
+            in_mirror(registries, mirror, repo)
             for repo in ("public/app", "public/sidecar", "private/app")
         ),
     )
     assert took < 30
     assert metric(hook, "swapper_backfill_copies_total") >= 3
-    assert not mirrored(registries, mirror, "private/app", "2.0")
+    assert not in_mirror(registries, mirror, "private/app", "2.0")
 
 
 def elected(
@@ -269,7 +254,7 @@ def test_two_replicas_admitting_the_same_new_images_copy_each_once(
         assert list(pool.map(admit, (a, b))) == [200, 200]
     wait_for(
         f"all {FLEET} images mirrored",
-        lambda: all(mirrored(registries, mirror, repo) for repo in fleet),
+        lambda: all(in_mirror(registries, mirror, repo) for repo in fleet),
         timeout=120,
     )
     # Pushes that the registry took (201). A push it refuses fails that copy: the replica

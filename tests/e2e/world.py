@@ -8,7 +8,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from registries import Image, Registry, TokenServer
+import httpx
+from registries import Image, Registry, TokenServer, get_manifest
 
 from swapper.images import parse
 
@@ -122,3 +123,17 @@ def metric(hook: Any, name: str) -> float:
         if line.startswith(name) and line[len(name) : len(name) + 1] in ("{", " "):
             total += float(line.rsplit(" ", 1)[1])
     return total
+
+
+def mirror_ref(registries: Registries, mirror: Registry, repo: str, tag: str = "1.0") -> str:
+    """Where swapper mirrors ``repo:tag`` of the source into ``mirror`` (prefix ``mirror``)."""
+    return f"{mirror.host}/mirror/{parse(registries.source_ref(repo, tag)).mirror_path()}:{tag}"
+
+
+def in_mirror(registries: Registries, mirror: Registry, repo: str, tag: str = "1.0") -> bool:
+    """Whether ``mirror`` has ``repo:tag`` of the source where swapper mirrors it."""
+    path = f"mirror/{parse(registries.source_ref(repo, tag)).mirror_path()}"
+    try:
+        return get_manifest(mirror, path, tag) is not None
+    except httpx.HTTPStatusError:  # docker-registry answers 500 now and then mid-push
+        return False

@@ -25,6 +25,7 @@ Every error swapper raises on purpose derives from :class:`SwapperError`::
     │       ├── ReadTimeout
     │       └── WriteTimeout
     └── RegistryError               a target registry or the copy machinery failed
+        ├── DeleteRefused           the target registry will not delete that tag or manifest
         └── CopyError               an image copy failed (its CopyReason says why)
             ├── CopyDeadlineExceeded  an immediate/force copy did not finish before its deadline
             └── TransientCopyError  it may pass (connection, timeout, 5xx, 429): retries ran out
@@ -156,6 +157,13 @@ class WriteTimeout(TimeoutException):
 
 class RegistryError(SwapperError):
     """A target registry or the copy machinery failed."""
+
+
+class DeleteRefused(RegistryError):
+    """The target registry refuses to delete a tag or a manifest, and asking again will not
+    change that: deletes are switched off (distribution without ``storage.delete.enabled``),
+    it deletes by digest only (no tag deletes), or swapper's identity may not delete there.
+    The message says which and what to change."""
 
 
 class CopyReason(StrEnum):

@@ -4,11 +4,14 @@ There is no Artifact Registry emulator, so the tests talk to these with the real
 
 - :class:`FakeArtifactRegistry`: a gRPC server (a generic handler, grpcio) speaking the
   ``google.devtools.artifactregistry.v1.ArtifactRegistry`` methods swapper uses
-  (``GetRepository``, ``CreateRepository``) and ``google.longrunning.Operations/GetOperation``
-  with the real protobuf messages, so ``google-cloud-artifact-registry``'s client is the one
-  under test. It listens with gRPC *local* credentials (loopback only, no TLS) and, like
-  Google, refuses calls without a bearer token it issued (UNAUTHENTICATED). Errors can be
-  injected per method (``fail``), creation can leave the operation pending until it is polled.
+  (``GetRepository``, ``CreateRepository``; for the admin protocol ``ListPackages``,
+  ``ListTags``, ``ListVersions``, ``DeleteTag`` and ``DeleteVersion``, over images seeded with
+  :meth:`FakeArtifactRegistry.add_image`, paged by ``page_size``/``page_token``) and
+  ``google.longrunning.Operations/GetOperation`` with the real protobuf messages, so
+  ``google-cloud-artifact-registry``'s client is the one under test. It listens with gRPC
+  *local* credentials (loopback only, no TLS) and, like Google, refuses calls without a
+  bearer token it issued (UNAUTHENTICATED). Errors can be injected per method (``fail``),
+  creation can leave the operation pending until it is polled.
 - :class:`TokenEndpoint`: an OAuth2 token endpoint (the JWT-bearer grant a service account
   uses) in a thread. It checks the assertion's signature with the service account's public
   key, issues ``ya29.swapper-test-<n>`` tokens with a chosen lifetime, counts fetches, and can
@@ -26,11 +29,12 @@ import uuid
 from collections.abc import Callable
 from concurrent import futures
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from functools import cache
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
-from urllib.parse import parse_qs
+from typing import Any, TypeVar
+from urllib.parse import parse_qs, quote
 
 import grpc
 import jwt
@@ -38,7 +42,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from google.cloud import artifactregistry_v1
 from google.longrunning import operations_pb2
-from google.protobuf import any_pb2
+from google.protobuf import any_pb2, empty_pb2
 
 SERVICE = "google.devtools.artifactregistry.v1.ArtifactRegistry"
 OPERATIONS = "google.longrunning.Operations"
@@ -46,6 +50,11 @@ JWT_BEARER = "urn:ietf:params:oauth:grant-type:jwt-bearer"
 # google-auth addresses every assertion to Google's token endpoint, whatever token_uri says.
 AUDIENCE = "https://oauth2.googleapis.com/token"
 Repository = artifactregistry_v1.Repository
+Package = artifactregistry_v1.Package
+Version = artifactregistry_v1.Version
+Tag = artifactregistry_v1.Tag
+DEFAULT_PAGE_SIZE = 50  # what the fake answers a request without page_size with
+_T = TypeVar("_T")
 
 
 def token_for(n: int) -> str:
@@ -188,7 +197,8 @@ class FakeArtifactRegistry:
     :class:`Repository`. ``fail[method]`` is a list of status codes the next calls of that
     method answer with, in order (then it behaves again). ``pending_creations``: how many
     creations answer a not-yet-done operation, completed by the first ``GetOperation``.
-    ``valid_token`` decides which bearer tokens are accepted.
+    ``valid_token`` decides which bearer tokens are accepted. ``packages``, ``versions`` and
+    ``tags`` map full resource names to the messages listed (seed with :meth:`add_image`).
     """
 
     def __init__(self, valid_token: Callable[[str], bool]) -> None:
@@ -198,6 +208,9 @@ class FakeArtifactRegistry:
         self.pending_creations = 0
         self.calls: list[Call] = []
         self._operations: dict[str, tuple[bool, Repository]] = {}
+        self.packages: dict[str, Package] = {}
+        self.versions: dict[str, Version] = {}
+        self.tags: dict[str, Tag] = {}
         self._lock = threading.Lock()
         self._server: grpc.Server | None = None
         self.port = 0
@@ -211,6 +224,32 @@ class FakeArtifactRegistry:
         repository = Repository(name=name, **({"format_": Repository.Format.DOCKER} | fields))
         self.repositories[name] = repository
         return repository
+
+    def add_image(
+        self,
+        repository: str,
+        package: str,
+        digest: str,
+        tags: list[str] | tuple[str, ...] = (),
+        created: datetime | None = None,
+    ) -> str:
+        """Seed a version ``digest`` of the Docker image ``package`` (``docker.io/library/x``,
+        its slashes written ``%2F`` as Google does) in ``repository`` (a full name), with
+        ``tags`` pointing to it. Returns the version's name."""
+        package_name = f"{repository}/packages/{quote(package, safe='')}"
+        version_name = f"{package_name}/versions/{digest}"
+        when = created or datetime.now(UTC)
+        with self._lock:
+            self.packages.setdefault(
+                package_name, Package(name=package_name, create_time=when, update_time=when)
+            )
+            self.versions[version_name] = Version(
+                name=version_name, create_time=when, update_time=when
+            )
+            for tag in tags:
+                tag_name = f"{package_name}/tags/{tag}"
+                self.tags[tag_name] = Tag(name=tag_name, version=version_name)
+        return version_name
 
     def count(self, method: str) -> int:
         return sum(1 for call in self.calls if call.method == method)
@@ -237,6 +276,31 @@ class FakeArtifactRegistry:
                     "CreateRepository": unary(
                         self._create_repository,
                         artifactregistry_v1.CreateRepositoryRequest.deserialize,
+                        operations_pb2.Operation.SerializeToString,
+                    ),
+                    "ListPackages": unary(
+                        self._list_packages,
+                        artifactregistry_v1.ListPackagesRequest.deserialize,
+                        artifactregistry_v1.ListPackagesResponse.serialize,
+                    ),
+                    "ListTags": unary(
+                        self._list_tags,
+                        artifactregistry_v1.ListTagsRequest.deserialize,
+                        artifactregistry_v1.ListTagsResponse.serialize,
+                    ),
+                    "ListVersions": unary(
+                        self._list_versions,
+                        artifactregistry_v1.ListVersionsRequest.deserialize,
+                        artifactregistry_v1.ListVersionsResponse.serialize,
+                    ),
+                    "DeleteTag": unary(
+                        self._delete_tag,
+                        artifactregistry_v1.DeleteTagRequest.deserialize,
+                        empty_pb2.Empty.SerializeToString,
+                    ),
+                    "DeleteVersion": unary(
+                        self._delete_version,
+                        artifactregistry_v1.DeleteVersionRequest.deserialize,
                         operations_pb2.Operation.SerializeToString,
                     ),
                 },
@@ -327,4 +391,100 @@ class FakeArtifactRegistry:
             packed = any_pb2.Any()
             packed.Pack(Repository.pb(repository))
             operation.response.CopyFrom(packed)
+        return operation
+
+    # -- packages, versions and tags -----------------------------------------------------
+
+    @staticmethod
+    def _page(
+        items: dict[str, _T],
+        prefix: str,
+        request: Any,
+        context: grpc.ServicerContext,
+    ) -> tuple[list[_T], str]:
+        """The page of ``items`` (by name, under ``prefix``) a request's ``page_size`` and
+        ``page_token`` ask for, and the next page's token ("" after the last)."""
+        try:
+            start = int(request.page_token or 0)
+        except ValueError:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, "invalid page token")
+        size = min(request.page_size or DEFAULT_PAGE_SIZE, 1000)
+        names = sorted(name for name in items if name.startswith(prefix))
+        chosen = names[start : start + size]
+        following = str(start + size) if start + size < len(names) else ""
+        return [items[name] for name in chosen], following
+
+    def _require_package(self, name: str, context: grpc.ServicerContext) -> None:
+        if name not in self.packages:
+            context.abort(grpc.StatusCode.NOT_FOUND, f"Requested entity was not found: {name}")
+
+    def _list_packages(
+        self, request: artifactregistry_v1.ListPackagesRequest, context: grpc.ServicerContext
+    ) -> artifactregistry_v1.ListPackagesResponse:
+        self._enter("ListPackages", request.parent, context)
+        with self._lock:
+            if request.parent not in self.repositories:
+                context.abort(grpc.StatusCode.NOT_FOUND, f"no repository {request.parent}")
+            found, following = self._page(
+                self.packages, f"{request.parent}/packages/", request, context
+            )
+        return artifactregistry_v1.ListPackagesResponse(packages=found, next_page_token=following)
+
+    def _list_tags(
+        self, request: artifactregistry_v1.ListTagsRequest, context: grpc.ServicerContext
+    ) -> artifactregistry_v1.ListTagsResponse:
+        self._enter("ListTags", request.parent, context)
+        with self._lock:
+            self._require_package(request.parent, context)
+            found, following = self._page(self.tags, f"{request.parent}/tags/", request, context)
+        return artifactregistry_v1.ListTagsResponse(tags=found, next_page_token=following)
+
+    def _list_versions(
+        self, request: artifactregistry_v1.ListVersionsRequest, context: grpc.ServicerContext
+    ) -> artifactregistry_v1.ListVersionsResponse:
+        self._enter("ListVersions", request.parent, context)
+        full = request.view == artifactregistry_v1.VersionView.FULL
+        with self._lock:
+            self._require_package(request.parent, context)
+            found, following = self._page(
+                self.versions, f"{request.parent}/versions/", request, context
+            )
+            answer = []
+            for version in found:
+                copy = Version(version)
+                if full:
+                    copy.related_tags = [t for t in self.tags.values() if t.version == copy.name]
+                answer.append(copy)
+        return artifactregistry_v1.ListVersionsResponse(versions=answer, next_page_token=following)
+
+    def _delete_tag(
+        self, request: artifactregistry_v1.DeleteTagRequest, context: grpc.ServicerContext
+    ) -> empty_pb2.Empty:
+        self._enter("DeleteTag", request.name, context)
+        with self._lock:
+            if self.tags.pop(request.name, None) is None:
+                context.abort(grpc.StatusCode.NOT_FOUND, f"no tag {request.name}")
+        return empty_pb2.Empty()
+
+    def _delete_version(
+        self, request: artifactregistry_v1.DeleteVersionRequest, context: grpc.ServicerContext
+    ) -> operations_pb2.Operation:
+        """Deletes at once and answers a finished operation (Google's finishes later)."""
+        self._enter("DeleteVersion", request.name, context)
+        with self._lock:
+            if request.name not in self.versions:
+                context.abort(grpc.StatusCode.NOT_FOUND, f"no version {request.name}")
+            tagged = [name for name, tag in self.tags.items() if tag.version == request.name]
+            if tagged and not request.force:
+                context.abort(
+                    grpc.StatusCode.FAILED_PRECONDITION,
+                    f"version {request.name} is tagged; delete its tags or set force",
+                )
+            del self.versions[request.name]
+            for name in tagged:
+                del self.tags[name]
+        operation = operations_pb2.Operation(
+            name=f"{request.name}/operations/{uuid.uuid4()}", done=True
+        )
+        operation.response.Pack(empty_pb2.Empty())
         return operation

@@ -5,6 +5,9 @@ free port; swapper reaches it through ``target.aws.endpointUrl`` (ECR) and the s
 ``AWS_ENDPOINT_URL_STS`` setting (STS). :func:`aws_environment` gives the process dummy
 credentials and keeps the machine's own AWS configuration (profiles, instance metadata) out.
 :class:`CallLog` counts the API operations a boto3 client sends, with botocore's event hooks.
+moto 5 answers ``DescribeRepositories`` and ``DescribeImages`` in one page whatever
+``maxResults`` says, and ignores ``DescribeImages``' ``tagStatus`` filter;
+:func:`page_like_aws` teaches its ECR responses both (as AWS does), so paging is tested.
 Used by ``tests/targets/test_ecr.py``, the target contract test and ``benchmarks/ecr_calls.py``.
 """
 
@@ -19,6 +22,8 @@ from typing import Any
 
 import boto3
 import httpx
+from moto.core.responses import ActionResult
+from moto.ecr.responses import ECRResponse
 from moto.server import ThreadedMotoServer
 from webhook_process import free_port
 
@@ -45,8 +50,48 @@ UNSET = (
 )
 
 
+def _page(response: ECRResponse, result: ActionResult, key: str) -> ActionResult:
+    """``result`` cut to the page ``maxResults``/``nextToken`` ask for (an offset token)."""
+    answer = dict(result.result)  # type: ignore[call-overload]
+    items = list(answer[key])
+    if key == "imageDetails":
+        status = (response._get_param("filter") or {}).get("tagStatus", "ANY")
+        if status != "ANY":
+            items = [
+                i for i in items if bool(getattr(i, "image_tags", None)) == (status == "TAGGED")
+            ]
+    start = int(response._get_param("nextToken") or 0)
+    size = int(response._get_param("maxResults") or 1000)
+    answer[key] = items[start : start + size]
+    if start + size < len(items):
+        answer["nextToken"] = str(start + size)
+    return ActionResult(answer)
+
+
+def page_like_aws() -> None:
+    """Make moto's ECR ``DescribeRepositories`` and ``DescribeImages`` page (``maxResults``,
+    ``nextToken``) and filter by ``tagStatus`` as AWS does. Idempotent; moto is in-process."""
+    if getattr(ECRResponse, "_swapper_pages", False):
+        return
+    describe_repositories = ECRResponse.describe_repositories
+    describe_images = ECRResponse.describe_images
+
+    def repositories(self: ECRResponse) -> ActionResult:
+        return _page(self, describe_repositories(self), "repositories")
+
+    def images(self: ECRResponse) -> ActionResult:
+        if self._get_param("imageIds"):
+            return describe_images(self)
+        return _page(self, describe_images(self), "imageDetails")
+
+    ECRResponse.describe_repositories = repositories  # type: ignore[method-assign]
+    ECRResponse.describe_images = images  # type: ignore[method-assign]
+    ECRResponse._swapper_pages = True  # type: ignore[attr-defined]
+
+
 class MotoServer:
     def __init__(self) -> None:
+        page_like_aws()
         self.port = free_port()
         self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=self.port, verbose=False)
 

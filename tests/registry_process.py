@@ -26,6 +26,14 @@ OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 class Registry:
     host: str  # "127.0.0.1:PORT"
     process: subprocess.Popen[bytes]
+    log: Path | None = None  # its output: warnings, and the access log when it is on
+
+    def requests(self, method: str, path_start: str = "/v2/") -> int:
+        """How many ``method`` requests to paths starting with ``path_start`` the access log
+        shows (start the registry with ``access_log=True``)."""
+        assert self.log is not None
+        needle = f'"{method} {path_start}'
+        return sum(needle in line for line in self.log.read_text(errors="replace").splitlines())
 
     @property
     def url(self) -> str:
@@ -88,17 +96,22 @@ class Registry:
 
 
 @contextmanager
-def running_registry(workdir: Path) -> Iterator[Registry]:
+def running_registry(
+    workdir: Path, *, delete_enabled: bool = True, access_log: bool = False
+) -> Iterator[Registry]:
+    """A registry storing under ``workdir``. ``delete_enabled`` is distribution's
+    ``storage.delete.enabled`` (off: every DELETE answers 405 UNSUPPORTED); ``access_log``
+    writes one line per request to :attr:`Registry.log`."""
     port = free_port()
     config = workdir / "registry.yml"
     config.write_text(
         json.dumps(
             {
                 "version": 0.1,
-                "log": {"level": "warn", "accesslog": {"disabled": True}},
+                "log": {"level": "warn", "accesslog": {"disabled": not access_log}},
                 "storage": {
                     "filesystem": {"rootdirectory": str(workdir / "data")},
-                    "delete": {"enabled": True},
+                    "delete": {"enabled": delete_enabled},
                 },
                 "http": {"addr": f"127.0.0.1:{port}"},
             }
@@ -108,7 +121,7 @@ def running_registry(workdir: Path) -> Iterator[Registry]:
     process = subprocess.Popen(
         [REGISTRY_BIN, "serve", str(config)], stdout=log, stderr=subprocess.STDOUT
     )
-    registry = Registry(f"127.0.0.1:{port}", process)
+    registry = Registry(f"127.0.0.1:{port}", process, workdir / "registry.log")
     try:
         deadline = time.monotonic() + 15
         while True:

@@ -17,8 +17,9 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import re
 import ssl
-from collections.abc import AsyncIterable, AsyncIterator, Container, Mapping
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Container, Mapping
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass, field
 from typing import Literal
@@ -62,6 +63,10 @@ DEFAULT_BLOB_IDLE_TIMEOUT = 15.0  # the config's mirror.blobIdleTimeout default
 USER_AGENT = "swapper/0.1"
 _DOCKER_HUB_API = "registry-1.docker.io"
 _ERROR_BODY_LIMIT = 8192
+MAX_LISTING_BYTES = 16 * MiB
+"""The largest page of a catalog or tag listing read (a registry that ignores ``n`` sends
+everything in one answer)."""
+_NEXT_LINK = re.compile(r'<([^>]*)>\s*;\s*rel="?next"?', re.IGNORECASE)
 
 UploadMode = Literal["monolithic", "chunked"]
 
@@ -197,6 +202,51 @@ def transport_error(exc: TransportError, what: str) -> CopyError:
     return TransientCopyError(f"{what}: {name} {exc}".rstrip(), reason)
 
 
+def _next_link(response: Response) -> str | None:
+    """The ``rel="next"`` URL of a paged answer's ``Link`` header (resolved), or None."""
+    found = _NEXT_LINK.search(response.headers.get("link") or "")
+    return urljoin(response.url, found.group(1)) if found else None
+
+
+async def _listing(response: Response, what: str, key: str) -> list[str]:
+    """The list of strings under ``key`` in a JSON answer of at most MAX_LISTING_BYTES."""
+    body = bytearray()
+    try:
+        async for chunk in response.aiter_bytes():
+            body += chunk
+            if len(body) > MAX_LISTING_BYTES:
+                raise CopyError(f"{what}: a page larger than 16 MiB", CopyReason.UNSUPPORTED)
+    except TransportError as exc:
+        raise transport_error(exc, what) from exc
+    try:
+        items = orjson.loads(bytes(body)).get(key) or []
+    except (orjson.JSONDecodeError, AttributeError) as exc:
+        raise CopyError(f"{what}: the answer is not a JSON object", CopyReason.UNSUPPORTED) from exc
+    if not isinstance(items, list) or not all(isinstance(item, str) for item in items):
+        raise CopyError(f"{what}: {key!r} is not a list of names", CopyReason.UNSUPPORTED)
+    return items
+
+
+async def _pages(
+    get: Callable[[str], Awaitable[Response]], url: str, what: str, key: str, *, missing_ok: bool
+) -> AsyncIterator[list[str]]:
+    """The pages of a paged listing (``?n=``), following ``Link: <...>; rel="next"``. A 404
+    ends it empty when ``missing_ok``; any other status than 200 raises CopyError."""
+    next_url: str | None = url
+    while next_url is not None:
+        response = await get(next_url)
+        if response.status_code == 404 and missing_ok:
+            await _release(response)
+            return
+        async with response:
+            if response.status_code != 200:
+                raise await status_error(response, what)
+            items = await _listing(response, what, key)
+        yield items
+        following = _next_link(response)
+        next_url = following if following != next_url else None
+
+
 class RegistryClient:
     """Talks to any number of registries; close it with :meth:`aclose` (or ``async with``).
 
@@ -256,6 +306,28 @@ class RegistryClient:
 
     def host_config(self, domain: str) -> HostConfig:
         return self._configs.get(domain, self._default)
+
+    async def catalog(self, domain: str, page_size: int) -> AsyncIterator[list[str]]:
+        """The repository names of ``domain`` (``GET /v2/_catalog?n=page_size``), a page at a
+        time, following the registry's ``Link`` header. Raises CopyError (a registry without
+        a catalog answers 404, 401 or 403)."""
+        identity = await self.credentials(domain) if self.credentials is not None else None
+        what = f"catalog of {domain}"
+
+        async def get(url: str) -> Response:
+            return await self.send(
+                domain,
+                "GET",
+                url,
+                identity=identity,
+                scopes=("registry:catalog:*",),
+                what=what,
+                headers={"Accept": "application/json"},
+            )
+
+        first = with_params(f"{self._host(domain).base_url}/v2/_catalog", [("n", str(page_size))])
+        async for page in _pages(get, first, what, "repositories", missing_ok=False):
+            yield page
 
     def repository(
         self,
@@ -635,6 +707,38 @@ class Repository:
                 CopyReason.DIGEST_MISMATCH,
             )
         return manifest.digest
+
+    async def delete_manifest(self, reference: str) -> bool:
+        """``DELETE /v2/<name>/manifests/<reference>`` (a digest; OCI 1.1 registries also take
+        a tag) with a ``delete`` token: True when deleted, False when the registry has no
+        such manifest or repository (404). Any other answer raises CopyError (a refusal is
+        ``REJECTED``: 400 or 405, or ``DENIED``: 403); it is not retried unless transient."""
+        what = f"delete manifest {self.name}{'@' if ':' in reference else ':'}{reference}"
+        response = await self._send(
+            "DELETE",
+            f"{self._base}/manifests/{reference}",
+            what,
+            scopes=(f"repository:{self.path}:delete",),
+        )
+        if response.status_code == 404:
+            await _release(response)
+            return False
+        await self._expect(response, (200, 202, 204), what)
+        await _release(response)
+        return True
+
+    async def tag_pages(self, page_size: int) -> AsyncIterator[list[str]]:
+        """The repository's tags (``GET /v2/<name>/tags/list?n=page_size``), a page at a time,
+        following the registry's ``Link`` header; nothing when the repository does not exist.
+        (A registry may ignore ``n`` and send every tag in one page: distribution 2.x does.)"""
+        what = f"tags of {self.name}"
+
+        async def get(url: str) -> Response:
+            return await self._send("GET", url, what, headers={"Accept": "application/json"})
+
+        first = with_params(f"{self._base}/tags/list", [("n", str(page_size))])
+        async for page in _pages(get, first, what, "tags", missing_ok=True):
+            yield page
 
     # -- blobs ---------------------------------------------------------------------------
 

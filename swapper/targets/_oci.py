@@ -38,4 +38,3 @@ async def manifest_digest(client: RegistryClient, target: str) -> str | None:
     ref = parse(target)
     found = await client.repository(ref).head_manifest(ref.digest or ref.tag or "latest")
     return found.digest if found is not None else None
-

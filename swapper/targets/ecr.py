@@ -35,6 +35,12 @@ Images go to ``<registryId or accountId>.dkr.ecr.<region>.amazonaws.com[/prefix]
   connect/read timeouts and botocore's ``standard`` retry mode (throttling and 5xx retried with
   backoff). Any failure surfaces as :class:`~swapper.errors.RegistryError` naming the operation
   and AWS's error code, never credentials.
+- **Admin** (:class:`~swapper.targets.admin.RegistryAdmin`): repositories are
+  ``DescribeRepositories`` pages filtered to ``prefix``; tags and manifests are
+  ``DescribeImages`` pages (``TAGGED`` only for tags; manifests carry ``imagePushedAt``);
+  ``delete_tag`` is ``BatchDeleteImage`` by ``imageTag`` (ECR untags, and deletes the image
+  with its last tag) and ``delete_manifest`` by ``imageDigest``. Access denied, or an image a
+  manifest list still references, raises :class:`~swapper.errors.DeleteRefused`.
 """
 
 from __future__ import annotations
@@ -49,7 +55,7 @@ import functools
 import json
 import threading
 import time
-from collections.abc import Callable, Collection
+from collections.abc import AsyncIterator, Callable, Collection
 from typing import TYPE_CHECKING, Any
 
 import boto3
@@ -66,9 +72,16 @@ from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 from swapper.aio import SingleFlight, TTLMap
 from swapper.config import AWSRegistry
 from swapper.credentials import Credentials
-from swapper.errors import RegistryError
+from swapper.errors import DeleteRefused, RegistryError
 from swapper.images import ImageReference, is_at_endpoint, parse
 from swapper.logs import get_logger
+from swapper.targets.admin import (
+    DEFAULT_PAGE_SIZE,
+    StoredManifest,
+    Tag,
+    check_page_size,
+    under_prefix,
+)
 
 if TYPE_CHECKING:
     from mypy_boto3_ecr import ECRClient
@@ -275,10 +288,15 @@ class ECRTarget:
         return response
 
     async def _api(
-        self, method: str, tolerate: Collection[str] = (), **params: Any
+        self,
+        method: str,
+        tolerate: Collection[str] = (),
+        refuse: Collection[str] = (),
+        **params: Any,
     ) -> dict[str, Any] | None:
         """Call ``method`` in the thread pool. An AWS error whose code is in ``tolerate`` gives
-        None; any other failure raises :class:`RegistryError`."""
+        None, one in ``refuse`` raises :class:`DeleteRefused`; any other failure raises
+        :class:`RegistryError`."""
         operation = _operation_name(method)
         if self._closed:
             raise RegistryError(f"ECR {operation}: the target is closed")
@@ -294,6 +312,8 @@ class ECRTarget:
         except ClientError as exc:
             if _error_code(exc) in tolerate:
                 return None
+            if _error_code(exc) in refuse:
+                raise DeleteRefused(str(_registry_error(operation, exc))) from exc
             raise _registry_error(operation, exc) from exc
         except BotoCoreError as exc:
             raise _registry_error(operation, exc) from exc
@@ -439,6 +459,96 @@ class ECRTarget:
         self._token = _Token(credentials, fetched + (expires - fetched) / 2, expires)
         log.info("ecr_token_renewed", expires_at=expiry.isoformat())
         return credentials
+
+    # -- RegistryAdmin -------------------------------------------------------------------
+
+    async def _pages(
+        self, method: str, key: str, tolerate: Collection[str] = (), **params: Any
+    ) -> AsyncIterator[list[dict[str, Any]]]:
+        """The ``key`` lists of ``method``'s pages, following ``nextToken``."""
+        token = ""
+        while True:
+            extra = {"nextToken": token} if token else {}
+            response = await self._api(
+                method, tolerate, registryId=self._registry_id, **params, **extra
+            )
+            if response is None:
+                return
+            yield list(response.get(key) or ())
+            token = str(response.get("nextToken") or "")
+            if not token:
+                return
+
+    async def list_repositories(self, *, page_size: int = DEFAULT_PAGE_SIZE) -> AsyncIterator[str]:
+        size = check_page_size(page_size)
+        async for page in self._pages("describe_repositories", "repositories", maxResults=size):
+            for repository in page:
+                name = str(repository.get("repositoryName") or "")
+                if name and under_prefix(name, self.config.prefix):
+                    yield name
+
+    def _images(
+        self, repository: str, size: int, status: str
+    ) -> AsyncIterator[list[dict[str, Any]]]:
+        return self._pages(
+            "describe_images",
+            "imageDetails",
+            tolerate=("RepositoryNotFoundException",),
+            repositoryName=repository,
+            maxResults=size,
+            filter={"tagStatus": status},
+        )
+
+    async def list_tags(
+        self, repository: str, *, page_size: int = DEFAULT_PAGE_SIZE
+    ) -> AsyncIterator[Tag]:
+        async for page in self._images(repository, check_page_size(page_size), "TAGGED"):
+            for image in page:
+                for tag in image.get("imageTags") or ():
+                    yield Tag(str(tag), str(image["imageDigest"]))
+
+    async def list_manifests(
+        self, repository: str, *, page_size: int = DEFAULT_PAGE_SIZE
+    ) -> AsyncIterator[StoredManifest]:
+        async for page in self._images(repository, check_page_size(page_size), "ANY"):
+            for image in page:
+                pushed = image.get("imagePushedAt")
+                yield StoredManifest(
+                    str(image["imageDigest"]),
+                    tuple(sorted(str(tag) for tag in image.get("imageTags") or ())),
+                    pushed if isinstance(pushed, dt.datetime) else None,
+                )
+
+    async def delete_tag(self, repository: str, tag: str) -> bool:
+        return await self._delete(repository, {"imageTag": tag})
+
+    async def delete_manifest(self, repository: str, digest: str) -> bool:
+        return await self._delete(repository, {"imageDigest": digest})
+
+    async def _delete(self, repository: str, image_id: dict[str, str]) -> bool:
+        """``BatchDeleteImage`` of one image id: True when deleted, False when absent."""
+        response = await self._api(
+            "batch_delete_image",
+            tolerate=("RepositoryNotFoundException",),
+            refuse=_DENIED,
+            registryId=self._registry_id,
+            repositoryName=repository,
+            imageIds=[image_id],
+        )
+        if response is None:
+            return False
+        if response.get("imageIds"):
+            return True
+        for failure in response.get("failures") or ():
+            code = str(failure.get("failureCode") or "")
+            reason = str(failure.get("failureReason") or "")
+            if code in ("ImageNotFound", "ImageTagDoesNotMatchDigest"):
+                return False
+            text = f"ECR BatchDeleteImage of {repository} {image_id} failed: {code}: {reason}"
+            if code == "ImageReferencedByManifestList":
+                raise DeleteRefused(f"{text} (delete the manifest list first)")
+            raise RegistryError(text)
+        return False
 
     async def aclose(self) -> None:
         self._closed = True

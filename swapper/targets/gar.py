@@ -30,15 +30,26 @@ which the push already needs (the API calls would need ``artifactregistry.tags.g
 ``artifactregistry.dockerimages.get`` on top), it is one request per check once the registry
 token for that image is cached, tags and digests are asked the same way, and it answers exactly
 what the kubelet's pull will see.
+
+**Admin** (:class:`~swapper.targets.admin.RegistryAdmin`). The Docker images of the one
+Artifact Registry repository are its packages: a repository path (``<projectId>/<repositoryId>/
+<package>``, as on the registry host) maps to the package ``<package>`` (its slashes written
+``%2F`` in resource names). ``ListPackages`` (filtered to ``prefix``), ``ListTags`` (each tag
+names its version, the digest) and ``ListVersions`` (full view: the related tags and the
+creation time) are read a page at a time (``page_size``/``page_token``). ``delete_tag`` is
+``DeleteTag``; ``delete_manifest`` is ``DeleteVersion`` with ``force`` (its tags go with it),
+awaited to the end of its operation. Permission denied or a failed precondition (immutable
+tags) raises :class:`~swapper.errors.DeleteRefused`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any, TypeVar
+from urllib.parse import quote, unquote
 
 import google.auth
 import google.auth.credentials
@@ -56,11 +67,18 @@ from google.cloud.artifactregistry_v1.services.artifact_registry.transports impo
 from swapper.aio import SingleFlight
 from swapper.config import GCPRegistry
 from swapper.credentials import Credentials
-from swapper.errors import CopyError, CopyReason, RegistryError
+from swapper.errors import CopyError, CopyReason, DeleteRefused, RegistryError
 from swapper.images import ImageReference, is_at_endpoint
 from swapper.logs import get_logger
 from swapper.oci import HostConfig, RetryPolicy
 from swapper.targets._oci import host_client, manifest_digest
+from swapper.targets.admin import (
+    DEFAULT_PAGE_SIZE,
+    StoredManifest,
+    Tag,
+    check_page_size,
+    under_prefix,
+)
 
 __all__ = ["CLOUD_PLATFORM_SCOPE", "TOKEN_USERNAME", "GARTarget"]
 
@@ -81,6 +99,14 @@ _GET_HINT = (
 _CREATE_HINT = (
     "createRepository needs artifactregistry.repositories.create on the project (a custom role, "
     "or roles/artifactregistry.admin)"
+)
+_LIST_HINT = (
+    "listing needs artifactregistry.packages.list, .tags.list and .versions.list on the "
+    "repository (roles/artifactregistry.reader)"
+)
+_DELETE_HINT = (
+    "deleting needs artifactregistry.tags.delete and .versions.delete on the repository "
+    "(roles/artifactregistry.repoAdmin); an immutable-tags repository refuses tag deletes"
 )
 _PULL_HINT = (
     "the identity needs artifactregistry.repositories.downloadArtifacts on the repository "
@@ -332,8 +358,11 @@ class GARTarget:
         self,
         call: Callable[[artifactregistry_v1.ArtifactRegistryClient], _T],
         deadline: float,
+        passthrough: tuple[type[Exception], ...] = (),
     ) -> _T:
-        """Run a blocking client call in a thread, with a fresh token, under ``deadline``."""
+        """Run a blocking client call in a thread, with a fresh token, under ``deadline``.
+        NotFound, AlreadyExists, PermissionDenied and ``passthrough`` reach the caller as they
+        are; other API failures raise :class:`RegistryError`."""
         await self.pull_credentials()
         client = self._api_client()
         try:
@@ -349,6 +378,8 @@ class GARTarget:
             api_exceptions.PermissionDenied,
         ):
             raise  # the caller knows what these mean for its call
+        except passthrough:
+            raise
         except api_exceptions.Unauthenticated as exc:
             raise RegistryError(
                 f"Artifact Registry did not accept swapper's Google credentials: {_message(exc)}"
@@ -381,6 +412,158 @@ class GARTarget:
             transport = ArtifactRegistryGrpcTransport(channel=self._channel)
             self._client = artifactregistry_v1.ArtifactRegistryClient(transport=transport)
         return self._client
+
+    # -- RegistryAdmin -------------------------------------------------------------------
+
+    def _base_path(self) -> str:
+        """What every repository path of this target starts with: ``project/repository/``."""
+        return f"{self.config.project_id}/{self.config.repository_id}/"
+
+    def _package(self, repository: str) -> str:
+        """The package resource name of the repository path ``repository``."""
+        base = self._base_path()
+        if not repository.startswith(base) or repository == base:
+            raise RegistryError(f"{repository} is not an image path in {self.repository_name}")
+        return f"{self.repository_name}/packages/{quote(repository[len(base) :], safe='')}"
+
+    async def _list(
+        self, what: str, fetch: Callable[[artifactregistry_v1.ArtifactRegistryClient], _T]
+    ) -> _T | None:
+        """One page: ``fetch(client)`` in a thread; None when the parent is gone."""
+        try:
+            return await self._api(fetch, self._api_timeout)
+        except api_exceptions.NotFound:
+            return None
+        except api_exceptions.PermissionDenied as exc:
+            raise RegistryError(
+                f"Artifact Registry refused to list {what}: {_message(exc)}; {_LIST_HINT}"
+            ) from exc
+
+    async def _pages(
+        self,
+        what: str,
+        method: str,
+        request: Callable[[str], Any],
+        key: str,
+    ) -> AsyncIterator[list[Any]]:
+        """The ``key`` lists of ``method``'s pages (``request(page_token)`` builds each
+        request), following ``next_page_token``; nothing when the parent does not exist."""
+        token = ""
+        while True:
+
+            def fetch(
+                client: artifactregistry_v1.ArtifactRegistryClient, token: str = token
+            ) -> tuple[list[Any], str]:
+                pager = getattr(client, method)(
+                    request=request(token), retry=self._retry(), timeout=self._api_timeout
+                )
+                # A pager's attributes are those of its first response: one RPC, one page.
+                return list(getattr(pager, key)), str(pager.next_page_token)
+
+            page = await self._list(what, fetch)
+            if page is None:
+                return
+            items, token = page
+            yield items
+            if not token:
+                return
+
+    async def list_repositories(self, *, page_size: int = DEFAULT_PAGE_SIZE) -> AsyncIterator[str]:
+        size = check_page_size(page_size)
+        base = self._base_path()
+        pages = self._pages(
+            f"the packages of {self.repository_name}",
+            "list_packages",
+            lambda token: artifactregistry_v1.ListPackagesRequest(
+                parent=self.repository_name, page_size=size, page_token=token
+            ),
+            "packages",
+        )
+        async for page in pages:
+            for package in page:
+                path = unquote(str(package.name).rpartition("/packages/")[2])
+                if path and under_prefix(path, self.config.prefix):
+                    yield base + path
+
+    async def list_tags(
+        self, repository: str, *, page_size: int = DEFAULT_PAGE_SIZE
+    ) -> AsyncIterator[Tag]:
+        size = check_page_size(page_size)
+        package = self._package(repository)
+        pages = self._pages(
+            f"the tags of {package}",
+            "list_tags",
+            lambda token: artifactregistry_v1.ListTagsRequest(
+                parent=package, page_size=size, page_token=token
+            ),
+            "tags",
+        )
+        async for page in pages:
+            for tag in page:
+                yield Tag(_last(tag.name, "/tags/"), _last(tag.version, "/versions/"))
+
+    async def list_manifests(
+        self, repository: str, *, page_size: int = DEFAULT_PAGE_SIZE
+    ) -> AsyncIterator[StoredManifest]:
+        size = check_page_size(page_size)
+        package = self._package(repository)
+        pages = self._pages(
+            f"the versions of {package}",
+            "list_versions",
+            lambda token: artifactregistry_v1.ListVersionsRequest(
+                parent=package,
+                page_size=size,
+                page_token=token,
+                view=artifactregistry_v1.VersionView.FULL,
+            ),
+            "versions",
+        )
+        async for page in pages:
+            for version in page:
+                created = version.create_time
+                yield StoredManifest(
+                    _last(version.name, "/versions/"),
+                    tuple(sorted(_last(tag.name, "/tags/") for tag in version.related_tags)),
+                    created if isinstance(created, datetime) else None,
+                )
+
+    async def delete_tag(self, repository: str, tag: str) -> bool:
+        name = f"{self._package(repository)}/tags/{quote(tag, safe='')}"
+
+        def delete(client: artifactregistry_v1.ArtifactRegistryClient) -> None:
+            client.delete_tag(name=name, retry=self._retry(), timeout=self._api_timeout)
+
+        return await self._delete(name, delete, self._api_timeout)
+
+    async def delete_manifest(self, repository: str, digest: str) -> bool:
+        name = f"{self._package(repository)}/versions/{digest}"
+
+        def delete(client: artifactregistry_v1.ArtifactRegistryClient) -> None:
+            operation = client.delete_version(
+                request=artifactregistry_v1.DeleteVersionRequest(name=name, force=True),
+                retry=self._retry(),
+                timeout=self._api_timeout,
+            )
+            wait = polling.DEFAULT_POLLING.with_delay(initial=0.5, maximum=5.0)
+            operation.result(timeout=self._create_timeout, polling=wait)  # type: ignore[no-untyped-call]
+
+        return await self._delete(name, delete, self._create_timeout + self._api_timeout)
+
+    async def _delete(
+        self,
+        name: str,
+        delete: Callable[[artifactregistry_v1.ArtifactRegistryClient], None],
+        deadline: float,
+    ) -> bool:
+        try:
+            await self._api(delete, deadline, (api_exceptions.FailedPrecondition,))
+        except api_exceptions.NotFound:
+            return False
+        except (api_exceptions.PermissionDenied, api_exceptions.FailedPrecondition) as exc:
+            raise DeleteRefused(
+                f"Artifact Registry refused to delete {name}: {_message(exc)}; {_DELETE_HINT}"
+            ) from exc
+        return True
 
     # -- the access token ----------------------------------------------------------------
 
@@ -458,6 +641,11 @@ def _api_address(override: str) -> tuple[str, bool]:
     if ":" not in address.rsplit("]", 1)[-1]:
         address += ":443" if scheme != "http" else ":80"
     return address, scheme == "http"
+
+
+def _last(name: str, marker: str) -> str:
+    """The resource id after ``marker`` in ``name`` (``%2F`` and the like decoded)."""
+    return unquote(str(name).rpartition(marker)[2])
 
 
 def _message(exc: api_exceptions.GoogleAPIError) -> str:

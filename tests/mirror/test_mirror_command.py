@@ -196,3 +196,64 @@ def test_the_progress_line_names_the_image_and_shows_the_time_left() -> None:
     line = progress.line(event, now=110.0)  # 10 MiB in 10 s, 30 MiB to go
     assert line.startswith("ghcr.io/acme/app:1.4  blobs 1/4")
     assert line.endswith("1.0 MiB/s  ETA 30s")
+
+
+HEAVY = (
+    "boto3",
+    "botocore",
+    "google",
+    "grpc",
+    "kubernetes",
+    "fastapi",
+    "starlette",
+    "uvicorn",
+    "pydantic",
+    "jmespath",
+    "cryptography",
+    "prometheus_client",
+    "yaml",
+)
+"""What a registry-to-registry copy has no use for: the cloud SDKs, the Kubernetes client, the
+web server, config validation and the rest of ``swapper serve``'s stack."""
+
+_IMPORTS = """
+import atexit, os, sys
+heavy = {heavy!r}
+def report():
+    found = sorted({{name.split(".")[0] for name in sys.modules}} & set(heavy))
+    print("IMPORTED", ",".join(found), file=sys.stderr, flush=True)
+atexit.register(report)  # --help leaves through SystemExit
+leave = os._exit
+def report_and_leave(code):  # a copy leaves through os._exit, past atexit
+    report()
+    leave(code)
+os._exit = report_and_leave
+sys.argv = ["swapper", *{argv!r}]
+from swapper.cli import console
+console()
+"""
+
+
+def imported_by(*argv: str) -> list[str]:
+    """The heavy modules a ``swapper`` command imported, read at its exit."""
+    script = _IMPORTS.format(heavy=HEAVY, argv=list(argv))
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=False
+    )
+    [line] = [line for line in done.stderr.splitlines() if line.startswith("IMPORTED")]
+    return [name for name in line.removeprefix("IMPORTED").strip().split(",") if name]
+
+
+def test_mirror_help_and_a_copy_import_no_cloud_sdk_kubernetes_or_web_stack(
+    registries: tuple[Registry, Registry],
+) -> None:
+    source, target = registries
+    assert imported_by("mirror", "--help") == []
+    copied = imported_by(
+        "mirror",
+        f"{source.host}/public/multi:1.0",
+        f"{target.host}/imports/multi:1.0",
+        *insecure(source, target),
+    )
+    assert copied == []
+    assert get_manifest(target, "imports/multi", "1.0") is not None  # the copy did happen

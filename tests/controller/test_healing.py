@@ -415,7 +415,9 @@ async def test_each_registry_is_asked_no_faster_than_its_pace(
     elapsed = time.monotonic() - started
     at_mirror = len(manifest_requests(mirror, "HEAD")) - before[0]
     at_source = len(manifest_requests(source, "HEAD")) - before[1]
-    allowed = int(elapsed) + 2  # one per second, plus the first at once and the one in flight
+    # One per second: plus the first at once, the one in flight at the start of the window, and
+    # one for a late log line on a loaded machine; a burst would be several times this.
+    allowed = int(elapsed) + 3
     assert 3 <= at_mirror <= allowed, at_mirror
     assert 3 <= at_source <= allowed, at_source
     # (Which images were asked depends on the pods other tests left: the pace does not.)

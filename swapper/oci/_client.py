@@ -208,18 +208,25 @@ def _next_link(response: Response) -> str | None:
     return urljoin(response.url, found.group(1)) if found else None
 
 
-async def _listing(response: Response, what: str, key: str) -> list[str]:
-    """The list of strings under ``key`` in a JSON answer of at most MAX_LISTING_BYTES."""
+async def _bounded_body(response: Response, limit: int, too_large: CopyError, what: str) -> bytes:
+    """The whole body of ``response``; ``too_large`` is raised past ``limit`` bytes."""
     body = bytearray()
     try:
         async for chunk in response.aiter_bytes():
             body += chunk
-            if len(body) > MAX_LISTING_BYTES:
-                raise CopyError(f"{what}: a page larger than 16 MiB", CopyReason.UNSUPPORTED)
+            if len(body) > limit:
+                raise too_large
     except TransportError as exc:
         raise transport_error(exc, what) from exc
+    return bytes(body)
+
+
+async def _listing(response: Response, what: str, key: str) -> list[str]:
+    """The list of strings under ``key`` in a JSON answer of at most MAX_LISTING_BYTES."""
+    too_large = CopyError(f"{what}: a page larger than 16 MiB", CopyReason.UNSUPPORTED)
+    body = await _bounded_body(response, MAX_LISTING_BYTES, too_large, what)
     try:
-        items = orjson.loads(bytes(body)).get(key) or []
+        items = orjson.loads(body).get(key) or []
     except (orjson.JSONDecodeError, AttributeError) as exc:
         raise CopyError(f"{what}: the answer is not a JSON object", CopyReason.UNSUPPORTED) from exc
     if not isinstance(items, list) or not all(isinstance(item, str) for item in items):
@@ -650,17 +657,10 @@ class Repository:
         response = await self._send(
             "GET", f"{self._base}/manifests/{reference}", what, headers={"Accept": MANIFEST_ACCEPT}
         )
-        body = bytearray()
         async with response:
             await self._expect(response, (200,), what)
-            try:
-                async for chunk in response.aiter_bytes():
-                    body += chunk
-                    if len(body) > MAX_MANIFEST_BYTES:
-                        raise CopyError(f"{what} is larger than 4 MiB", CopyReason.INVALID_MANIFEST)
-            except TransportError as exc:
-                raise transport_error(exc, what) from exc
-        data = bytes(body)
+            too_large = CopyError(f"{what} is larger than 4 MiB", CopyReason.INVALID_MANIFEST)
+            data = await _bounded_body(response, MAX_MANIFEST_BYTES, too_large, what)
         if ":" in reference:
             algorithm = check_digest(reference)
             digest = digest_of(data, algorithm)

@@ -158,6 +158,10 @@ class _Refused(Exception):
     """A delete the registry refused: ends the pass."""
 
 
+class _NotReady(Exception):
+    """``ready()`` turned false mid-pass (the pod watch is listing again): ends the pass."""
+
+
 def references_in_use(targets: Iterable[str]) -> dict[str, set[str]]:
     """Repository path -> the tags and digests of it that ``targets`` (full mirror
     references) name. A reference that does not parse is skipped."""
@@ -257,6 +261,11 @@ class Cleanup:
         except RegistryError as exc:
             result, report.error = "error", str(exc)
             log.warning("cleanup_pass_failed", error=str(exc))
+        except _NotReady:
+            # What pods use cannot be told now: stop, and pass again once it can.
+            result, report.error = "error", "the pod watch is listing again"
+            self.last_pass = None
+            log.warning("cleanup_pass_failed", error=report.error)
         self.metrics.cleanup_passes.labels(result).inc()
         if self.options.delete_empty_repositories and not self._told_no_repository_deletes:
             self._told_no_repository_deletes = True
@@ -277,6 +286,7 @@ class Cleanup:
         return report
 
     async def _repository(self, repository: str, report: PassReport) -> None:
+        self._still_ready()
         size = self.options.page_size
         marks = await self._marks(repository, report)
         used = references_in_use(self.in_use()).get(repository, set())
@@ -368,6 +378,7 @@ class Cleanup:
 
     async def _delete_all(self, repository: str, doomed: list[_Doomed], report: PassReport) -> None:
         """Delete what the listing doomed, asking in-use and in-flight again first."""
+        self._still_ready()
         used = references_in_use(self.in_use()).get(repository, set())
         for image in doomed:
             if image.digest in used or any(tag in used for tag in image.tags):
@@ -416,6 +427,12 @@ class Cleanup:
             await self.admin.delete_manifest(repository, digest)
         except DeleteRefused as exc:
             raise _Refused(str(exc)) from exc
+
+    def _still_ready(self) -> None:
+        """Raise :class:`_NotReady` when ``in_use`` cannot be trusted any more (a pod watch
+        restarted mid-pass has an empty cache until it has listed again)."""
+        if not self.ready():
+            raise _NotReady
 
     def _keep(self, report: PassReport, reason: str) -> None:
         report.kept[reason] += 1

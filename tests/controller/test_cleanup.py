@@ -245,6 +245,7 @@ async def ecr_world(moto: MotoServer, monkeypatch: pytest.MonkeyPatch) -> AsyncI
         yield World(target, ECRApiMarkStore(ecr), host, "m", push, clock)
     finally:
         await target.aclose()
+        moto.reset()  # moto's state is the process's: later tests' moto servers would see it
 
 
 @pytest.fixture(params=["docker-registry", "ecr"])
@@ -576,3 +577,34 @@ async def test_a_pass_over_an_empty_registry_does_nothing_and_says_so() -> None:
         report = await cleanup.run_pass()
     assert report.deleted == [] and not report.refused and not report.error
     assert [line["event"] for line in logs] == ["cleanup_pass"]
+
+
+async def test_a_pod_watch_that_stops_being_ready_mid_pass_ends_the_pass_before_any_delete() -> (
+    None
+):
+    target = MemoryTarget("mirror.local/m")
+    for name in ("a", "b"):
+        target.add_image(f"mirror.local/m/docker.io/library/{name}:1", "sha256:" + name * 64)
+    looks = {"ready": 0}
+
+    def ready() -> bool:  # ready when the pass starts, then the pod watch restarts
+        looks["ready"] += 1
+        return looks["ready"] == 1
+
+    metrics = Metrics()
+    cleanup = Cleanup(
+        target,
+        NoMarks(),
+        set,
+        lambda _: False,
+        metrics,
+        CleanupOptions(dry_run=False),
+        ready=ready,
+    )
+    assert ready()
+    with structlog.testing.capture_logs() as logs:
+        report = await cleanup.run_pass()
+    assert report.deleted == [] and report.error == "the pod watch is listing again"
+    assert cleanup.last_pass is None  # the next pass starts as soon as the watch is ready
+    assert [line["event"] for line in logs] == ["cleanup_pass_failed", "cleanup_pass"]
+    assert metrics.registry.get_sample_value("swapper_cleanup_passes_total", {"result": "error"})

@@ -58,12 +58,11 @@ from datetime import datetime
 from typing import Protocol
 
 from swapper.config import CleanupSettings
-from swapper.errors import DeleteRefused, RegistryError
+from swapper.errors import DeleteRefused, MalformedMark, RegistryError
 from swapper.images import parse
 from swapper.logs import get_logger
 from swapper.metrics import Metrics
 from swapper.mirror.marks import (
-    MalformedMark,
     Mark,
     digest_prefix,
     is_mark_tag,
@@ -154,12 +153,8 @@ class _Doomed:
     marks: tuple[_MarkRef, ...]
 
 
-class _Refused(Exception):
-    """A delete the registry refused: ends the pass."""
-
-
-class _NotReady(Exception):
-    """``ready()`` turned false mid-pass (the pod watch is listing again): ends the pass."""
+_NOT_READY = "the pod watch is listing again"
+"""The error of a pass ended because ``ready()`` turned false mid-pass."""
 
 
 def references_in_use(targets: Iterable[str]) -> dict[str, set[str]]:
@@ -246,11 +241,16 @@ class Cleanup:
         result = "done"
         try:
             async for repository in self.admin.list_repositories(page_size=self.options.page_size):
-                await self._repository(repository, report)
+                if not self.ready():
+                    report.error = _NOT_READY
+                if not report.error:
+                    await self._repository(repository, report)
+                if report.error:
+                    break
                 if len(report.deleted) >= self.options.max_deletes:
                     log.info("cleanup_pass_limit", max_deletes=self.options.max_deletes)
                     break
-        except _Refused as exc:
+        except DeleteRefused as exc:  # a manifest delete (refused tag deletes are handled)
             result, report.refused = "refused", str(exc)
             self._keep(report, REFUSED)
             log.warning(
@@ -261,9 +261,9 @@ class Cleanup:
         except RegistryError as exc:
             result, report.error = "error", str(exc)
             log.warning("cleanup_pass_failed", error=str(exc))
-        except _NotReady:
+        if report.error == _NOT_READY:
             # What pods use cannot be told now: stop, and pass again once it can.
-            result, report.error = "error", "the pod watch is listing again"
+            result = "error"
             self.last_pass = None
             log.warning("cleanup_pass_failed", error=report.error)
         self.metrics.cleanup_passes.labels(result).inc()
@@ -286,7 +286,6 @@ class Cleanup:
         return report
 
     async def _repository(self, repository: str, report: PassReport) -> None:
-        self._still_ready()
         size = self.options.page_size
         marks = await self._marks(repository, report)
         used = references_in_use(self.in_use()).get(repository, set())
@@ -377,8 +376,12 @@ class Cleanup:
     # -- deleting --------------------------------------------------------------------------
 
     async def _delete_all(self, repository: str, doomed: list[_Doomed], report: PassReport) -> None:
-        """Delete what the listing doomed, asking in-use and in-flight again first."""
-        self._still_ready()
+        """Delete what the listing doomed, asking in-use and in-flight again first (and
+        nothing when what pods use cannot be told any more: a pod watch restarted mid-pass
+        has an empty cache until it has listed again)."""
+        if not self.ready():
+            report.error = _NOT_READY
+            return
         used = references_in_use(self.in_use()).get(repository, set())
         for image in doomed:
             if image.digest in used or any(tag in used for tag in image.tags):
@@ -423,16 +426,8 @@ class Cleanup:
         return True
 
     async def _delete_manifest(self, repository: str, digest: str) -> None:
-        try:
-            await self.admin.delete_manifest(repository, digest)
-        except DeleteRefused as exc:
-            raise _Refused(str(exc)) from exc
-
-    def _still_ready(self) -> None:
-        """Raise :class:`_NotReady` when ``in_use`` cannot be trusted any more (a pod watch
-        restarted mid-pass has an empty cache until it has listed again)."""
-        if not self.ready():
-            raise _NotReady
+        """Raises DeleteRefused (which ends the pass) when the registry will not."""
+        await self.admin.delete_manifest(repository, digest)
 
     def _keep(self, report: PassReport, reason: str) -> None:
         report.kept[reason] += 1

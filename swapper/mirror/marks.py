@@ -51,7 +51,7 @@ import orjson
 
 from swapper.aio import TTLMap
 from swapper.config import CLUSTER_NAME
-from swapper.errors import CopyError, CopyReason, DeleteRefused, RegistryError
+from swapper.errors import CopyError, CopyReason, DeleteRefused, MalformedMark, RegistryError
 from swapper.images import parse
 from swapper.logs import get_logger
 from swapper.metrics import Metrics
@@ -76,11 +76,6 @@ PREFIX_HEX = 32
 
 MAX_REMEMBERED = 50_000
 """Marks (and references looked up) remembered as fresh; the least recently used forgotten."""
-
-
-class MalformedMark(ValueError):
-    """A tag of the mark scheme whose manifest is not a mark swapper would write (another tool
-    wrote it, or it was changed): cleanup keeps it and its image, and reports it."""
 
 
 @dataclass(frozen=True, slots=True)

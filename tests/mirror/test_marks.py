@@ -20,11 +20,11 @@ import pytest
 from registry_process import Registry, running_registry
 
 from swapper.config import GenericRegistry
+from swapper.errors import MalformedMark
 from swapper.metrics import Metrics
 from swapper.mirror.marks import (
     ARTIFACT_TYPE,
     EMPTY_DIGEST,
-    MalformedMark,
     Marker,
     OCIMarkStore,
     build_mark,

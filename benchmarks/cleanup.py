@@ -99,7 +99,11 @@ async def mark(
 
 def requests_since(registry: Registry, start: int) -> int:
     lines = registry.logs().splitlines()[start:]
-    return sum(1 for line in lines if '"GET /v2' in line or '"HEAD /v2' in line or '"DELETE /v2' in line or '"PUT /v2' in line)  # noqa: E501
+    return sum(
+        1
+        for line in lines
+        if '"GET /v2' in line or '"HEAD /v2' in line or '"DELETE /v2' in line or '"PUT /v2' in line
+    )  # noqa: E501
 
 
 async def measure(args: argparse.Namespace) -> list[tuple[str, str]]:

@@ -103,7 +103,7 @@ def requests_since(registry: Registry, start: int) -> int:
         1
         for line in lines
         if '"GET /v2' in line or '"HEAD /v2' in line or '"DELETE /v2' in line or '"PUT /v2' in line
-    )  # noqa: E501
+    )
 
 
 async def measure(args: argparse.Namespace) -> list[tuple[str, str]]:
@@ -142,7 +142,7 @@ async def measure(args: argparse.Namespace) -> list[tuple[str, str]]:
                 took = time.monotonic() - started
                 _, peak = tracemalloc.get_traced_memory()
                 tracemalloc.stop()
-                time.sleep(0.5)  # the registry's last access-log lines
+                await asyncio.sleep(0.5)  # the registry's last access-log lines
                 asked = requests_since(registry, logged)
                 done = len(report.would_delete) if dry_run else len(report.deleted)
                 kept = ", ".join(f"{k} {v:,}" for k, v in sorted(report.kept.items()))

@@ -38,6 +38,10 @@ class SingleFlight(Generic[K, V]):
     def __contains__(self, key: object) -> bool:
         return key in self._tasks
 
+    def keys(self) -> list[K]:
+        """The keys with a call in flight now (a snapshot)."""
+        return list(self._tasks)
+
     def get(self, key: K) -> asyncio.Task[V] | None:
         """The task in flight for ``key``, if any (await it through ``asyncio.shield``)."""
         return self._tasks.get(key)

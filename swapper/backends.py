@@ -14,10 +14,12 @@ from dataclasses import dataclass, field
 
 from swapper.kube.pull_secrets import PullSecrets
 from swapper.metrics import Metrics
+from swapper.mirror.marks import MarkStore
 from swapper.mirror.probe import SourceProbe
 from swapper.mirror.queue import CopyQueue
 from swapper.mirror.verdicts import OpenAccess, SourceAccess
 from swapper.supervisor import TaskSpec
+from swapper.targets.admin import RegistryAdmin
 from swapper.targets.base import TargetRegistry
 
 
@@ -35,3 +37,9 @@ class Backends:
     closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)  # on shutdown
     pull_secrets: PullSecrets | None = None  # keeps the target pull secret in namespaces
     probe: SourceProbe | None = None  # what sources serve now (the monitor; heal's revert)
+    # Cleanup (``cleanup.enabled``; the controller's leader runs it): the usage marks, read and
+    # pushed with the copies' push credentials, and the target's listing and deletes. Without
+    # ``admin`` the controller uses ``target`` when that is a RegistryAdmin (a test's
+    # MemoryTarget); the wiring's ``target`` is wrapped in the existence cache, which is not.
+    marks: MarkStore | None = None
+    admin: RegistryAdmin | None = None

@@ -803,6 +803,59 @@ class ControllerSettings(_Model):
         return self
 
 
+CLUSTER_NAME = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
+"""What ``clusterName`` may be: a lowercase DNS label (at most 63 characters), so that the
+usage-mark tag ``swapper-used-<clusterName>-<32 hex>`` stays a valid tag (at most 128)."""
+
+
+class CleanupSettings(_Model):
+    """Deleting mirrored images nobody runs any more (``cleanup``), safe when several clusters
+    share one registry: every cluster marks what it runs in the registry itself, and an image is
+    deleted only when no cluster's mark is younger than ``retention``
+    (:mod:`swapper.controller.cleanup`, :mod:`swapper.mirror.marks`).
+
+    Off by default, and a dry run when turned on until ``dryRun: false``: it then reports what
+    it would delete and deletes nothing."""
+
+    enabled: bool = False
+    dry_run: bool = Field(True, alias="dryRun")
+    # The leader runs one pass at most this often.
+    interval: float = 86_400.0
+    # An image is deleted only when every cluster's mark on it is older than this (and, where
+    # the registry says when it was pushed, it was pushed longer ago than this).
+    retention: float = 30 * 86_400.0
+    # A cluster rewrites its mark on an image it runs at most this often.
+    mark_every: float = Field(86_400.0, alias="markEvery")
+    # A repository left empty by a pass is deleted too (no target's admin protocol can delete
+    # repositories yet: accepted, and a no-op that says so once per pass).
+    delete_empty_repositories: bool = Field(False, alias="deleteEmptyRepositories")
+    # Items asked per page of a registry listing.
+    page_size: int = Field(100, alias="pageSize", ge=1, le=1000)
+    # At most this many images deleted per pass (the rest wait for the next pass).
+    max_deletes: int = Field(1000, alias="maxDeletes", ge=1, le=100_000)
+
+    @field_validator("interval", "mark_every", mode="before")
+    @classmethod
+    def _often(cls, value: object) -> float:
+        return _seconds_within(value, 0, 30 * 86_400, "must be more than 0s and at most 30 days")
+
+    @field_validator("retention", mode="before")
+    @classmethod
+    def _retention(cls, value: object) -> float:
+        return _seconds_within(value, 0, 3650 * 86_400, "must be more than 0s and at most 10 years")
+
+    @model_validator(mode="after")
+    def _marks_outlive_their_rewrite(self) -> CleanupSettings:
+        # A mark is rewritten at most once per markEvery: were it as long as the retention, an
+        # image in use could look unused between two rewrites.
+        if self.mark_every >= self.retention:
+            raise ValueError(
+                f"markEvery ({format_duration(self.mark_every)}) must be less than retention "
+                f"({format_duration(self.retention)})"
+            )
+        return self
+
+
 class SupervisorSettings(_Model):
     """How swapper's long-running tasks are kept running (``supervisor``)."""
 
@@ -845,6 +898,10 @@ class Config(_Model):
     server: ServerSettings = Field(default_factory=lambda: ServerSettings())
     controller: ControllerSettings = Field(default_factory=lambda: ControllerSettings())
     supervisor: SupervisorSettings = Field(default_factory=lambda: SupervisorSettings())
+    cleanup: CleanupSettings = Field(default_factory=lambda: CleanupSettings())
+    # This cluster's name in the usage marks it writes into the target registry (cleanup).
+    # Declared after ``cleanup``: its check reads that section.
+    cluster_name: str = Field("", alias="clusterName", validate_default=True)
     _warnings: tuple[tuple[str, str], ...] = PrivateAttr(default=())
 
     @property
@@ -873,6 +930,26 @@ class Config(_Model):
     @classmethod
     def _listen_address(cls, value: str) -> str:
         split_address(value)
+        return value
+
+    @field_validator("cluster_name")
+    @classmethod
+    def _cluster_name(cls, value: str, info: ValidationInfo) -> str:
+        # A field validator (run for the default too) rather than a model validator, so that
+        # the error names the key: ``clusterName: required once cleanup.enabled is true``.
+        cleanup = info.data.get("cleanup")
+        if not value:
+            if isinstance(cleanup, CleanupSettings) and cleanup.enabled:
+                raise ValueError(
+                    "required once cleanup.enabled is true: the name this cluster's usage marks "
+                    "carry in the shared registry (a lowercase DNS label, unique per cluster)"
+                )
+            return value
+        if not CLUSTER_NAME.fullmatch(value):
+            raise ValueError(
+                f"{value!r} is not a lowercase DNS label (a-z, 0-9 and '-', starting and ending "
+                "with a letter or digit, at most 63 characters)"
+            )
         return value
 
     @model_validator(mode="after")
@@ -964,6 +1041,9 @@ _DURATION_KEYS = (
     ("supervisor", "backoffMax"),
     ("supervisor", "notReadyAfter"),
     ("supervisor", "shutdownTimeout"),
+    ("cleanup", "interval"),
+    ("cleanup", "retention"),
+    ("cleanup", "markEvery"),
 )
 _GCP_CREATION_KEYS = ("labels", "description", "immutableTags")
 # Keys of an AWS registry that only the target uses: under source.registries they do nothing.
@@ -1107,6 +1187,8 @@ def _problems(exc: ValidationError) -> list[tuple[str, str]]:
     for error in exc.errors():
         # Drop the internal tags pydantic adds for unions and enum/literal choices.
         loc = tuple(p for p in error["loc"] if not (isinstance(p, str) and "[" in p))
+        if loc and loc[0] in Config.model_fields:  # a default that was validated: its key
+            loc = (_alias(Config, str(loc[0])), *loc[1:])
         key = _location(loc)
         kind = error["type"]
         if kind == "extra_forbidden":

@@ -13,6 +13,7 @@ Every error swapper raises on purpose derives from :class:`SwapperError`::
     │   ├── Gone                    a watch's resourceVersion is too old (410): list again
     │   └── Conflict                the object exists already or changed since it was read (409)
     ├── QueueFull                   the copy queue is at its bound; the copy was not accepted
+    ├── MalformedMark               a usage mark's tag holds what swapper did not write
     ├── TransportError              an HTTP exchange of swapper.oci's client failed
     │   ├── ConnectError            no connection: refused, TLS, proxy, or a URL it cannot use
     │   ├── ReadError               the connection broke while an answer was read
@@ -104,6 +105,12 @@ class QueueFull(SwapperError):
 
 
 # -- the HTTP client under swapper.oci --------------------------------------------------------
+
+
+class MalformedMark(SwapperError):
+    """A tag of the usage marks' scheme (:mod:`swapper.mirror.marks`) whose manifest is not a
+    mark swapper would write (another tool wrote it, or it was changed): cleanup keeps it and
+    its image, and reports it."""
 
 
 class TransportError(SwapperError):

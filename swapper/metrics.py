@@ -215,6 +215,35 @@ class Metrics:
             ["reason", "result"],
             registry=r,
         )
+        # -- cleanup of mirrored images nobody runs (swapper.controller.cleanup) -----------
+        self.cleanup_deleted = Counter(
+            "swapper_cleanup_deleted",
+            "What cleanup deleted from the target registry, by kind (image: an unused mirrored "
+            "image, with its tags; mark: a usage mark of a deleted image).",
+            ["kind"],
+            registry=r,
+        )
+        self.cleanup_kept = Counter(
+            "swapper_cleanup_kept",
+            "Images a cleanup pass looked at and kept, by reason (in-use, in-flight, "
+            "not-swappers, young, young-mark, malformed-mark, dry-run: would be deleted; "
+            "refused: the registry refuses deletes, counted once per pass; error).",
+            ["reason"],
+            registry=r,
+        )
+        self.cleanup_passes = Counter(
+            "swapper_cleanup_passes",
+            "Cleanup passes, by result (done, refused, error, not-ready).",
+            ["result"],
+            registry=r,
+        )
+        self.cleanup_marks = Counter(
+            "swapper_cleanup_marks",
+            "Usage marks this cluster was asked to write, by result (written, fresh: written "
+            "within markEvery, absent: the mirror has no such image, error).",
+            ["result"],
+            registry=r,
+        )
         self.heals = Counter(
             "swapper_heals",
             "Containers stuck pulling a mirror image, by action (restore: copy the image back; "

@@ -6,7 +6,10 @@
 - :class:`~swapper.kube.source_credentials.SourceCredentials` when ``source.podPullSecrets`` is
   on and a Kubernetes API is reachable (in a cluster, or ``$KUBECONFIG``);
 - the copy queue (:class:`~swapper.mirror.workers.WorkerQueue` over
-  :class:`~swapper.mirror.engine.EngineCopier`) and the private-image access checker.
+  :class:`~swapper.mirror.engine.EngineCopier`) and the private-image access checker;
+- with ``cleanup.enabled``, the usage marks' store (:class:`~swapper.mirror.marks.OCIMarkStore`
+  over the copies' client, so with the target's push credentials) and the target's admin
+  protocol, for the controller's cleanup.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from swapper.logs import get_logger
 from swapper.metrics import Metrics
 from swapper.mirror.access import KeyringSource, RegistryAccess
 from swapper.mirror.engine import EngineCopier
+from swapper.mirror.marks import MarkStore, OCIMarkStore
 from swapper.mirror.probe import RegistryProbe
 from swapper.mirror.queue import Requester
 from swapper.mirror.shared import SharedCopier
@@ -38,6 +42,7 @@ from swapper.oci import (
     static_credentials,
 )
 from swapper.supervisor import TaskSpec
+from swapper.targets.admin import RegistryAdmin
 from swapper.targets.base import TargetRegistry
 from swapper.targets.cache import ExistenceCache
 
@@ -216,6 +221,17 @@ def build_backends(
     shared = shared_copier(config, copier, cached, metrics, kube)
     queue = WorkerQueue(shared or copier, settings, metrics, verify=cached.image_exists)
     cached.on_missing = queue.forget
+    marks: MarkStore | None = None
+    admin: RegistryAdmin | None = None
+    if config.cleanup.enabled:
+        marks = OCIMarkStore(client, config.target.endpoint.split("/", 1)[0].lower())
+        admin = target if isinstance(target, RegistryAdmin) else None
+        if admin is None:
+            log.warning(
+                "cleanup_unavailable",
+                key="cleanup.enabled",
+                reason=f"the target {type(target).__name__} cannot list or delete images",
+            )
     return Backends(
         target=cached,
         queue=queue,
@@ -226,6 +242,8 @@ def build_backends(
         closers=[*closers, client.aclose],
         pull_secrets=pull_secrets,
         probe=RegistryProbe(client, keyrings),
+        marks=marks,
+        admin=admin,
     )
 
 

@@ -150,6 +150,23 @@ async def test_the_task_in_flight_is_found_by_its_key() -> None:
     assert flight.get("k") is None
 
 
+async def test_keys_are_the_calls_in_flight_now() -> None:
+    flight: SingleFlight[str, str] = SingleFlight()
+    first, second = Call(), Call()
+    task = flight.start("a", first)
+    flight.start("b", second)
+    keys = flight.keys()
+    assert sorted(keys) == ["a", "b"]
+    first.release.set()
+    await task
+    await settle()
+    assert flight.keys() == ["b"]
+    assert sorted(keys) == ["a", "b"]  # a snapshot, not a view
+    second.release.set()
+    await settle()
+    assert flight.keys() == []
+
+
 async def test_closing_cancels_the_calls_in_flight() -> None:
     flight: SingleFlight[str, str] = SingleFlight()
     task = flight.start("k", Call())

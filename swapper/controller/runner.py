@@ -4,17 +4,26 @@ Every replica runs the elector (a supervised task). The replica that holds the L
 pod watch and, over it, the backfill, the healer and the monitor as supervised tasks of their
 own; when it loses the Lease (or shuts down) it stops them before another replica could take
 the Lease over.
+
+With ``cleanup.enabled`` the leader runs two more: ``marks`` writes this cluster's usage marks
+(:class:`~swapper.mirror.marks.Marker`) on every image its pods run, and ``cleanup``
+(:class:`~swapper.controller.cleanup.Cleanup`) deletes the images no cluster runs any more.
+Both wait for the pod watch's first full list: before it, every image would look unused.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import threading
+from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 
 from swapper.backends import Backends
 from swapper.config import Config, CopyPolicy
 from swapper.controller.backfill import Backfill, PodImages, PodPlanner, PodRecord
+from swapper.controller.cleanup import Cleanup, CleanupOptions
 from swapper.controller.heal import Healer
 from swapper.controller.leader import LeaderElector
 from swapper.controller.monitor import Monitor, MonitorOptions
@@ -23,8 +32,10 @@ from swapper.kube.informer import Informer
 from swapper.kube.leases import LeaseStore
 from swapper.kube.pods import PodPatches
 from swapper.logs import get_logger
+from swapper.mirror.marks import Marker, utc_now
 from swapper.mutation import Policy
 from swapper.supervisor import Supervisor, TaskSpec
+from swapper.targets.admin import RegistryAdmin
 
 log = get_logger("swapper.controller")
 
@@ -32,7 +43,15 @@ POD_WATCH = "pod-watch"
 BACKFILL = "backfill"
 HEAL = "heal"
 MONITOR = "monitor"
+MARKS = "marks"
+CLEANUP = "cleanup"
 ELECTION = "leader-election"
+
+MARK_LOOK_EVERY = 3600.0
+"""The marks loop looks at the pods' images at least this often (and at least four times per
+``cleanup.markEvery``); the :class:`~swapper.mirror.marks.Marker` asks the registry about each
+image at most once per ``markEvery``."""
+_NOT_SYNCED_WAIT = 1.0  # seconds between looks at a pod watch that has not listed yet
 
 
 class PodWatch:
@@ -95,7 +114,9 @@ class Controller:
         identity: str,
         events: PodEvents | None = None,
         patches: PodPatches | None = None,
+        clock: Callable[[], datetime] = utc_now,
     ) -> None:
+        """``clock``: the wall-clock time of the usage marks and of cleanup (tests move it)."""
         from kubernetes import client
 
         from swapper.kube.events import EventRecorder
@@ -165,7 +186,69 @@ class Controller:
             on_stopped=self._stop,
             metrics=backends.metrics,
         )
+        self.marker: Marker | None = None
+        self.cleanup: Cleanup | None = None
+        if config.cleanup.enabled:
+            self._build_cleanup(config, backends, clock)
         self._leading = False
+
+    def _build_cleanup(
+        self, config: Config, backends: Backends, clock: Callable[[], datetime]
+    ) -> None:
+        """The marker and the cleanup, over the target's admin protocol and the mark store
+        the wiring built (none: cleanup is not run, with one log line)."""
+        admin = backends.admin
+        if admin is None and isinstance(backends.target, RegistryAdmin):
+            admin = backends.target
+        if admin is None or backends.marks is None:
+            log.warning(
+                "cleanup_unavailable",
+                key="cleanup.enabled",
+                reason="no mark store or no admin protocol for the target: cleanup does not run",
+            )
+            return
+        self.marker = Marker(
+            config.cluster_name,
+            backends.marks,
+            admin,
+            mark_every=config.cleanup.mark_every,
+            clock=clock,
+            metrics=backends.metrics,
+        )
+        self.cleanup = Cleanup(
+            admin,
+            self.marker,
+            self.in_use,
+            backends.queue.copying_into,
+            backends.metrics,
+            cleanup_options(config),
+            ready=self.watch.informer.synced.is_set,
+            clock=clock,
+        )
+
+    def in_use(self) -> list[str]:
+        """The mirror references the watched pods run or would run (swapped or to be)."""
+        return [job.target for record in self.watch.records() for job in record.in_use()]
+
+    async def run_marks(self) -> None:
+        """Forever, once the pod watch has listed every pod: mark the images in use (the
+        marker skips, without asking the registry, what it marked within ``markEvery``)."""
+        assert self.marker is not None
+        while True:
+            if not self.watch.informer.synced.is_set():
+                await asyncio.sleep(_NOT_SYNCED_WAIT)
+                continue
+            await self.marker.mark_targets(self.in_use())
+            await asyncio.sleep(mark_look_every(self.marker.mark_every))
+
+    async def run_cleanup(self) -> None:
+        """The cleanup loop, started once the pod watch has listed every pod (the loop itself
+        also waits for that, but only looks every half minute)."""
+        assert self.cleanup is not None
+        # synced is a threading.Event, set by the informer's thread: polled, not awaited.
+        while not self.watch.informer.synced.is_set():  # noqa: ASYNC110
+            await asyncio.sleep(_NOT_SYNCED_WAIT)
+        await self.cleanup.run()
 
     def tasks(self) -> list[TaskSpec]:
         """What every replica runs: the elector."""
@@ -193,8 +276,13 @@ class Controller:
             self.supervisor.spawn(TaskSpec(HEAL, self.healer.run))
         if self.monitor is not None and self.config.controller.monitor.enabled:
             self.supervisor.spawn(TaskSpec(MONITOR, self.monitor.run))
+        if self.marker is not None and self.cleanup is not None:
+            self.supervisor.spawn(TaskSpec(MARKS, self.run_marks))
+            self.supervisor.spawn(TaskSpec(CLEANUP, self.run_cleanup))
 
     async def _stop_loops(self) -> None:
+        await self.supervisor.cancel(CLEANUP)
+        await self.supervisor.cancel(MARKS)
         await self.supervisor.cancel(MONITOR)
         if self.monitor is not None:
             self.monitor.clear()
@@ -220,6 +308,9 @@ class Controller:
         self.healer.revert = config.controller.heal.revert
         if self.monitor is not None:
             self.monitor.options = monitor_options(config)
+        if self.cleanup is not None and self.marker is not None:
+            self.cleanup.options = cleanup_options(config)
+            self.marker.mark_every = config.cleanup.mark_every
         if self._leading:
             await self._stop_loops()
             self.supervisor.spawn(TaskSpec(POD_WATCH, self.watch.run))
@@ -245,3 +336,15 @@ def monitor_options(config: Config) -> MonitorOptions:
         side_effects=copies(config),
         max_images=config.controller.max_images,
     )
+
+
+def cleanup_options(config: Config) -> CleanupOptions:
+    """What a cleanup pass acts on, from ``cleanup``: a dry run under ``cleanup.dryRun`` or
+    the global ``dryRun``."""
+    options = CleanupOptions.of(config.cleanup)
+    return dataclasses.replace(options, dry_run=options.dry_run or config.dry_run)
+
+
+def mark_look_every(mark_every: float) -> float:
+    """Seconds between two looks of the marks loop (see :data:`MARK_LOOK_EVERY`)."""
+    return min(mark_every / 4, MARK_LOOK_EVERY)

@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -35,6 +36,8 @@ class MemoryCopyQueue:
         self.jobs: list[CopyJob] = []
         self.submitted: list[tuple[str, Priority]] = []
         self._copies: SingleFlight[str, None] = SingleFlight()  # in flight, by target
+        self._running: Counter[str] = Counter()  # copies in flight by target, forced ones too
+        self._into: Counter[str] = Counter()  # copies in flight by repository, forced ones too
 
     async def _copy(self, job: CopyJob) -> None:
         self.jobs.append(job)
@@ -48,7 +51,30 @@ class MemoryCopyQueue:
     def _start(self, job: CopyJob) -> asyncio.Task[None]:
         if job.target not in self._copies and len(self._copies) >= self.bound:
             raise QueueFull(f"copy queue is full ({self.bound} jobs)")
-        return self._copies.start(job.target, lambda: self._copy(job))
+        if job.target in self._copies:
+            return self._copies.start(job.target, lambda: self._copy(job))
+        return self._counted(job, self._copies.start(job.target, lambda: self._copy(job)))
+
+    def _counted(self, job: CopyJob, task: asyncio.Task[None]) -> asyncio.Task[None]:
+        """Count ``task`` as a copy to ``job.target`` into ``job.repository`` until it ends."""
+        target, repository = job.target, job.repository
+        self._running[target] += 1
+        self._into[repository] += 1
+
+        def ended(_: asyncio.Task[None]) -> None:
+            for counter, key in ((self._running, target), (self._into, repository)):
+                counter[key] -= 1
+                if counter[key] <= 0:
+                    del counter[key]
+
+        task.add_done_callback(ended)
+        return task
+
+    def copying(self, target: str) -> bool:
+        return self._running[target] > 0
+
+    def copying_into(self, repository: str) -> bool:
+        return self._into[repository] > 0
 
     def submit(self, job: CopyJob, priority: Priority = Priority.ADMISSION) -> None:
         self.submitted.append((job.target, priority))
@@ -58,7 +84,8 @@ class MemoryCopyQueue:
         await _wait(self._start(job), deadline, job)
 
     async def copy_now(self, job: CopyJob, deadline: float) -> None:
-        await _wait(asyncio.get_running_loop().create_task(self._copy(job)), deadline, job)
+        task = self._counted(job, asyncio.get_running_loop().create_task(self._copy(job)))
+        await _wait(task, deadline, job)
 
     async def aclose(self) -> None:
         await self._copies.aclose()

@@ -68,6 +68,16 @@ class CopyQueue(Protocol):
         """Copy outside the queue. Raises :class:`CopyError` or its deadline subclass."""
         ...
 
+    def copying(self, target: str) -> bool:
+        """Whether a copy to ``target`` is queued or running now (in this process)."""
+        ...
+
+    def copying_into(self, repository: str) -> bool:
+        """Whether a copy into ``repository`` (a :attr:`CopyJob.repository`: the path under the
+        registry host) is queued or running now (in this process). Cheap: cleanup asks it per
+        image it would delete."""
+        ...
+
     async def aclose(self) -> None:
         """Stop workers; queued jobs that have not started are dropped."""
         ...

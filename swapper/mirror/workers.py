@@ -52,7 +52,7 @@ import asyncio
 import contextlib
 import random
 import time
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -129,6 +129,7 @@ class WorkerQueue:
         self.metrics = metrics or Metrics()
         s = self.settings
         self._copies: SingleFlight[str, None] = SingleFlight()  # queued or running, by target
+        self._into: Counter[str] = Counter()  # copies queued or running, by repository
         # not started yet, oldest first, by target: one line per priority, each bounded
         self._lines: dict[Priority, OrderedDict[str, _Queued]] = {
             p: OrderedDict() for p in Priority
@@ -219,6 +220,15 @@ class WorkerQueue:
     def in_flight(self) -> int:
         return self._running
 
+    def copying(self, target: str) -> bool:
+        """Whether a copy to ``target`` is queued or running now."""
+        return target in self._copies
+
+    def copying_into(self, repository: str) -> bool:
+        """Whether a copy into ``repository`` (a job's ``repository``) is queued or running
+        now: one dict lookup (cleanup asks it per image)."""
+        return self._into[repository] > 0
+
     # -- internals ---------------------------------------------------------------------------
 
     def _admit(
@@ -263,12 +273,25 @@ class WorkerQueue:
             self._bounded(priority)
         queued = _Queued(job.target, priority)
         copy = self._copies.start(job.target, lambda: self._copy(job, queued))
+        self._count_into(job.repository, copy)
         if now:
             self._start(queued, on_worker=False)
         else:
             self._lines[priority][job.target] = queued
             self._dispatch()
         return copy
+
+    def _count_into(self, repository: str, copy: asyncio.Task[None]) -> None:
+        """Count ``copy`` under its repository until it ends (the callback holds the name
+        only, not the job or the task)."""
+        self._into[repository] += 1
+
+        def ended(_: asyncio.Task[None]) -> None:
+            self._into[repository] -= 1
+            if self._into[repository] <= 0:
+                del self._into[repository]
+
+        copy.add_done_callback(ended)
 
     def _bounded(self, priority: Priority) -> None:
         """Raise :class:`QueueFull` (counted) when ``priority``'s line is at its bound."""

@@ -61,3 +61,11 @@ def test_a_change_outside_the_config_keeps_the_pods_checksum() -> None:
     before = render().deployment["spec"]["template"]["metadata"]["annotations"]
     after = render({"webhook": {"timeoutSeconds": 12}}).deployment["spec"]["template"]["metadata"]
     assert after["annotations"]["checksum/config"] == before["checksum/config"]
+
+
+def test_cleanup_is_off_and_a_dry_run_in_the_chart_and_turned_on_with_a_cluster_name() -> None:
+    default = load_config(render().config)
+    assert not default.cleanup.enabled and default.cleanup.dry_run and default.cluster_name == ""
+    values = {"config": {"clusterName": "prod-eu", "cleanup": {"enabled": True}}}
+    config = load_config(render(values).config)
+    assert config.cleanup.enabled and config.cleanup.dry_run and config.cluster_name == "prod-eu"

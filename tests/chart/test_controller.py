@@ -282,3 +282,11 @@ def test_lease_timings_swapper_would_refuse_fail_the_render(
             {**render().config, "controller": {**render().config["controller"], **controller}},
             "x",
         )
+
+
+def test_cleanup_needs_no_rbac_of_its_own() -> None:
+    values = {"config": {"clusterName": "prod-eu", "cleanup": {"enabled": True, "dryRun": False}}}
+    cleaning = render(values)
+    assert [o["rules"] for o in cleaning.all("ClusterRole") + cleaning.all("Role")] == [
+        o["rules"] for o in render().all("ClusterRole") + render().all("Role")
+    ]

@@ -42,6 +42,10 @@ def test_an_unknown_config_key_is_refused() -> None:
         ({"webhook": {"failurePolicy": "Retry"}}, "/webhook/failurePolicy"),
         ({"certificates": {"provider": "vault"}}, "/certificates/provider"),
         ({"podDisruptionBudget": {"minAvailable": "half"}}, "/podDisruptionBudget/minAvailable"),
+        ({"config": {"cleanup": {"enabled": "yes"}}}, "/config/cleanup/enabled"),
+        ({"config": {"cleanup": {"retention": "a month"}}}, "/config/cleanup/retention"),
+        ({"config": {"cleanup": {"maxDeletes": 0}}}, "/config/cleanup/maxDeletes"),
+        ({"config": {"clusterName": "Prod_EU"}}, "/config/clusterName"),
     ],
 )
 def test_a_mistyped_value_is_refused_naming_its_key(values: dict[str, Any], where: str) -> None:

@@ -45,3 +45,18 @@ async def test_a_failed_copy_raises_copy_error_to_its_waiter() -> None:
     queue.fail.add(job().target)
     with pytest.raises(CopyError):
         await queue.copy_now(job(), 1)
+
+
+async def test_copying_tells_copies_in_flight_by_target_and_by_repository() -> None:
+    queue = MemoryCopyQueue(MemoryTarget("m.local"), delay=0.05)
+    queued, forced, other = job("nginx:1"), job("redis:7"), job("busybox:1")
+    queue.submit(queued)
+    waiting = asyncio.create_task(queue.copy_now(forced, 1))
+    await asyncio.sleep(0)
+    assert queue.copying(queued.target) and queue.copying_into(queued.repository)
+    assert queue.copying(forced.target) and queue.copying_into(forced.repository)
+    assert not queue.copying(other.target) and not queue.copying_into(other.repository)
+    await waiting
+    await asyncio.sleep(0.1)
+    assert not queue.copying(queued.target) and not queue.copying_into(queued.repository)
+    assert not queue.copying_into(forced.repository)

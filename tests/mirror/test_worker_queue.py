@@ -381,3 +381,40 @@ async def test_every_reason_label_of_failed_copies_is_a_copy_reason(
     }
     assert counted == {"denied", "rate-limited", "target", "internal"}
     assert counted <= set(CopyReason)
+
+
+async def test_copying_tells_queued_and_running_copies_by_target_and_by_repository(
+    queue: WorkerQueue, copier: Copier
+) -> None:
+    copier.gate = asyncio.Event()
+    running, waiting, other = job("nginx:1"), job("nginx:2"), job("redis:7")
+    assert not queue.copying(running.target) and not queue.copying_into(running.repository)
+    for each in (running, job("busybox:1"), waiting):  # two workers: the third one waits
+        queue.submit(each)
+    await settle()
+    assert queue.queued == 1
+    assert queue.copying(running.target) and queue.copying(waiting.target)
+    assert queue.copying_into(running.repository)
+    assert not queue.copying(other.target) and not queue.copying_into(other.repository)
+    copier.gate.set()
+    await settle()
+    assert not queue.copying(running.target) and not queue.copying(waiting.target)
+    assert not queue.copying_into(running.repository)
+
+
+async def test_a_failed_or_forced_copy_is_counted_until_it_ends(
+    queue: WorkerQueue, copier: Copier
+) -> None:
+    failing, forced = job("nginx:1"), job("redis:7")
+    copier.errors[failing.target] = CopyError("refused", CopyReason.REJECTED)
+    copier.gate = asyncio.Event()
+    queue.submit(failing)
+    waiting = asyncio.create_task(queue.copy_now(forced, 5))
+    await settle()
+    assert queue.copying_into(failing.repository) and queue.copying_into(forced.repository)
+    copier.gate.set()
+    await waiting
+    await settle()
+    assert not queue.copying_into(failing.repository)
+    assert not queue.copying_into(forced.repository)
+    assert not queue._into  # nothing left behind

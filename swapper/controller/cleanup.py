@@ -1,0 +1,434 @@
+"""Cleanup: delete mirrored images nobody runs any more, safe when clusters share a registry.
+
+The elected leader runs one pass at most every ``cleanup.interval``. A pass walks every
+repository under swapper's endpoint (a page at a time, through the target's
+:class:`~swapper.targets.admin.RegistryAdmin`) and deletes an image manifest only when **all**
+of these hold, checked in this order (the first that fails is the ``reason`` the image is
+counted as kept under, in ``swapper_cleanup_kept_total{reason}``):
+
+1. ``in-use``: no pod of this cluster uses it: neither its digest nor any of its tags is among
+   the references ``in_use()`` gives (the pod watch's
+   :meth:`~swapper.controller.backfill.PodRecord.in_use` targets);
+2. ``in-flight``: no copy into its repository is queued or running (``in_flight(repository)``);
+3. ``not-swappers``: swapper wrote it. Every image swapper ran somewhere carries at least one
+   usage mark (:mod:`swapper.mirror.marks`); an image without any mark was pushed by someone
+   else (or by ``swapper mirror`` ahead of use, or is the child manifest of an index, which is
+   never marked itself) and is never deleted;
+4. ``young``: it was pushed longer ago than ``cleanup.retention``, where the registry says when
+   (ECR, Artifact Registry). A generic OCI registry does not: there the marks stand in for it,
+   as an image is at least as old as its oldest mark, and rule 6 requires every mark to be
+   older than the retention;
+5. ``malformed-mark``: every mark on it reads back as what swapper writes. A tag of the marks'
+   scheme that another tool wrote, or changed, keeps its image (and itself: cleanup never
+   deletes it) and is reported with a log line each pass;
+6. ``young-mark``: no cluster's mark on it is younger than ``cleanup.retention``; this is what
+   keeps an image another cluster still runs;
+7. ``dry-run``: ``cleanup.dryRun`` is off. In a dry run the image is logged
+   (``cleanup_would_delete``) and counted, and nothing is deleted.
+
+**Deleting.** In-use and in-flight are asked again just before. Then the image's tags go first
+(all of them are swapper's: the repository is under its endpoint and none of the tags is in
+use), then the manifest by digest; a registry that deletes by digest only (docker-registry
+refuses tag deletes) gets the manifest delete, which removes its tags with it. Then the image's
+marks go (by tag, or by digest likewise). An image deleted and its marks not (a failure in
+between) leaves only marks behind, never an image without its marks.
+
+**Failures.** A registry that refuses deletes (:class:`~swapper.errors.DeleteRefused`: deletes
+switched off, no permission) ends the pass: one log line (``cleanup_delete_refused``, with the
+registry's reason and what to change) and ``kept{reason="refused"}`` once per pass, never a
+retry loop. Any other registry failure ends the pass likewise (``cleanup_pass_failed``); the
+next pass starts over. At most ``cleanup.maxDeletes`` images are deleted per pass.
+
+**Memory.** Listings are paged and never held whole. Per repository, a pass holds that
+repository's marks (a few per image in use) and the images it is about to delete (at most
+``maxDeletes``); per pass, the references pods use.
+
+**Not done here.** ``cleanup.deleteEmptyRepositories`` is accepted but no target's admin
+protocol can delete a repository yet (generic OCI never can): a log line says so once.
+Orphan marks (marks whose image someone else deleted) are kept.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Protocol
+
+from swapper.config import CleanupSettings
+from swapper.errors import DeleteRefused, MalformedMark, RegistryError
+from swapper.images import parse
+from swapper.logs import get_logger
+from swapper.metrics import Metrics
+from swapper.mirror.marks import (
+    Mark,
+    digest_prefix,
+    is_mark_tag,
+    parse_mark_tag,
+    utc_now,
+)
+from swapper.targets.admin import RegistryAdmin, StoredManifest
+
+log = get_logger("swapper.controller")
+
+IN_USE = "in-use"
+IN_FLIGHT = "in-flight"
+NOT_SWAPPERS = "not-swappers"
+YOUNG = "young"
+MALFORMED_MARK = "malformed-mark"
+YOUNG_MARK = "young-mark"
+DRY_RUN = "dry-run"
+REFUSED = "refused"
+KEPT_REASONS = (
+    IN_USE,
+    IN_FLIGHT,
+    NOT_SWAPPERS,
+    YOUNG,
+    MALFORMED_MARK,
+    YOUNG_MARK,
+    DRY_RUN,
+    REFUSED,
+)
+"""The ``reason`` labels of ``swapper_cleanup_kept_total``."""
+
+_NOT_READY_WAIT = 30.0  # seconds between looks at a pod watch that has not listed yet
+
+
+class MarkReader(Protocol):
+    """Reads one mark back (:class:`~swapper.mirror.marks.Marker` is one)."""
+
+    async def read(self, repository: str, tag: str) -> Mark:
+        """The mark under ``tag``; raises MalformedMark or RegistryError."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class CleanupOptions:
+    """What a pass acts on (from ``cleanup``); durations in seconds."""
+
+    retention: float = 30 * 86_400.0
+    interval: float = 86_400.0
+    dry_run: bool = True
+    delete_empty_repositories: bool = False
+    page_size: int = 100
+    max_deletes: int = 1000
+
+    @classmethod
+    def of(cls, settings: CleanupSettings) -> CleanupOptions:
+        return cls(
+            retention=settings.retention,
+            interval=settings.interval,
+            dry_run=settings.dry_run,
+            delete_empty_repositories=settings.delete_empty_repositories,
+            page_size=settings.page_size,
+            max_deletes=settings.max_deletes,
+        )
+
+
+@dataclass
+class PassReport:
+    """What one pass did: ``deleted`` and ``would_delete`` as ``(repository, digest)``."""
+
+    deleted: list[tuple[str, str]] = field(default_factory=list)
+    would_delete: list[tuple[str, str]] = field(default_factory=list)
+    kept: Counter[str] = field(default_factory=Counter)
+    marks_deleted: int = 0
+    refused: str = ""  # the registry's refusal that ended the pass
+    error: str = ""  # another failure that ended the pass
+
+
+@dataclass(frozen=True, slots=True)
+class _MarkRef:
+    tag: str
+    digest: str  # the mark manifest's own digest
+    malformed: str = ""  # why it cannot be trusted without reading it
+
+
+@dataclass(frozen=True, slots=True)
+class _Doomed:
+    digest: str
+    tags: tuple[str, ...]
+    marks: tuple[_MarkRef, ...]
+
+
+_NOT_READY = "the pod watch is listing again"
+"""The error of a pass ended because ``ready()`` turned false mid-pass."""
+
+
+def references_in_use(targets: Iterable[str]) -> dict[str, set[str]]:
+    """Repository path -> the tags and digests of it that ``targets`` (full mirror
+    references) name. A reference that does not parse is skipped."""
+    found: dict[str, set[str]] = {}
+    for target in targets:
+        try:
+            ref = parse(target)
+        except Exception:  # noqa: S112 - not an image reference: nothing it could keep
+            continue
+        names = found.setdefault(ref.path, set())
+        if ref.digest:
+            names.add(ref.digest)
+        names.add(ref.tag or ("latest" if not ref.digest else ""))
+        names.discard("")
+    return found
+
+
+class Cleanup:
+    """Deletes the images no cluster runs any more (see the module docstring).
+
+    ``admin``: the target registry. ``marks``: reads a mark back. ``in_use()``: the full mirror
+    references this cluster's pods use now. ``in_flight(repository)``: whether a copy into
+    that repository is queued or running. ``ready()``: whether ``in_use`` can be trusted yet
+    (the pod watch has listed every pod): no pass starts before. ``clock``: wall-clock time
+    (timezone-aware), against which pushes and marks are aged; ``sleep`` waits between passes.
+    """
+
+    def __init__(
+        self,
+        admin: RegistryAdmin,
+        marks: MarkReader,
+        in_use: Callable[[], Iterable[str]],
+        in_flight: Callable[[str], bool],
+        metrics: Metrics,
+        options: CleanupOptions,
+        *,
+        ready: Callable[[], bool] = lambda: True,
+        clock: Callable[[], datetime] = utc_now,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        self.admin = admin
+        self.marks = marks
+        self.in_use = in_use
+        self.in_flight = in_flight
+        self.metrics = metrics
+        self.options = options
+        self.ready = ready
+        self.clock = clock
+        self.sleep = sleep
+        self.last_pass: datetime | None = None
+        self._digest_only = False  # this pass found tag deletes refused: delete by digest
+        self._told_no_repository_deletes = False
+
+    # -- the loop --------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Forever: one pass whenever ``interval`` has passed since the last one (kept across
+        leaderships: a leader that comes back does not start one sooner) and the pod watch
+        is ready."""
+        while True:
+            wait = self.due_in()
+            if wait > 0:
+                await self.sleep(wait)
+            elif not self.ready():
+                await self.sleep(_NOT_READY_WAIT)
+            else:
+                await self.run_pass()
+
+    def due_in(self) -> float:
+        """Seconds until the next pass may start (0 or less: now)."""
+        if self.last_pass is None:
+            return 0.0
+        return self.options.interval - (self.clock() - self.last_pass).total_seconds()
+
+    # -- one pass --------------------------------------------------------------------------
+
+    async def run_pass(self) -> PassReport:
+        """One pass over every repository (see the module docstring)."""
+        self.last_pass = self.clock()
+        self._digest_only = False
+        report = PassReport()
+        result = "done"
+        try:
+            async for repository in self.admin.list_repositories(page_size=self.options.page_size):
+                if not self.ready():
+                    report.error = _NOT_READY
+                if not report.error:
+                    await self._repository(repository, report)
+                if report.error:
+                    break
+                if len(report.deleted) >= self.options.max_deletes:
+                    log.info("cleanup_pass_limit", max_deletes=self.options.max_deletes)
+                    break
+        except DeleteRefused as exc:  # a manifest delete (refused tag deletes are handled)
+            result, report.refused = "refused", str(exc)
+            self._keep(report, REFUSED)
+            log.warning(
+                "cleanup_delete_refused",
+                error=str(exc),
+                action="the pass ends here; the next pass tries again (cleanup.interval)",
+            )
+        except RegistryError as exc:
+            result, report.error = "error", str(exc)
+            log.warning("cleanup_pass_failed", error=str(exc))
+        if report.error == _NOT_READY:
+            # What pods use cannot be told now: stop, and pass again once it can.
+            result = "error"
+            self.last_pass = None
+            log.warning("cleanup_pass_failed", error=report.error)
+        self.metrics.cleanup_passes.labels(result).inc()
+        if self.options.delete_empty_repositories and not self._told_no_repository_deletes:
+            self._told_no_repository_deletes = True
+            log.warning(
+                "cleanup_empty_repositories_kept",
+                key="cleanup.deleteEmptyRepositories",
+                reason="the target's admin protocol cannot delete repositories",
+            )
+        log.info(
+            "cleanup_pass",
+            result=result,
+            dry_run=self.options.dry_run,
+            deleted=len(report.deleted),
+            would_delete=len(report.would_delete),
+            marks_deleted=report.marks_deleted,
+            kept=dict(report.kept),
+        )
+        return report
+
+    async def _repository(self, repository: str, report: PassReport) -> None:
+        size = self.options.page_size
+        marks = await self._marks(repository, report)
+        used = references_in_use(self.in_use()).get(repository, set())
+        doomed: list[_Doomed] = []
+        budget = self.options.max_deletes - len(report.deleted)
+        async for manifest in self.admin.list_manifests(repository, page_size=size):
+            if any(is_mark_tag(tag) for tag in manifest.tags):
+                continue  # a mark: goes with its image
+            found = marks.get(digest_prefix(manifest.digest), [])
+            reason = await self._judge(repository, manifest, found, used)
+            if reason is not None:
+                self._keep(report, reason)
+            elif self.options.dry_run:
+                self._keep(report, DRY_RUN)
+                report.would_delete.append((repository, manifest.digest))
+                log.info(
+                    "cleanup_would_delete",
+                    repository=repository,
+                    digest=manifest.digest,
+                    tags=list(manifest.tags),
+                )
+            elif len(doomed) < budget:
+                doomed.append(_Doomed(manifest.digest, manifest.tags, tuple(found)))
+        if doomed:
+            await self._delete_all(repository, doomed, report)
+
+    async def _marks(self, repository: str, report: PassReport) -> dict[str, list[_MarkRef]]:
+        """The repository's marks by the digest prefix their tag names (first listing)."""
+        found: dict[str, list[_MarkRef]] = {}
+        size = self.options.page_size
+        async for manifest in self.admin.list_manifests(repository, page_size=size):
+            names = [tag for tag in manifest.tags if is_mark_tag(tag)]
+            others = [tag for tag in manifest.tags if not is_mark_tag(tag)]
+            for tag in names:
+                named = parse_mark_tag(tag)
+                if named is None:
+                    log.warning(
+                        "cleanup_malformed_mark",
+                        repository=repository,
+                        tag=tag,
+                        problem="does not follow swapper-used-<cluster>-<32 hex>; kept",
+                    )
+                    self._keep(report, MALFORMED_MARK)
+                    continue
+                problem = f"also tagged {', '.join(others)}" if others else ""
+                found.setdefault(named[1], []).append(_MarkRef(tag, manifest.digest, problem))
+        return found
+
+    async def _judge(
+        self, repository: str, manifest: StoredManifest, marks: list[_MarkRef], used: set[str]
+    ) -> str | None:
+        """Why ``manifest`` is kept, or None when it may go (rules 1 to 6)."""
+        if manifest.digest in used or any(tag in used for tag in manifest.tags):
+            return IN_USE
+        if self.in_flight(repository):
+            return IN_FLIGHT
+        if not marks:
+            return NOT_SWAPPERS
+        now = self.clock()
+        retention = self.options.retention
+        if (
+            manifest.pushed_at is not None
+            and (now - manifest.pushed_at).total_seconds() < retention
+        ):
+            return YOUNG
+        mine = 0  # marks whose full digest is this image's (not another's sharing the prefix)
+        for ref in marks:
+            try:
+                if ref.malformed:
+                    raise MalformedMark(ref.malformed)
+                mark = await self.marks.read(repository, ref.tag)
+            except MalformedMark as exc:
+                log.warning(
+                    "cleanup_malformed_mark",
+                    repository=repository,
+                    tag=ref.tag,
+                    digest=manifest.digest,
+                    problem=f"{exc}; the mark and its image are kept",
+                )
+                return MALFORMED_MARK
+            if mark.image_digest != manifest.digest:
+                continue
+            mine += 1
+            if (now - mark.used_at).total_seconds() < retention:
+                return YOUNG_MARK
+        return None if mine else NOT_SWAPPERS
+
+    # -- deleting --------------------------------------------------------------------------
+
+    async def _delete_all(self, repository: str, doomed: list[_Doomed], report: PassReport) -> None:
+        """Delete what the listing doomed, asking in-use and in-flight again first (and
+        nothing when what pods use cannot be told any more: a pod watch restarted mid-pass
+        has an empty cache until it has listed again)."""
+        if not self.ready():
+            report.error = _NOT_READY
+            return
+        used = references_in_use(self.in_use()).get(repository, set())
+        for image in doomed:
+            if image.digest in used or any(tag in used for tag in image.tags):
+                self._keep(report, IN_USE)
+                continue
+            if self.in_flight(repository):
+                self._keep(report, IN_FLIGHT)
+                continue
+            await self._delete(repository, image)
+            report.deleted.append((repository, image.digest))
+            self.metrics.cleanup_deleted.labels("image").inc()
+            log.info(
+                "cleanup_deleted", repository=repository, digest=image.digest, tags=list(image.tags)
+            )
+            for ref in image.marks:
+                await self._delete_tagged(repository, ref.tag, ref.digest)
+                report.marks_deleted += 1
+                self.metrics.cleanup_deleted.labels("mark").inc()
+
+    async def _delete(self, repository: str, image: _Doomed) -> None:
+        """Tags first, then the manifest (which on a digest-only registry takes the tags)."""
+        for tag in image.tags:
+            if self._digest_only or not await self._delete_tag(repository, tag):
+                break
+        await self._delete_manifest(repository, image.digest)
+
+    async def _delete_tagged(self, repository: str, tag: str, digest: str) -> None:
+        """A manifest swapper alone tags (a mark): by its tag, else by its digest."""
+        if not self._digest_only and await self._delete_tag(repository, tag):
+            return
+        await self._delete_manifest(repository, digest)
+
+    async def _delete_tag(self, repository: str, tag: str) -> bool:
+        """True when the tag delete was answered (deleted or absent); False when the registry
+        deletes by digest only (remembered for the rest of the pass)."""
+        try:
+            await self.admin.delete_tag(repository, tag)
+        except DeleteRefused as exc:
+            self._digest_only = True
+            log.info("cleanup_tag_deletes_refused", error=str(exc), action="deleting by digest")
+            return False
+        return True
+
+    async def _delete_manifest(self, repository: str, digest: str) -> None:
+        """Raises DeleteRefused (which ends the pass) when the registry will not."""
+        await self.admin.delete_manifest(repository, digest)
+
+    def _keep(self, report: PassReport, reason: str) -> None:
+        report.kept[reason] += 1
+        self.metrics.cleanup_kept.labels(reason).inc()

@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     import threading
 
     from swapper.config import Config
+    from swapper.images import ImageReference
     from swapper.targets.base import TargetRegistry
 
 
@@ -358,6 +359,7 @@ def _mirror_copy(
         blob_idle_timeout=(
             config.mirror.blob_idle_timeout if config is not None else DEFAULT_BLOB_IDLE_TIMEOUT
         ),
+        mark_as=_mark_as(config, registry, target),
     )
     gc.freeze()
     gc.enable()
@@ -376,6 +378,16 @@ def _mirror_copy(
         return 1
     print(summary(result))
     return 0
+
+
+def _mark_as(config: Config | None, registry: object, target: ImageReference) -> str:
+    """The cluster whose usage mark ``swapper mirror`` writes: ``clusterName`` when the
+    ``--config`` turns cleanup on and the copy goes into its target, under its endpoint."""
+    from swapper.images import is_at_endpoint
+
+    if config is None or registry is None or not config.cleanup.enabled:
+        return ""
+    return config.cluster_name if is_at_endpoint(target, config.target.endpoint) else ""
 
 
 def _plain_http_hint(exc: Exception, domains: list[str], insecure: list[str]) -> str:

@@ -182,6 +182,9 @@ class Cleanup:
     that repository is queued or running. ``ready()``: whether ``in_use`` can be trusted yet
     (the pod watch has listed every pod): no pass starts before. ``clock``: wall-clock time
     (timezone-aware), against which pushes and marks are aged; ``sleep`` waits between passes.
+    ``on_deleted(repository, digest, tags)``: called for each image deleted (the wiring
+    forgets it in the existence cache, so admission asks the registry again rather than swap a
+    pod to an image that is gone).
     """
 
     def __init__(
@@ -196,8 +199,10 @@ class Cleanup:
         ready: Callable[[], bool] = lambda: True,
         clock: Callable[[], datetime] = utc_now,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        on_deleted: Callable[[str, str, tuple[str, ...]], None] = lambda *_: None,
     ) -> None:
         self.admin = admin
+        self.on_deleted = on_deleted
         self.marks = marks
         self.in_use = in_use
         self.in_flight = in_flight
@@ -391,6 +396,7 @@ class Cleanup:
                 self._keep(report, IN_FLIGHT)
                 continue
             await self._delete(repository, image)
+            self.on_deleted(repository, image.digest, image.tags)
             report.deleted.append((repository, image.digest))
             self.metrics.cleanup_deleted.labels("image").inc()
             log.info(

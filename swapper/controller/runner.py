@@ -224,6 +224,7 @@ class Controller:
             cleanup_options(config),
             ready=self.watch.informer.synced.is_set,
             clock=clock,
+            on_deleted=forget_deleted(backends.target, config.target.endpoint),
         )
 
     def in_use(self) -> list[str]:
@@ -343,6 +344,24 @@ def cleanup_options(config: Config) -> CleanupOptions:
     the global ``dryRun``."""
     options = CleanupOptions.of(config.cleanup)
     return dataclasses.replace(options, dry_run=options.dry_run or config.dry_run)
+
+
+def forget_deleted(target: object, endpoint: str) -> Callable[[str, str, tuple[str, ...]], None]:
+    """What cleanup calls for each image it deleted: the image's references (``host/repo:tag``
+    for each tag, and ``host/repo@digest``) are dropped from ``target``'s existence cache (the
+    wiring's :class:`~swapper.targets.cache.ExistenceCache`), when it has one. Other replicas'
+    caches notice within ``target.existenceCache.ttl``."""
+    host = endpoint.split("/", 1)[0]
+    invalidate: Callable[[str], None] | None = getattr(target, "invalidate", None)
+
+    def forget(repository: str, digest: str, tags: tuple[str, ...]) -> None:
+        if invalidate is None:
+            return
+        for tag in tags:
+            invalidate(f"{host}/{repository}:{tag}")
+        invalidate(f"{host}/{repository}@{digest}")
+
+    return forget
 
 
 def mark_look_every(mark_every: float) -> float:

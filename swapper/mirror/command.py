@@ -139,11 +139,15 @@ async def run_mirror(
     out: IO[str] | None = None,
     target_registry: TargetRegistry | None = None,
     blob_idle_timeout: float | None = DEFAULT_BLOB_IDLE_TIMEOUT,
+    mark_as: str = "",
 ) -> CopyResult:
     """Copy ``source`` to ``target``. With ``target_registry`` (``--config``), the repository
     is made ready first (ECR creates it) and pushes use the registry's own credentials.
     ``blob_idle_timeout``: see :class:`~swapper.oci.RegistryClient` (``mirror.blobIdleTimeout``
-    of a ``--config``)."""
+    of a ``--config``). ``mark_as``: a cluster name (``clusterName`` of a ``--config`` with
+    ``cleanup.enabled``): the copy into the configured target is then given that cluster's
+    usage mark (:mod:`swapper.mirror.marks`), which makes it swapper's for cleanup. A mark that
+    cannot be written is said on ``out`` and leaves the copy as it is (kept by cleanup)."""
     keyring = read_authfile(authfile) if authfile else None  # None: anonymous everywhere
     stream = out or sys.stderr
     progress = Progress(stream, live=stream.isatty(), image=str(source))
@@ -159,17 +163,49 @@ async def run_mirror(
             except RegistryError as exc:
                 raise CopyError(f"preparing {target.name}: {exc}", CopyReason.TARGET) from exc
         try:
-            return await engine.copy(
+            result = await engine.copy(
                 source,
                 target,
                 platforms=tuple(platforms) or None,
                 source_credentials=keyring_credentials(keyring, source) if keyring else None,
                 progress=progress,
             )
+            if mark_as and target_registry is not None:
+                await _mark(mark_as, client, target_registry, target, result, stream)
+            return result
         finally:
             progress.finish()
             if target_registry is not None:
                 await target_registry.aclose()
+
+
+async def _mark(
+    cluster: str,
+    client: RegistryClient,
+    registry: TargetRegistry,
+    target: ImageReference,
+    result: CopyResult,
+    out: IO[str],
+) -> None:
+    """This cluster's usage mark on the image just copied (see :func:`run_mirror`)."""
+    from swapper.mirror.marks import Marker, OCIMarkStore
+    from swapper.targets.admin import RegistryAdmin
+
+    if not isinstance(registry, RegistryAdmin):
+        print(
+            f"swapper: warning: no usage mark: the target {type(registry).__name__} cannot "
+            "list or delete images; cleanup keeps this image",
+            file=out,
+        )
+        return
+    marker = Marker(cluster, OCIMarkStore(client, target.domain), registry)
+    try:
+        await marker.mark(target.path, result.digest)
+    except (RegistryError, CopyError) as exc:
+        print(
+            f"swapper: warning: the usage mark was not written ({exc}); cleanup keeps this image",
+            file=out,
+        )
 
 
 def _registry_credentials(

@@ -43,10 +43,13 @@ from swapper.controller.cleanup import (
     CleanupOptions,
     references_in_use,
 )
+from swapper.controller.runner import forget_deleted
 from swapper.metrics import Metrics
 from swapper.mirror.marks import Mark, Marker, MarkStore, OCIMarkStore, mark_tag
 from swapper.oci import Descriptor, HostConfig, RegistryClient
 from swapper.targets.admin import RegistryAdmin
+from swapper.targets.base import TargetRegistry
+from swapper.targets.cache import ExistenceCache
 from swapper.targets.ecr import ECRTarget
 from swapper.targets.generic import GenericTarget
 from swapper.targets.memory import MemoryTarget
@@ -317,6 +320,24 @@ async def test_an_image_one_cluster_still_marks_is_kept_until_every_mark_is_old(
 
     # Nothing left to do on the next pass, from either cluster.
     assert (await a.cleanup.run_pass()).deleted == []
+
+
+async def test_an_image_cleanup_deleted_is_forgotten_by_the_existence_cache(world: World) -> None:
+    world.push(world.repository, "1.0", "cached")
+    a = world.cluster("cluster-a")
+    a.used = {world.reference("1.0")}
+    await a.mark()
+    assert isinstance(world.admin, TargetRegistry)
+    cache = ExistenceCache(world.admin, ttl=3600)
+    assert await cache.image_exists(world.reference("1.0"))  # cached for an hour from now on
+    a.cleanup.on_deleted = forget_deleted(cache, world.host)
+
+    a.used = set()
+    world.clock.advance(RETENTION + DAY)
+    assert len((await a.cleanup.run_pass()).deleted) == 1
+
+    # Admission asks the registry again, and is told the image is gone: no pod is swapped to it.
+    assert not await cache.image_exists(world.reference("1.0"))
 
 
 async def test_an_image_this_cluster_runs_is_kept_whatever_its_marks_say(world: World) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import subprocess
@@ -121,6 +122,45 @@ def test_the_target_is_derived_from_a_config(
     assert result.returncode == 0, result.stderr
     repo = f"m/127.0.0.1_{source.host.split(':')[1]}/public/multi"
     assert get_manifest(target, repo, "1.0") == get_manifest(source, "public/multi", "1.0")
+
+
+def tags_of(registry: Registry, repo: str) -> list[str]:
+    with registry.client() as client:
+        response = client.get(f"/v2/{repo}/tags/list")
+        response.raise_for_status()
+        return list(response.json().get("tags") or [])
+
+
+@pytest.mark.parametrize("cleanup", [True, False])
+def test_a_copy_into_the_configured_target_carries_this_clusters_usage_mark_when_cleanup_is_on(
+    registries: tuple[Registry, Registry], tmp_path: Path, cleanup: bool
+) -> None:
+    source, target = registries
+    prefix = f"marked-{cleanup}".lower()
+    config = tmp_path / "config.yaml"
+    config.write_text(
+        f"target:\n  type: generic\n  generic:\n    registry: {target.host}/{prefix}\n"
+        f"    insecure: true\nclusterName: ops-eu\ncleanup:\n  enabled: {str(cleanup).lower()}\n"
+    )
+    result = swapper(
+        "mirror", f"{source.host}/public/multi:1.0", "--config", str(config), *insecure(source)
+    )
+    assert result.returncode == 0, result.stderr
+    repo = f"{prefix}/127.0.0.1_{source.host.split(':')[1]}/public/multi"
+    copied = get_manifest(target, repo, "1.0")
+    assert copied is not None
+    digest = "sha256:" + hashlib.sha256(copied[0]).hexdigest()
+    mark = f"swapper-used-ops-eu-{digest.removeprefix('sha256:')[:32]}"
+    if not cleanup:
+        assert sorted(tags_of(target, repo)) == ["1.0"]
+        return
+    assert sorted(tags_of(target, repo)) == sorted(["1.0", mark])
+    body = get_manifest(target, repo, mark)
+    assert body is not None
+    annotations = json.loads(body[0])["annotations"]
+    assert annotations["io.swapper.cluster"] == "ops-eu"
+    assert annotations["io.swapper.image-digest"] == digest
+    assert json.loads(body[0])["subject"]["digest"] == digest
 
 
 def test_a_malformed_platform_is_refused_before_copying(

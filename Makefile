@@ -102,6 +102,7 @@ bench: venv apt kube-binaries
 	$(BIN)/python -m benchmarks.ecr_calls
 	$(BIN)/python -m benchmarks.soak
 	$(BIN)/python -m benchmarks.controller
+	$(BIN)/python -m benchmarks.cleanup
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -126,6 +126,12 @@ def _parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="for each registry check (--check-registries)",
     )
+    audit.add_argument(
+        "--cleanup",
+        action="store_true",
+        help="also run cleanup as a dry run against the target (cleanup.enabled in --config): "
+        "list the images it would delete now and why it keeps the others; deletes nothing",
+    )
     audit.add_argument("--out", metavar="FILE", help="write the report here instead of stdout")
 
     mirror = sub.add_parser(
@@ -600,6 +606,8 @@ def _audit(args: argparse.Namespace) -> int:
     config = _load_config(args.config)
     if not args.timeout > 0:
         raise ConfigError([("--timeout", "must be more than 0 seconds")], "command line")
+    if args.cleanup and not config.cleanup.enabled:
+        raise ConfigError([("cleanup.enabled", "--cleanup previews cleanup: turn it on")])
     logs.configure("error", "console")  # registry hiccups are in the report, not the log
     audit = Audit(config)
     client = api_client(args.kubeconfig, args.context)
@@ -640,6 +648,19 @@ def _audit(args: argparse.Namespace) -> int:
             await close()
 
     report = asyncio.run(settle())
+    if args.cleanup:
+        from swapper.controller.audit.cleanup import preview_cleanup
+
+        used = report.mirror_references(config.target.endpoint)
+        report.cleanup = asyncio.run(
+            preview_cleanup(
+                config,
+                build_target(config),
+                used,
+                partial=bool(args.namespace or refused),
+                request_timeout=args.timeout,
+            )
+        )
     render = {"table": render_table, "json": render_json, "html": render_html}[args.output]
     text = render(report)
     if args.out:

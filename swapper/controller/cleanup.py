@@ -11,9 +11,10 @@ counted as kept under, in ``swapper_cleanup_kept_total{reason}``):
    :meth:`~swapper.controller.backfill.PodRecord.in_use` targets);
 2. ``in-flight``: no copy into its repository is queued or running (``in_flight(repository)``);
 3. ``not-swappers``: swapper wrote it. Every image swapper ran somewhere carries at least one
-   usage mark (:mod:`swapper.mirror.marks`); an image without any mark was pushed by someone
-   else (or by ``swapper mirror`` ahead of use, or is the child manifest of an index, which is
-   never marked itself) and is never deleted;
+   usage mark (:mod:`swapper.mirror.marks`: the leader marks what pods run, ``swapper mirror``
+   its copy when its config turns cleanup on); an image without any mark was pushed by someone
+   else (or is the child manifest of an index, which is never marked itself) and is never
+   deleted;
 4. ``young``: it was pushed longer ago than ``cleanup.retention``, where the registry says when
    (ECR, Artifact Registry). A generic OCI registry does not: there the marks stand in for it,
    as an image is at least as old as its oldest mark, and rule 6 requires every mark to be

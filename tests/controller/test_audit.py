@@ -16,6 +16,7 @@ import sys
 import time
 import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
@@ -24,9 +25,16 @@ import pytest
 import yaml
 from e2e.cluster import Cluster
 from helpers import run_swapper
-from registries import Registry, make_image, make_layer, push_image, start_registry
+from registries import (
+    Registry,
+    get_manifest,
+    make_image,
+    make_layer,
+    push_image,
+    start_registry,
+)
 
-from swapper.config import Config, load_config
+from swapper.config import Config, GenericRegistry, load_config
 from swapper.controller.audit import (
     Audit,
     Report,
@@ -36,6 +44,9 @@ from swapper.controller.audit import (
     render_table,
 )
 from swapper.images import parse, target_reference
+from swapper.mirror.marks import Marker, OCIMarkStore
+from swapper.oci import HostConfig, RegistryClient
+from swapper.targets.generic import GenericTarget
 
 ENDPOINT = "mirror.example.com/mirror"
 RBAC = "rbac.authorization.k8s.io"
@@ -643,3 +654,70 @@ def test_a_kubeconfig_that_cannot_be_used_is_one_clean_line(problem: str, tmp_pa
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1, lines
     assert lines[0].startswith("swapper: ")
+
+
+def test_audit_cleanup_lists_what_cleanup_would_delete_and_deletes_nothing(
+    cluster: Cluster, tmp_path: Path
+) -> None:
+    suffix = uuid.uuid4().hex[:6]
+    namespace = cluster.namespace(f"audit-cleanup-{suffix}")
+    create_pod(cluster, namespace, "web", "nginx:1.27")
+    kubeconfig = list_pods_account(cluster, namespace, "auditor", tmp_path / "auditor")
+    mirror = start_registry(tmp_path / "mirror")  # deletes on
+    try:
+        endpoint = f"{mirror.host}/m"
+        used = "m/docker.io/library/nginx"
+        unused = "m/docker.io/library/old"
+        in_use = push_image(mirror, used, make_image([make_layer("used")]), "1.27")
+        gone = push_image(mirror, unused, make_image([make_layer("old")]), "1")
+        unmarked = push_image(mirror, unused, make_image([make_layer("other's")]), "2")
+
+        async def mark_long_ago() -> None:
+            client = RegistryClient(hosts={mirror.host: HostConfig(plain_http=True)})
+            target = GenericTarget(GenericRegistry(registry=endpoint, insecure=True))
+            marker = Marker(
+                "ops",
+                OCIMarkStore(client, mirror.host),
+                target,
+                clock=lambda: datetime.now(UTC) - timedelta(days=40),
+            )
+            try:
+                assert await marker.mark(used, "1.27")
+                assert await marker.mark(unused, "1")
+            finally:
+                await client.aclose()
+                await target.aclose()
+
+        asyncio.run(mark_long_ago())
+        config_file = tmp_path / "config.yaml"
+        config_file.write_text(
+            yaml.safe_dump(
+                {
+                    "imageSwapPolicy": "always",
+                    "source": {"checkAccess": False},
+                    "target": {
+                        "type": "generic",
+                        "generic": {"registry": endpoint, "insecure": True},
+                    },
+                    "clusterName": "ops",
+                    "cleanup": {"enabled": True, "dryRun": False, "retention": "720h"},
+                }
+            )
+        )
+        args = ["audit", "--config", str(config_file), "--kubeconfig", str(kubeconfig)]
+        result = run_swapper(*args, "-n", namespace, "--cleanup", "-o", "json")
+        assert result.returncode == 0, result.stderr
+        preview = json.loads(result.stdout)["cleanup"]
+
+        assert preview["wouldDelete"] == [{"repository": unused, "digest": gone}]
+        assert preview["kept"] == {"in-use": 1, "not-swappers": 1, "dry-run": 1}
+        assert preview["partial"] is True  # -n: other namespaces' pods were not read
+        # A dry run, whatever cleanup.dryRun says:
+        for repository, digest in ((unused, gone), (unused, unmarked), (used, in_use)):
+            assert get_manifest(mirror, repository, digest) is not None
+
+        table = run_swapper(*args, "-n", namespace, "--cleanup")
+        assert table.returncode == 0, table.stderr
+        assert f"cleanup: would delete {unused}@{gone}" in table.stdout
+    finally:
+        mirror.stop()

@@ -19,8 +19,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from swapper.config import Config, CopyPolicy, SwapPolicy
-from swapper.errors import KubeError, MalformedPod, RegistryError
-from swapper.images import ImageReference, is_at_endpoint
+from swapper.controller.audit.cleanup import CleanupPreview
+from swapper.errors import InvalidReference, KubeError, MalformedPod, RegistryError
+from swapper.images import ImageReference, is_at_endpoint, parse
 from swapper.kube.pods import PodPages, namespaces
 from swapper.mirror.memory import MemoryCopyQueue
 from swapper.mirror.queue import Requester
@@ -79,6 +80,19 @@ class Report:
     forbidden: list[tuple[str, str]] = field(default_factory=list)  # (namespace, refusal)
     notes: list[str] = field(default_factory=list)
     checked: bool = False  # the registries were asked (--check-registries)
+    cleanup: CleanupPreview | None = None  # cleanup's dry run (--cleanup)
+
+    def mirror_references(self, endpoint: str) -> set[str]:
+        """The mirror references the pods read use or would use: every row's target, and
+        every image already under ``endpoint`` (more rather than fewer: what cleanup keeps)."""
+        found = {row.target for row in self.rows if row.target}
+        for row in self.rows:
+            try:
+                if is_at_endpoint(parse(row.image), endpoint):
+                    found.add(row.image)
+            except InvalidReference:
+                continue
+        return found
 
 
 @dataclass

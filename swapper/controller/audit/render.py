@@ -96,6 +96,8 @@ def _footer(report: Report) -> list[str]:
     for namespace, message in report.forbidden:
         out.append(f"forbidden: {namespace or '(all namespaces)'}: {message}")
     out += [f"note: {note}" for note in report.notes]
+    if report.cleanup is not None:
+        out += ["", *report.cleanup.lines()]
     return out
 
 
@@ -109,6 +111,8 @@ def render_json(report: Report) -> str:
         "forbidden": [{"namespace": ns, "message": m} for ns, m in report.forbidden],
         "notes": report.notes,
     }
+    if report.cleanup is not None:
+        document["cleanup"] = report.cleanup.as_json()
     return json.dumps(document, indent=2) + "\n"
 
 
@@ -287,6 +291,13 @@ def render_html(report: Report, title: str = "swapper audit") -> str:
         if notes
         else ""
     )
+    if report.cleanup is not None:
+        lines = report.cleanup.lines()
+        notes_html += (
+            f"<section><h2>{_e(lines[0])}</h2><ul>"
+            + "".join(f'<li class="ref">{_e(line)}</li>' for line in lines[1:])
+            + "</ul></section>"
+        )
     cards_html = "".join(f'<div class="card"><b>{v}</b><span>{k}</span></div>' for v, k in cards)
     checked = "mirror and sources asked" if report.checked else "registries not asked"
     return f"""<!DOCTYPE html>

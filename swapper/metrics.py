@@ -219,7 +219,8 @@ class Metrics:
         self.cleanup_deleted = Counter(
             "swapper_cleanup_deleted",
             "What cleanup deleted from the target registry, by kind (image: an unused mirrored "
-            "image, with its tags; mark: a usage mark of a deleted image).",
+            "image, with its tags; mark: a usage mark of a deleted image; repository: one a pass "
+            "emptied, with cleanup.deleteEmptyRepositories).",
             ["kind"],
             registry=r,
         )

@@ -44,9 +44,12 @@ next pass starts over. At most ``cleanup.maxDeletes`` images are deleted per pas
 repository's marks (a few per image in use) and the images it is about to delete (at most
 ``maxDeletes``); per pass, the references pods use.
 
-**Not done here.** ``cleanup.deleteEmptyRepositories`` is accepted but no target's admin
-protocol can delete a repository yet (generic OCI never can): a log line says so once.
-Orphan marks (marks whose image someone else deleted) are kept.
+**Empty repositories.** With ``cleanup.deleteEmptyRepositories``, a repository the pass
+emptied (no manifest left, marks included) is deleted in the registry's one step that cannot
+take an image pushed meanwhile (ECR's ``DeleteRepository`` without ``force``). OCI
+distribution has no such call and Artifact Registry's package delete takes its versions with
+it: there one log line says so, once. Orphan marks (marks whose image someone else deleted)
+are kept, and keep their repository.
 """
 
 from __future__ import annotations
@@ -136,6 +139,7 @@ class PassReport:
     would_delete: list[tuple[str, str]] = field(default_factory=list)
     kept: Counter[str] = field(default_factory=Counter)
     marks_deleted: int = 0
+    repositories_deleted: int = 0
     refused: str = ""  # the registry's refusal that ended the pass
     error: str = ""  # another failure that ended the pass
 
@@ -273,13 +277,6 @@ class Cleanup:
             self.last_pass = None
             log.warning("cleanup_pass_failed", error=report.error)
         self.metrics.cleanup_passes.labels(result).inc()
-        if self.options.delete_empty_repositories and not self._told_no_repository_deletes:
-            self._told_no_repository_deletes = True
-            log.warning(
-                "cleanup_empty_repositories_kept",
-                key="cleanup.deleteEmptyRepositories",
-                reason="the target's admin protocol cannot delete repositories",
-            )
         log.info(
             "cleanup_pass",
             result=result,
@@ -317,6 +314,30 @@ class Cleanup:
                 doomed.append(_Doomed(manifest.digest, manifest.tags, tuple(found)))
         if doomed:
             await self._delete_all(repository, doomed, report)
+            if self.options.delete_empty_repositories and not report.error:
+                await self._delete_if_empty(repository, report)
+
+    async def _delete_if_empty(self, repository: str, report: PassReport) -> None:
+        """``cleanup.deleteEmptyRepositories``: the repository this pass emptied goes, in the
+        registry's one safe step (a registry without one is said once, then not asked)."""
+        if self._told_no_repository_deletes:
+            return
+        async for _ in self.admin.list_manifests(repository, page_size=1):
+            return  # something is left: another image, a mark, someone else's push
+        try:
+            deleted = await self.admin.delete_repository(repository)
+        except DeleteRefused as exc:
+            self._told_no_repository_deletes = True
+            log.warning(
+                "cleanup_empty_repositories_kept",
+                key="cleanup.deleteEmptyRepositories",
+                reason=str(exc),
+            )
+            return
+        if deleted:
+            report.repositories_deleted += 1
+            self.metrics.cleanup_deleted.labels("repository").inc()
+            log.info("cleanup_repository_deleted", repository=repository)
 
     async def _marks(self, repository: str, report: PassReport) -> dict[str, list[_MarkRef]]:
         """The repository's marks by the digest prefix their tag names (first listing)."""

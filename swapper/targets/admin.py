@@ -89,3 +89,11 @@ class RegistryAdmin(Protocol):
     async def delete_manifest(self, repository: str, digest: str) -> bool:
         """Delete the manifest ``digest`` and every tag on it. False when there was none."""
         ...
+
+    async def delete_repository(self, repository: str) -> bool:
+        """Delete ``repository`` if it holds no image, in one step that cannot take an image
+        pushed meanwhile (ECR's ``DeleteRepository`` without ``force``). False when it holds
+        images or is not there. Raises :class:`~swapper.errors.DeleteRefused` where the
+        registry has no such step (OCI distribution; Artifact Registry, whose package delete
+        takes its versions with it)."""
+        ...

@@ -522,6 +522,18 @@ class ECRTarget:
     async def delete_tag(self, repository: str, tag: str) -> bool:
         return await self._delete(repository, {"imageTag": tag})
 
+    async def delete_repository(self, repository: str) -> bool:
+        """``DeleteRepository`` without ``force``: ECR refuses it while any image is there."""
+        response = await self._api(
+            "delete_repository",
+            tolerate=("RepositoryNotFoundException", "RepositoryNotEmptyException"),
+            refuse=_DENIED,
+            registryId=self._registry_id,
+            repositoryName=repository,
+            force=False,
+        )
+        return response is not None
+
     async def delete_manifest(self, repository: str, digest: str) -> bool:
         return await self._delete(repository, {"imageDigest": digest})
 

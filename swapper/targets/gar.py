@@ -535,6 +535,12 @@ class GARTarget:
 
         return await self._delete(name, delete, self._api_timeout)
 
+    async def delete_repository(self, repository: str) -> bool:
+        raise DeleteRefused(
+            f"Artifact Registry package {repository} is kept: its delete takes every version "
+            "with it, so one pushed between a check and the delete would be lost"
+        )
+
     async def delete_manifest(self, repository: str, digest: str) -> bool:
         name = f"{self._package(repository)}/versions/{digest}"
 

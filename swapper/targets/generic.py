@@ -152,6 +152,13 @@ class GenericTarget:
         hint = f"{_DIGEST_ONLY}; or {_DELETES_OFF}"
         return await self._delete(repository, tag, f"the tag {repository}:{tag}", hint)
 
+    async def delete_repository(self, repository: str) -> bool:
+        raise DeleteRefused(
+            f"{self.config.domain} cannot delete the repository {repository}: the OCI "
+            "distribution API has no repository delete (an empty one costs nothing; the "
+            "registry's garbage collection reclaims the blobs)"
+        )
+
     async def delete_manifest(self, repository: str, digest: str) -> bool:
         return await self._delete(repository, digest, f"{repository}@{digest}", _DELETES_OFF)
 

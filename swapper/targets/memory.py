@@ -138,6 +138,15 @@ class MemoryTarget:
             for manifest in found[start : start + size]:
                 yield manifest
 
+    async def delete_repository(self, repository: str) -> bool:
+        self._call("delete_repository")
+        if self.refuse_deletes:
+            raise DeleteRefused(f"{self._endpoint} refuses deletes (refuse_deletes is set)")
+        if repository not in self.repositories or any(self._references(repository)):
+            return False
+        self.repositories.discard(repository)
+        return True
+
     async def delete_tag(self, repository: str, tag: str) -> bool:
         self._call("delete_tag")
         if self.refuse_deletes:

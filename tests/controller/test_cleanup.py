@@ -340,6 +340,49 @@ async def test_an_image_cleanup_deleted_is_forgotten_by_the_existence_cache(worl
     assert not await cache.image_exists(world.reference("1.0"))
 
 
+async def test_a_repository_the_pass_empties_is_deleted_on_ecr_and_kept_where_it_cannot_be(
+    world: World,
+) -> None:
+    world.push(world.repository, "1.0", "last image")
+    a = world.cluster("cluster-a", delete_empty_repositories=True)
+    a.used = {world.reference("1.0")}
+    await a.mark()
+    a.used = set()
+    world.clock.advance(RETENTION + DAY)
+
+    with structlog.testing.capture_logs() as logs:
+        report = await a.cleanup.run_pass()
+
+    assert len(report.deleted) == 1 and report.marks_deleted == 1
+    kept = [line for line in logs if line["event"] == "cleanup_empty_repositories_kept"]
+    repositories = [r async for r in world.admin.list_repositories()]
+    if isinstance(world.admin, ECRTarget):  # DeleteRepository without force: one safe step
+        assert report.repositories_deleted == 1
+        assert a.deleted("repository") == 1
+        assert world.repository not in repositories
+        assert kept == []
+    else:  # the distribution API has no repository delete: said once, nothing else tried
+        assert report.repositories_deleted == 0
+        assert a.deleted("repository") == 0
+        assert len(kept) == 1
+        assert "no repository delete" in kept[0]["reason"]
+
+
+async def test_a_repository_with_an_image_left_is_never_deleted(ecr: World) -> None:
+    ecr.push(ecr.repository, "1.0", "goes")
+    ecr.push(ecr.repository, "2.0", "stays: nobody marked it")
+    a = ecr.cluster("cluster-a", delete_empty_repositories=True)
+    a.used = {ecr.reference("1.0")}
+    await a.mark()
+    a.used = set()
+    ecr.clock.advance(RETENTION + DAY)
+
+    report = await a.cleanup.run_pass()
+
+    assert len(report.deleted) == 1 and report.repositories_deleted == 0
+    assert await ecr.tags() == {"2.0"}
+
+
 async def test_an_image_this_cluster_runs_is_kept_whatever_its_marks_say(world: World) -> None:
     digest = world.push(world.repository, "1.0", "in use")
     a = world.cluster("cluster-a")

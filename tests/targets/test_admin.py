@@ -49,6 +49,7 @@ class Admin:
     tag_pages: bool = True  # the registry honours a page size on tag listings
     deletes_tags: bool = True  # the registry deletes a tag on its own
     knows_push_times: bool = True
+    deletes_repositories: bool = True  # an empty repository can be deleted in one safe step
 
     @property
     def app(self) -> str:
@@ -102,6 +103,7 @@ def memory_admin(refuse_deletes: bool = False) -> Admin:
 
     def seed(repository: str, tags: Sequence[str], content: str) -> str:
         digest = digest_of(content)
+        target.repositories.add(repository)
         for tag in tags:
             target.add_image(f"mirror.local/{repository}:{tag}", digest)
         return digest
@@ -142,6 +144,7 @@ async def generic_admin(registry: Registry) -> AsyncIterator[Admin]:
             tag_pages=False,  # distribution 2.8 sends every tag in one answer
             deletes_tags=False,  # distribution 2.8 deletes by digest only
             knows_push_times=False,
+            deletes_repositories=False,  # the distribution API has no repository delete
         )
     finally:
         await target.aclose()
@@ -184,6 +187,7 @@ async def gar_admin(deny_deletes: bool = False) -> AsyncIterator[Admin]:
             seed,
             pages=lambda kind: api.count(kinds[kind]),
             deletes=lambda: api.count("DeleteTag") + api.count("DeleteVersion"),
+            deletes_repositories=False,  # a package delete takes its versions: never risked
         )
     finally:
         await target.aclose()
@@ -357,6 +361,25 @@ async def test_deleting_what_is_not_there_answers_false(backend: Admin) -> None:
     assert await backend.admin.delete_manifest(backend.app, digest_of("never pushed")) is False
     if backend.deletes_tags:
         assert await backend.admin.delete_tag(backend.app, "9.9") is False
+
+
+async def test_an_empty_repository_is_deleted_only_where_that_cannot_take_an_image(
+    backend: Admin,
+) -> None:
+    digest = backend.seed(backend.app, ["1.0"], "first")
+
+    if not backend.deletes_repositories:
+        with pytest.raises(DeleteRefused):
+            await backend.admin.delete_repository(backend.app)
+        assert await tags_of(backend.admin, backend.app) == {"1.0": digest}
+        return
+    assert await backend.admin.delete_repository(backend.app) is False  # an image is there
+    assert await tags_of(backend.admin, backend.app) == {"1.0": digest}
+
+    assert await backend.admin.delete_manifest(backend.app, digest) is True
+    assert await backend.admin.delete_repository(backend.app) is True
+    assert backend.app not in [r async for r in backend.admin.list_repositories()]
+    assert await backend.admin.delete_repository(backend.app) is False  # gone already
 
 
 async def test_a_registry_refusing_deletes_says_so_once_without_retrying(refusing: Admin) -> None:

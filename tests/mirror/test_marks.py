@@ -13,14 +13,17 @@ import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import httpx
 import orjson
 import pytest
+from registries import TokenServer, make_image, make_layer, push_image, start_registry
 from registry_process import Registry, running_registry
 
 from swapper.config import GenericRegistry
-from swapper.errors import MalformedMark
+from swapper.credentials import Credentials
+from swapper.errors import CopyError, MalformedMark, RegistryError
 from swapper.metrics import Metrics
 from swapper.mirror.marks import (
     ARTIFACT_TYPE,
@@ -32,7 +35,7 @@ from swapper.mirror.marks import (
     parse_mark,
     parse_mark_tag,
 )
-from swapper.oci import OCI_MANIFEST, Descriptor, HostConfig, RegistryClient
+from swapper.oci import OCI_MANIFEST, Descriptor, HostConfig, RegistryClient, static_credentials
 from swapper.targets.generic import GenericTarget
 
 IMAGE = "sha256:" + "ab" * 32
@@ -262,3 +265,46 @@ async def test_a_tag_of_the_scheme_another_tool_pushed_reads_as_malformed(setup:
 
     with pytest.raises(MalformedMark, match="artifact"):
         await setup.marker.read(setup.repository, tag)
+
+
+# -- a private image ------------------------------------------------------------------------
+
+
+async def test_a_private_images_mark_is_readable_only_by_who_could_read_the_image(
+    tmp_path: Path,
+) -> None:
+    tokens = TokenServer(tmp_path / "tokens", users={"alice": "alice-secret"}, public=("public/",))
+    tokens.start()
+    mirror = start_registry(tmp_path / "mirror", token_server=tokens)
+    alice = Credentials(username="alice", password="alice-secret")
+    pusher = RegistryClient(
+        hosts={mirror.host: HostConfig(plain_http=True)},
+        credentials=static_credentials({mirror.host: alice}),
+    )
+    anonymous = RegistryClient(hosts={mirror.host: HostConfig(plain_http=True)})
+    target = GenericTarget(GenericRegistry(registry=f"{mirror.host}/m", insecure=True))
+    try:
+        for repository in ("private/app", "public/app"):
+            push_image(mirror, repository, make_image([make_layer(repository)]), "1.0")
+        marker = Marker("prod-eu", OCIMarkStore(pusher, mirror.host), target)
+        assert await marker.mark("private/app", "1.0")
+        assert await marker.mark("public/app", "1.0")
+
+        # Anyone may read the public image's mark, as they may read the image ...
+        readable = OCIMarkStore(anonymous, mirror.host)
+        public = Marker("prod-eu", readable, target)
+        digest = (await readable.head("public/app", "1.0")).digest  # type: ignore[union-attr]
+        assert (await public.read("public/app", mark_tag("prod-eu", digest))).cluster == "prod-eu"
+        # ... and nobody new the private one's: it lives in the image's own repository.
+        private_digest = (await marker.store.head("private/app", "1.0")).digest  # type: ignore[union-attr]
+        with pytest.raises((RegistryError, CopyError)):
+            await readable.get("private/app", mark_tag("prod-eu", private_digest))
+        with mirror.client() as admin:  # the mark's only place: beside the image
+            tags = admin.get("/v2/private/app/tags/list").json()["tags"]
+        assert sorted(tags) == sorted(["1.0", mark_tag("prod-eu", private_digest)])
+    finally:
+        await pusher.aclose()
+        await anonymous.aclose()
+        await target.aclose()
+        mirror.stop()
+        tokens.stop()

@@ -10,8 +10,13 @@ Every error swapper raises on purpose derives from :class:`SwapperError`::
     ├── CertificateError            the TLS certificate or key cannot be loaded or generated
     ├── CredentialsError            a pull secret or credentials file cannot be read
     ├── KubeError                   a Kubernetes API call failed, or holds what swapper won't touch
-    │   ├── Gone                    a watch's resourceVersion is too old (410): list again
-    │   └── Conflict                the object exists already or changed since it was read (409)
+    │   └── KubeApiError            the API server answered an error status (``status``)
+    │       ├── Forbidden           the service account may not (403)
+    │       ├── NotFound            no such object (404)
+    │       ├── Conflict            the object exists already or changed since it was read (409)
+    │       ├── Gone                a resourceVersion or continue token is too old (410)
+    │       └── Invalid             the object or patch was refused as invalid (422), such as
+    │                               a JSON-patch ``test`` that failed
     ├── QueueFull                   the copy queue is at its bound; the copy was not accepted
     ├── MalformedMark               a usage mark's tag holds what swapper did not write
     ├── TransportError              an HTTP exchange of swapper.oci's client failed
@@ -92,12 +97,47 @@ class KubeError(SwapperError):
     """
 
 
-class Gone(KubeError):
-    """The watch's resourceVersion is too old (HTTP 410): list again."""
+class KubeApiError(KubeError):
+    """The API server answered an error status (``status``). ``continue_token``: the fresh
+    token a 410 for an expired list continue token carries ("" when none)."""
+
+    STATUS = 0
+
+    def __init__(self, message: str = "", *, status: int = 0, continue_token: str = "") -> None:
+        super().__init__(message or f"HTTP {status or self.STATUS}")
+        self.status = status or self.STATUS
+        self.continue_token = continue_token
 
 
-class Conflict(KubeError):
+class Forbidden(KubeApiError):
+    """The service account may not do this (HTTP 403)."""
+
+    STATUS = 403
+
+
+class NotFound(KubeApiError):
+    """No such object (HTTP 404)."""
+
+    STATUS = 404
+
+
+class Conflict(KubeApiError):
     """The object exists already, or changed since it was read (HTTP 409): read it again."""
+
+    STATUS = 409
+
+
+class Gone(KubeApiError):
+    """A watch's resourceVersion, or a list's continue token, is too old (HTTP 410): list
+    again."""
+
+    STATUS = 410
+
+
+class Invalid(KubeApiError):
+    """The object or patch was refused as invalid (HTTP 422), as a failed JSON-patch ``test``."""
+
+    STATUS = 422
 
 
 class QueueFull(SwapperError):

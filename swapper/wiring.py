@@ -118,10 +118,25 @@ _NO_API = "no Kubernetes API (not in a cluster, no KUBECONFIG): "
 def kube_or_warn(kube: Any | None, event: str, without: str) -> Any | None:
     """``kube``, else an API client if a cluster is reachable, else None with one warning line
     ``event`` saying what goes ``without`` it."""
-    kube = kube if kube is not None else kube_api_client()
-    if kube is None:
-        log.warning(event, reason=_NO_API + without)
-    return kube
+    return KubeApi(kube).get(event, without)
+
+
+class KubeApi:
+    """The one API client the backends share: the one handed in, else looked for once (at
+    the first :meth:`get`), however many parts ask."""
+
+    def __init__(self, given: Any | None = None) -> None:
+        self._client = given
+        self._looked = given is not None
+
+    def get(self, event: str, without: str) -> Any | None:
+        """The client, or None with one warning line ``event`` saying what goes ``without``
+        it."""
+        if not self._looked:
+            self._client, self._looked = kube_api_client(), True
+        if self._client is None:
+            log.warning(event, reason=_NO_API + without)
+        return self._client
 
 
 def build_backends(
@@ -130,7 +145,9 @@ def build_backends(
     metrics: Metrics,
     kube: Any | None = None,
 ) -> Backends:
-    """``kube``: a ``kubernetes`` API client, or None to find one (see :func:`kube_api_client`)."""
+    """``kube``: a ``kubernetes`` API client, or None to find one (see :func:`kube_api_client`),
+    once, when a part needs one."""
+    api = KubeApi(kube)
     cached = ExistenceCache(
         target,
         ttl=config.target.existence_cache.ttl,
@@ -149,8 +166,7 @@ def build_backends(
     ready_checks: list[Callable[[], bool]] = []
     keyrings: KeyringSource | None = None
     if config.source.pod_pull_secrets:
-        kube = kube_or_warn(
-            kube,
+        kube = api.get(
             "pod_pull_secrets_unavailable",
             "private images are copied with operator credentials only and swapped for no pod",
         )
@@ -185,7 +201,7 @@ def build_backends(
     closers: list[Callable[[], Awaitable[None]]] = []
     if config.source.check_access:
         options = config.source.access
-        remembered = public_answers(config, kube)
+        remembered = public_answers(config, api)
         background.append(TaskSpec("remembered-answers", remembered.run, critical=True))
         ready_checks.append(remembered.ready)
         access = RegistryAccess(
@@ -201,8 +217,7 @@ def build_backends(
         closers.append(access.aclose)
     pull_secrets = None
     if config.target.pull_secret.enabled:
-        kube = kube_or_warn(
-            kube,
+        kube = api.get(
             "pull_secret_unavailable",
             "the target pull secret is added to pods but not provisioned",
         )
@@ -218,7 +233,7 @@ def build_backends(
                 on_report=lambda result: metrics.pull_secret_writes.labels(result).inc(),
             )
             background.append(TaskSpec("pull-secrets", pull_secrets.run))
-    shared = shared_copier(config, copier, cached, metrics, kube)
+    shared = shared_copier(config, copier, cached, metrics, api)
     queue = WorkerQueue(shared or copier, settings, metrics, verify=cached.image_exists)
     cached.on_missing = queue.forget
     marks: MarkStore | None = None
@@ -252,14 +267,14 @@ def shared_copier(
     copier: EngineCopier,
     cached: ExistenceCache,
     metrics: Metrics,
-    kube: Any | None,
+    api: KubeApi,
 ) -> SharedCopier | None:
     """``copier`` behind a Lease per image (``controller.shareCopies``), so the replicas copy
     each image once; None when off, or when no Kubernetes API is reachable."""
     settings = config.controller
     if not (settings.enabled and settings.share_copies):
         return None
-    kube = kube_or_warn(kube, "shared_copies_unavailable", "each replica copies on its own")
+    kube = api.get("shared_copies_unavailable", "each replica copies on its own")
     if kube is None:
         return None
     from swapper.kube import own_namespace
@@ -275,13 +290,12 @@ def shared_copier(
     )
 
 
-def public_answers(config: Config, kube: Any | None) -> PublicAnswers:
+def public_answers(config: Config, api: KubeApi) -> PublicAnswers:
     """Where the access check remembers public answers: the ConfigMap
     ``source.access.configMap`` of swapper's own namespace, or this process's memory."""
     options = config.source.access
     if options.config_map:
-        kube = kube_or_warn(
-            kube,
+        kube = api.get(
             "remembered_answers_unavailable",
             "public answers of the access check are kept in memory only",
         )

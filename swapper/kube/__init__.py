@@ -21,7 +21,15 @@ import os
 from collections.abc import Callable
 from typing import Any
 
-from swapper.errors import KubeError  # raised by this package; defined with the others
+from swapper.errors import (  # raised by this package; defined with the others
+    Conflict,
+    Forbidden,
+    Gone,
+    Invalid,
+    KubeApiError,
+    KubeError,
+    NotFound,
+)
 
 REQUEST_TIMEOUT = 30.0
 """Seconds for one API call (connect and read), so a Job never hangs on a dead connection."""
@@ -79,39 +87,73 @@ def api_client(kubeconfig: str | None = None, context: str | None = None) -> Any
 
 
 def status_of(exc: BaseException) -> int | None:
-    """The HTTP status of a ``kubernetes`` ``ApiException`` (``None`` for anything else)."""
+    """The HTTP status of a ``kubernetes`` ``ApiException`` or a :class:`KubeApiError`
+    (``None`` for anything else)."""
     status = getattr(exc, "status", None)
-    return status if isinstance(status, int) else None
+    return status if isinstance(status, int) and status else None
 
 
-def describe_api_error(exc: BaseException, action: str) -> KubeError:
-    """A :class:`KubeError` for a failed call: ``action`` plus the Status reason and message."""
+_BY_STATUS: dict[int, type[KubeApiError]] = {
+    cls.STATUS: cls for cls in (Forbidden, NotFound, Conflict, Gone, Invalid)
+}
+
+
+def api_error(exc: BaseException, action: str) -> KubeError:
+    """The :class:`KubeError` for a failed call: ``action`` plus the Status reason and
+    message, typed by status (:class:`NotFound`, :class:`Conflict`, ...; another status is a
+    :class:`KubeApiError`, no status at all a plain KubeError). A KubeError is returned as it
+    is (it names its action already)."""
+    if isinstance(exc, KubeError):
+        return exc
     status = status_of(exc)
     if status is None:
         return KubeError(f"{action}: {exc.__class__.__name__}: {exc}")
-    reason, message = getattr(exc, "reason", "") or "", ""
+    reason, message, token = getattr(exc, "reason", "") or "", "", ""
     try:
         body = json.loads(getattr(exc, "body", None) or "{}")
         reason = body.get("reason") or reason
         message = str(body.get("message") or "")[:300]
+        metadata = body.get("metadata")
+        found = metadata.get("continue") if isinstance(metadata, dict) else None
+        token = found if isinstance(found, str) else ""
     except (ValueError, AttributeError):
         pass
     hint = ""
     if status == 403:
         hint = " (the service account lacks this permission: check the chart's RBAC)"
-    return KubeError(f"{action}: HTTP {status} {reason}: {message}{hint}".rstrip(": "))
+    text = f"{action}: HTTP {status} {reason}: {message}{hint}".rstrip(": ")
+    return _BY_STATUS.get(status, KubeApiError)(text, status=status, continue_token=token)
 
 
-def call_json(method: Callable[..., Any], *args: Any, **kwargs: Any) -> dict[str, Any]:
+def call_json(
+    method: Callable[..., Any],
+    *args: Any,
+    action: str = "",
+    request_timeout: float | tuple[float, float] = REQUEST_TIMEOUT,
+    **kwargs: Any,
+) -> dict[str, Any]:
     """Call a generated client method and return the response body as JSON.
 
-    Raises the client's ``ApiException`` for an error status, like the method itself.
+    A failure raises :func:`api_error`'s KubeError for ``action`` (default: the method's
+    name): :class:`NotFound`, :class:`Conflict`, :class:`Forbidden`, :class:`Gone`,
+    :class:`Invalid`, another :class:`KubeApiError`, or a plain KubeError when the API
+    server could not be reached.
     """
-    response = method(*args, _preload_content=False, _request_timeout=REQUEST_TIMEOUT, **kwargs)
+    what = action or getattr(method, "__name__", str(method))
     try:
-        data = json.loads(response.data or b"{}")
+        response = method(*args, _preload_content=False, _request_timeout=request_timeout, **kwargs)
+    except Exception as exc:
+        raise api_error(exc, what) from None
+    try:
+        raw = response.data or b"{}"
+    except Exception as exc:  # the connection broke while the answer was read
+        raise api_error(exc, what) from None
     finally:
         response.release_conn()
+    try:
+        data = json.loads(raw)
+    except ValueError:
+        raise KubeError(f"{what}: the API server's answer is not JSON") from None
     if not isinstance(data, dict):
-        raise KubeError(f"unexpected API response from {getattr(method, '__name__', method)}")
+        raise KubeError(f"unexpected API response from {what}")
     return data

@@ -28,7 +28,7 @@ from collections.abc import Callable, Iterator
 from typing import Any, Generic, TypeVar
 
 from swapper.errors import Gone, KubeError
-from swapper.kube import REQUEST_TIMEOUT, call_json, status_of
+from swapper.kube import REQUEST_TIMEOUT, api_error, call_json, status_of
 from swapper.logs import get_logger
 
 log = get_logger("swapper.kube")
@@ -50,9 +50,12 @@ def watch_lines(response: Any) -> Iterator[bytes]:
         yield buffer
 
 
-def open_watch(list_call: Callable[..., Any], version: str, timeout: int, **kwargs: Any) -> Any:
+def open_watch(
+    list_call: Callable[..., Any], version: str, timeout: int, action: str = "", **kwargs: Any
+) -> Any:
     """The streaming response of a watch from ``version`` (``list_call`` is a generated
-    ``list_*`` method, ``kwargs`` its selectors); a 410 answer raises :class:`Gone`."""
+    ``list_*`` method, ``kwargs`` its selectors); a failure raises :func:`api_error`'s
+    KubeError: :class:`Gone` for a 410 (list again)."""
     try:
         return list_call(
             watch=True,
@@ -64,9 +67,8 @@ def open_watch(list_call: Callable[..., Any], version: str, timeout: int, **kwar
             **kwargs,
         )
     except Exception as exc:
-        if status_of(exc) == 410:
-            raise Gone() from None
-        raise
+        what = action or f"watch {getattr(list_call, '__name__', 'objects')}"
+        raise api_error(exc, what) from None
 
 
 def watch_events(response: Any, what: str) -> Iterator[dict[str, Any]]:
@@ -85,8 +87,11 @@ def watch_events(response: Any, what: str) -> Iterator[dict[str, Any]]:
 class Informer(Generic[T]):
     """Keeps ``items`` equal to the API server's objects, through ``transform``.
 
-    ``list_all`` is a generated ``list_*_for_all_namespaces`` method of the client.
-    ``transform(obj)`` returns what to keep, or None to keep nothing for that object.
+    ``list_all`` is a generated ``list_*_for_all_namespaces`` method of the client (or a
+    namespaced ``list_*`` with its namespace bound). ``transform(obj)`` returns what to keep,
+    or None to keep nothing for that object. Hooks, called in the informer's thread:
+    ``on_listed()`` after a full list replaced :attr:`items`, ``on_event(type, obj)`` after a
+    watch event was applied, ``on_failure(exc)`` after a failure (before the backoff).
     """
 
     def __init__(
@@ -99,8 +104,14 @@ class Informer(Generic[T]):
         watch_timeout: int = 300,
         max_backoff: float = 30.0,
         page_size: int = 500,
+        on_listed: Callable[[], None] = lambda: None,
+        on_event: Callable[[str, dict[str, Any]], None] = lambda _type, _obj: None,
+        on_failure: Callable[[BaseException], None] = lambda _exc: None,
     ) -> None:
         self.name = name
+        self.on_listed = on_listed
+        self.on_event = on_event
+        self.on_failure = on_failure
         self.list_all = list_all
         self.transform = transform
         self.field_selector = field_selector
@@ -129,8 +140,11 @@ class Informer(Generic[T]):
         return {"field_selector": self.field_selector} if self.field_selector else {}
 
     def _page(self, token: str) -> dict[str, Any]:
-        more = {"_continue": token} if token else {}
-        return call_json(self.list_all, limit=self.page_size, **more, **self._selector())
+        more: dict[str, Any] = {"_continue": token} if token else {}
+        action = f"list {self.name}"
+        return call_json(
+            self.list_all, limit=self.page_size, action=action, **more, **self._selector()
+        )
 
     def list(self) -> str:
         """Replace the cache with a fresh list, read in pages; returns its resourceVersion."""
@@ -139,8 +153,8 @@ class Informer(Generic[T]):
         while True:
             try:
                 body = self._page(token)
-            except Exception as exc:
-                if not token or status_of(exc) != 410:
+            except Gone:
+                if not token:
                     raise
                 # The snapshot the first pages were read at is compacted away: the rest of it
                 # cannot be read, and pages of two snapshots are no list. Start over.
@@ -160,6 +174,7 @@ class Informer(Generic[T]):
         self.generation += 1
         self.lists += 1
         self.synced.set()
+        self.on_listed()
         # Every page carries the first page's snapshot resourceVersion; this is the last one's.
         return str(meta.get("resourceVersion") or "")
 
@@ -177,13 +192,20 @@ class Informer(Generic[T]):
         elif kind == "DELETED":
             self.items.pop(self.key(obj), None)
             self.generation += 1
+        else:
+            return str(version) if version else None  # a bookmark: nothing changed
+        self.on_event(str(kind), obj)
         return str(version) if version else None
 
     def watch(self, stop: threading.Event) -> None:
         """Follow changes from :attr:`resource_version` until the watch ends, advancing it
         with every event (a bookmark too), so a failed watch resumes where it was."""
         response = open_watch(
-            self.list_all, self.resource_version, self.watch_timeout, **self._selector()
+            self.list_all,
+            self.resource_version,
+            self.watch_timeout,
+            action=f"watch {self.name}",
+            **self._selector(),
         )
         self._response = response
         try:
@@ -231,6 +253,7 @@ class Informer(Generic[T]):
                 report = log.warning if kind != last_error else log.debug
                 report("informer_failed", resource=self.name, error=error, retry_in=round(delay, 1))
                 last_error = kind
+                self.on_failure(exc)
                 stop.wait(delay)
 
     def interrupt(self) -> None:

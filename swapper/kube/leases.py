@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import json
 import os
 import socket
 import time
@@ -33,8 +32,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol, runtime_checkable
 
-from swapper.errors import Conflict, KubeError
-from swapper.kube import describe_api_error, status_of
+from swapper.errors import Conflict, KubeError, NotFound
+from swapper.kube import call_json
 
 __all__ = [
     "Conflict",
@@ -260,19 +259,9 @@ class KubeLeaseStore:
         """``method`` with a timeout, its body as JSON; API failures as :class:`KubeError`,
         409 as :class:`Conflict`; a 404 returns None."""
         try:
-            response = method(*args, _preload_content=False, _request_timeout=self.timeout, **kw)
-            try:
-                return json.loads(response.data or b"{}")
-            finally:
-                response.release_conn()
-        except Exception as exc:
-            status = status_of(exc)
-            if status == 404:
-                return None
-            error = describe_api_error(exc, action)
-            if status == 409:
-                raise Conflict(str(error)) from None
-            raise error from None
+            return call_json(method, *args, action=action, request_timeout=self.timeout, **kw)
+        except NotFound:
+            return None
 
     def _record(self, data: Any, action: str) -> LeaseRecord:
         if not isinstance(data, dict):

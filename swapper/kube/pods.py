@@ -11,25 +11,13 @@ from there rather than counting the first pages twice (:attr:`PodPages.inconsist
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import Iterator
 from typing import Any, Protocol
 
-from swapper.errors import KubeError
-from swapper.kube import call_json, describe_api_error, status_of
+from swapper.errors import Conflict, Forbidden, Gone, Invalid, NotFound
+from swapper.kube import call_json
 
 PAGE_SIZE = 500
-
-
-def _expired_token(exc: BaseException) -> str:
-    """The continue token a 410 answer carries ("" when it has none)."""
-    try:
-        body = json.loads(getattr(exc, "body", None) or "{}")
-    except ValueError:
-        return ""
-    metadata = body.get("metadata") if isinstance(body, dict) else None
-    token = metadata.get("continue") if isinstance(metadata, dict) else None
-    return token if isinstance(token, str) else ""
 
 
 class PodPages:
@@ -47,34 +35,28 @@ class PodPages:
         self.inconsistent = False  # a continue token expired: later pages are a newer snapshot
         self.forbidden = ""  # the API server's refusal, when it answered 403
 
-    def _list(self, token: str) -> dict[str, Any]:
-        more = {"_continue": token} if token else {}
+    def _list(self, token: str, action: str) -> dict[str, Any]:
+        more: dict[str, Any] = {"_continue": token} if token else {}
+        more.update(limit=self.limit, action=action)
         if self.namespace:
-            return call_json(
-                self.core.list_namespaced_pod, self.namespace, limit=self.limit, **more
-            )
-        return call_json(self.core.list_pod_for_all_namespaces, limit=self.limit, **more)
+            return call_json(self.core.list_namespaced_pod, self.namespace, **more)
+        return call_json(self.core.list_pod_for_all_namespaces, **more)
 
     def __iter__(self) -> Iterator[list[dict[str, Any]]]:
         where = f"namespace {self.namespace}" if self.namespace else "all namespaces"
         token = ""
         while True:
             try:
-                body = self._list(token)
-            except KubeError:
-                raise
-            except Exception as exc:
-                status = status_of(exc)
-                fresh = _expired_token(exc) if status == 410 and token else ""
-                if fresh:
-                    self.inconsistent = True
-                    token = fresh
-                    continue
-                error = describe_api_error(exc, f"list pods in {where}")
-                if status == 403:
-                    self.forbidden = str(error)
-                    return
-                raise error from None
+                body = self._list(token, f"list pods in {where}")
+            except Gone as gone:
+                if not (token and gone.continue_token):
+                    raise
+                self.inconsistent = True  # the rest comes from a newer snapshot
+                token = gone.continue_token
+                continue
+            except Forbidden as refused:
+                self.forbidden = str(refused)
+                return
             self.pages += 1
             items = body.get("items")
             yield (
@@ -96,15 +78,11 @@ def namespaces(api_client: Any) -> list[str] | None:
     names: list[str] = []
     token = ""
     while True:
-        more = {"_continue": token} if token else {}
+        more: dict[str, Any] = {"_continue": token} if token else {}
         try:
-            body = call_json(core.list_namespace, limit=PAGE_SIZE, **more)
-        except KubeError:
-            raise
-        except Exception as exc:
-            if status_of(exc) == 403:
-                return None
-            raise describe_api_error(exc, "list namespaces") from None
+            body = call_json(core.list_namespace, limit=PAGE_SIZE, action="list namespaces", **more)
+        except Forbidden:
+            return None
         for item in body.get("items") or []:
             name = (item.get("metadata") or {}).get("name") if isinstance(item, dict) else None
             if isinstance(name, str):
@@ -153,12 +131,15 @@ class KubePodPatches:
 
     def _patch(self, namespace: str, name: str, body: list[dict[str, Any]]) -> str:
         try:
-            call_json(self.core.patch_namespaced_pod, name, namespace, body)
-        except Exception as exc:
-            status = status_of(exc)
-            if status == 404:
-                return "gone"
-            if status in (409, 422):  # a failed test: another uid, or the image changed
-                return "conflict"
-            raise describe_api_error(exc, f"patch pod {namespace}/{name}") from None
+            call_json(
+                self.core.patch_namespaced_pod,
+                name,
+                namespace,
+                body,
+                action=f"patch pod {namespace}/{name}",
+            )
+        except NotFound:
+            return "gone"
+        except (Conflict, Invalid):  # a failed test: another uid, or the image changed
+            return "conflict"
         return "patched"

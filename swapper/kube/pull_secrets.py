@@ -38,8 +38,8 @@ from collections.abc import Callable
 from typing import Any, Protocol, runtime_checkable
 
 from swapper.credentials import Credentials
-from swapper.errors import KubeError
-from swapper.kube import call_json, describe_api_error, status_of
+from swapper.errors import Conflict, KubeError, NotFound
+from swapper.kube import call_json
 from swapper.kube.events import create_event, event_body
 from swapper.logs import get_logger
 from swapper.pods import pull_secret_names
@@ -162,10 +162,8 @@ class KubePullSecrets:
 
     def discover(self) -> None:
         """Learn which namespaces already hold a Secret swapper manages (after a restart)."""
-        try:
-            namespaces = call_json(self.core.list_namespace).get("items") or []
-        except Exception as exc:
-            raise describe_api_error(exc, "list namespaces") from None
+        namespaces = call_json(self.core.list_namespace, action="list namespaces").get("items")
+        namespaces = namespaces or []
         for item in namespaces:
             namespace = str((item.get("metadata") or {}).get("name") or "")
             secret = self._read(namespace)
@@ -178,12 +176,11 @@ class KubePullSecrets:
     # -- the Kubernetes side (threads) ----------------------------------------------------------
 
     def _read(self, namespace: str) -> dict[str, Any] | None:
+        action = f"read secret {namespace}/{self.name}"
         try:
-            return call_json(self.core.read_namespaced_secret, self.name, namespace)
-        except Exception as exc:
-            if status_of(exc) == 404:
-                return None
-            raise describe_api_error(exc, f"read secret {namespace}/{self.name}") from None
+            return call_json(self.core.read_namespaced_secret, self.name, namespace, action=action)
+        except NotFound:
+            return None
 
     def _body(self, credentials: Credentials, existing: dict[str, Any] | None) -> dict[str, Any]:
         annotations: dict[str, str] = {}
@@ -232,17 +229,22 @@ class KubePullSecrets:
                 self._written_at[namespace] = self.clock()
                 return
             body = self._body(credentials, existing)
+            action = f"write secret {namespace}/{self.name}"
             try:
                 if existing is None:
-                    call_json(self.core.create_namespaced_secret, namespace, body)
+                    call_json(self.core.create_namespaced_secret, namespace, body, action=action)
                     self.on_report("created")
                 else:
-                    call_json(self.core.replace_namespaced_secret, self.name, namespace, body)
+                    call_json(
+                        self.core.replace_namespaced_secret,
+                        self.name,
+                        namespace,
+                        body,
+                        action=action,
+                    )
                     self.on_report("updated")
-            except Exception as exc:
-                if status_of(exc) == 409:
-                    continue  # created or changed meanwhile: read again
-                raise describe_api_error(exc, f"write secret {namespace}/{self.name}") from None
+            except Conflict:
+                continue  # created or changed meanwhile: read again
             self._current[namespace] = wanted
             self._written_at[namespace] = self.clock()
             log.info("pull_secret_written", namespace=namespace, secret=self.name)
@@ -264,10 +266,11 @@ class KubePullSecrets:
             if existing is not None and _managed(existing):
                 try:
                     call_json(self.core.delete_namespaced_secret, self.name, namespace)
-                except Exception as exc:
-                    if status_of(exc) != 404:
-                        log.warning("pull_secret_cleanup_failed", namespace=namespace)
-                        continue
+                except NotFound:
+                    pass  # gone already
+                except KubeError:
+                    log.warning("pull_secret_cleanup_failed", namespace=namespace)
+                    continue
                 self.on_report("deleted")
                 log.info("pull_secret_deleted", namespace=namespace, secret=self.name)
             self._current.pop(namespace, None)

@@ -27,8 +27,9 @@ older than ``refresh`` (10 minutes), so a hot image does not write on every pod.
 
 - **Load**: at start, a list of that one object (a ``metadata.name`` field selector, which RBAC
   authorises against the rule's ``resourceNames``); then a watch from the list's
-  resourceVersion, in a thread, so every replica sees the others' writes. A watch that ends
-  resumes from the last resourceVersion seen; 410 Gone lists again.
+  resourceVersion, in a thread, so every replica sees the others' writes: both are the one
+  :class:`~swapper.kube.informer.Informer` every watch of swapper uses (a watch that ends
+  resumes from the last resourceVersion seen; 410 Gone lists again; failures back off).
 - **Write**: every ``flush_interval`` seconds, the queued changes in one batch: a PUT of the
   object as last read (its labels and annotations, e.g. Helm's, kept), with its
   ``metadata.resourceVersion``, so a concurrent write is a 409 Conflict, not a lost update. On
@@ -56,15 +57,14 @@ import copy
 import functools
 import json
 import math
-import random
 import threading
 import time
 from collections.abc import Callable, Mapping
 from typing import Any, Protocol, runtime_checkable
 
-from swapper.errors import Gone
-from swapper.kube import call_json, describe_api_error, status_of
-from swapper.kube.informer import open_watch, watch_events
+from swapper.errors import Conflict, NotFound
+from swapper.kube import api_error, call_json
+from swapper.kube.informer import Informer
 from swapper.logs import get_logger
 
 log = get_logger("swapper.kube")
@@ -258,7 +258,6 @@ class ConfigMapPublicAnswers(_Answers):
         self.loads = 0
         self.writes = 0
         self.conflicts = 0
-        self.failures = 0
         self.warnings: list[str] = []
         # All below under self._lock.
         self._object: dict[str, Any] | None = None  # the ConfigMap as last seen; None: missing
@@ -270,9 +269,19 @@ class ConfigMapPublicAnswers(_Answers):
         self._tried = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._response: Any = None
-        self._listed = ""  # the start-up list's resourceVersion, the watch's start
         self._flushing = asyncio.Lock()
+        # The ConfigMap, listed and followed as any other object (a list of one, by name).
+        self.informer: Informer[dict[str, Any]] = Informer(
+            f"ConfigMap {self.where}",
+            functools.partial(self.core.list_namespaced_config_map, namespace),
+            lambda obj: obj,
+            field_selector=f"metadata.name={name}",
+            watch_timeout=watch_timeout,
+            max_backoff=max_backoff,
+            on_listed=self._listed,
+            on_event=self._changed,
+            on_failure=self._failed,
+        )
 
     @property
     def where(self) -> str:
@@ -375,88 +384,41 @@ class ConfigMapPublicAnswers(_Answers):
 
     # -- reading --------------------------------------------------------------------------------
 
-    @property
-    def _selector(self) -> str:
-        return f"metadata.name={self.name}"
-
-    def _list(self) -> str:
-        """Read the object (a list of one, by name); returns the list's resourceVersion."""
-        body = call_json(
-            self.core.list_namespaced_config_map, self.namespace, field_selector=self._selector
-        )
+    def _listed(self) -> None:
+        """The informer listed the ConfigMap (at start-up, or again after a 410)."""
+        found = self.informer.items.get((self.namespace, self.name))
         self._over("read")
-        items = [i for i in body.get("items") or [] if isinstance(i, dict)]
-        if items:
-            self.loads += 1
-            self._observe(items[0])
-        else:
+        if found is None:
             self._missing()
-        return str((body.get("metadata") or {}).get("resourceVersion") or "")
+            return
+        self.loads += 1
+        self._observe(found)
+
+    def _changed(self, kind: str, obj: dict[str, Any]) -> None:
+        """A watch event of the ConfigMap."""
+        if kind == "DELETED":
+            self._missing()
+        else:
+            self._observe(obj)
+
+    def _failed(self, exc: BaseException) -> None:
+        self._problem("read", str(api_error(exc, f"following ConfigMap {self.where}")))
 
     async def load(self) -> bool:
         """The start-up read; returns whether the ConfigMap was read. Never raises."""
         try:
-            self._listed = await asyncio.to_thread(self._list)
+            version = await asyncio.to_thread(self.informer.list)
+            self.informer.resource_version = version
         except Exception as exc:
-            self._problem("read", str(describe_api_error(exc, f"reading ConfigMap {self.where}")))
+            self._problem("read", str(api_error(exc, f"reading ConfigMap {self.where}")))
         finally:
             self._tried.set()
         return self.loaded
 
-    def _watch(self, version: str) -> str:
-        """Follow the object from ``version`` until the watch ends; returns the last version."""
-        response = open_watch(
-            functools.partial(self.core.list_namespaced_config_map, self.namespace),
-            version,
-            self.watch_timeout,
-            field_selector=self._selector,
-        )
-        self._response = response
-        try:
-            if self._stop.is_set():  # stop() ran before the response could be shut down
-                return version
-            self._over("read")
-            for event in watch_events(response, self.where):
-                if self._stop.is_set():
-                    break
-                kind, obj = event.get("type"), event.get("object") or {}
-                if kind in ("ADDED", "MODIFIED"):
-                    self._observe(obj)
-                elif kind == "DELETED":
-                    self._missing()
-                seen = (obj.get("metadata") or {}).get("resourceVersion")
-                if seen:
-                    version = str(seen)
-        finally:
-            self._response = None
-            response.release_conn()
-        return version
-
-    def _follow(self) -> None:
-        """The watch thread: watch, list again when needed, back off on failures."""
-        version = self._listed
-        failures = 0 if version else 1
-        while not self._stop.is_set():
-            if failures:
-                delay = min(self.max_backoff, 0.5 * 2**failures) * random.uniform(0.5, 1.0)  # noqa: S311
-                if self._stop.wait(delay):
-                    break
-            try:
-                if not version:
-                    version = self._list()
-                version = self._watch(version)
-                failures = 0
-            except Gone:
-                version = ""  # list again, at once: not a failure
-                failures = 0
-            except Exception as exc:
-                if self._stop.is_set():
-                    break
-                failures += 1
-                self.failures += 1
-                version = ""
-                message = describe_api_error(exc, f"following ConfigMap {self.where}")
-                self._problem("read", str(message))
+    @property
+    def failures(self) -> int:
+        """Failed lists or watches, retried after a backoff."""
+        return self.informer.failures
 
     # -- writing --------------------------------------------------------------------------------
 
@@ -470,7 +432,7 @@ class ConfigMapPublicAnswers(_Answers):
 
     def _flush(self) -> bool:
         """Write the queued changes (in a thread); returns whether they are in the ConfigMap.
-        Raises the client's ApiException when the API server refuses (404, 403, ...)."""
+        Raises a KubeError when the API server refuses (NotFound, Forbidden, ...)."""
         with self._lock:
             if not self._pending and not self._forgets:
                 return True
@@ -481,19 +443,24 @@ class ConfigMapPublicAnswers(_Answers):
         for _ in range(ATTEMPTS):
             merged = bounded(self._merge(base, pending, forgets), self.max_entries, self.max_bytes)
             if merged != base:
+                action = f"writing ConfigMap {self.where}"
                 try:
                     written = call_json(
                         self.core.replace_namespaced_config_map,
                         self.name,
                         self.namespace,
                         self._body(obj, merged),
+                        action=action,
                     )
-                except Exception as exc:
-                    if status_of(exc) != 409:
-                        raise
+                except Conflict:
                     self.conflicts += 1
                     self._observe(
-                        call_json(self.core.read_namespaced_config_map, self.name, self.namespace)
+                        call_json(
+                            self.core.read_namespaced_config_map,
+                            self.name,
+                            self.namespace,
+                            action=action,
+                        )
                     )
                     with self._lock:
                         if self._object is None:
@@ -522,31 +489,30 @@ class ConfigMapPublicAnswers(_Answers):
         async with self._flushing:
             try:
                 return await asyncio.to_thread(self._flush)
+            except NotFound:
+                self._missing()
             except Exception as exc:
-                if status_of(exc) == 404:
-                    self._missing()
-                else:
-                    action = f"writing ConfigMap {self.where}"
-                    self._problem("write", str(describe_api_error(exc, action)))
-                return False
+                self._problem("write", str(api_error(exc, f"writing ConfigMap {self.where}")))
+            return False
 
     # -- the background task ------------------------------------------------------------------
 
     def start(self) -> None:
-        """Start the watch thread (after :meth:`load`)."""
+        """Start the watch thread (after :meth:`load`): the informer watches from the list
+        :meth:`load` read, or lists again (after a backoff) when that failed."""
         self._stop.clear()
         self._thread = threading.Thread(
-            target=self._follow, name=f"remembered-{self.name}", daemon=True
+            target=self.informer.run,
+            args=(self._stop,),
+            name=f"remembered-{self.name}",
+            daemon=True,
         )
         self._thread.start()
 
     def stop(self, timeout: float = 5.0) -> None:
         """Stop the watch thread (interrupting its watch) and wait for it."""
         self._stop.set()
-        response = self._response
-        if response is not None:
-            with contextlib.suppress(Exception):  # best effort on shutdown
-                response.shutdown()
+        self.informer.interrupt()
         if self._thread is not None:
             self._thread.join(timeout)
             self._thread = None

@@ -34,12 +34,10 @@ from typing import Any, Literal
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
-from kubernetes.client.exceptions import ApiException
-from urllib3.exceptions import HTTPError
 
 from swapper import certs
-from swapper.errors import CertificateError, KubeError
-from swapper.kube import call_json, describe_api_error, status_of
+from swapper.errors import CertificateError, Conflict, KubeError, NotFound
+from swapper.kube import call_json
 
 TLS_SECRET_TYPE = "kubernetes.io/tls"  # noqa: S105 - a Secret type, not a password
 PREVIOUS_CA_GRACE = dt.timedelta(hours=1)
@@ -47,7 +45,6 @@ ATTEMPTS = 5
 ROTATED_AT = "swapper.io/ca-rotated-at"
 NOT_AFTER = "swapper.io/certificate-not-after"
 PREVIOUS_CA_KEY = "ca-previous.crt"
-_API_ERRORS = (ApiException, HTTPError)
 
 SecretAction = Literal["created", "renewed", "ca-rotated", "updated", "unchanged"]
 WebhookAction = Literal["patched", "unchanged", "missing", "skipped"]
@@ -380,11 +377,12 @@ def _converge_secret(core: Any, request: BootstrapRequest, now: dt.datetime) -> 
     for _ in range(ATTEMPTS):
         try:
             secret: dict[str, Any] | None = call_json(
-                core.read_namespaced_secret, request.secret, request.namespace
+                core.read_namespaced_secret,
+                request.secret,
+                request.namespace,
+                action=f"read {where}",
             )
-        except _API_ERRORS as exc:
-            if status_of(exc) != 404:
-                raise describe_api_error(exc, f"read {where}") from None
+        except NotFound:
             secret = None
         if secret is not None and secret.get("type") != TLS_SECRET_TYPE:
             raise KubeError(
@@ -395,7 +393,10 @@ def _converge_secret(core: Any, request: BootstrapRequest, now: dt.datetime) -> 
         try:
             if secret is None:
                 call_json(
-                    core.create_namespaced_secret, request.namespace, _secret_body(request, plan)
+                    core.create_namespaced_secret,
+                    request.namespace,
+                    _secret_body(request, plan),
+                    action=f"create {where}",
                 )
             elif plan.action != "unchanged":
                 call_json(
@@ -403,12 +404,10 @@ def _converge_secret(core: Any, request: BootstrapRequest, now: dt.datetime) -> 
                     request.secret,
                     request.namespace,
                     _secret_patch(secret, request, plan),
+                    action=f"update {where}",
                 )
-        except _API_ERRORS as exc:
-            if status_of(exc) == 409:  # created or changed by someone else meanwhile: re-plan
-                continue
-            verb = "create" if secret is None else "update"
-            raise describe_api_error(exc, f"{verb} {where}") from None
+        except Conflict:  # created or changed by someone else meanwhile: re-plan
+            continue
         return plan
     raise KubeError(f"{where}: still conflicting after {ATTEMPTS} attempts")
 
@@ -421,12 +420,12 @@ def _converge_webhook(
     for _ in range(ATTEMPTS):
         try:
             configuration = call_json(
-                admission.read_mutating_webhook_configuration, request.webhook
+                admission.read_mutating_webhook_configuration,
+                request.webhook,
+                action=f"read {where}",
             )
-        except _API_ERRORS as exc:
-            if status_of(exc) == 404:
-                return "missing", ()
-            raise describe_api_error(exc, f"read {where}") from None
+        except NotFound:
+            return "missing", ()
         ours = [
             hook
             for hook in configuration.get("webhooks") or []
@@ -448,11 +447,14 @@ def _converge_webhook(
                 path = f"/webhooks/{index}/clientConfig/caBundle"
                 patch.append({"op": "add", "path": path, "value": wanted})
         try:
-            call_json(admission.patch_mutating_webhook_configuration, request.webhook, patch)
-        except _API_ERRORS as exc:
-            if status_of(exc) == 409:
-                continue
-            raise describe_api_error(exc, f"patch {where}") from None
+            call_json(
+                admission.patch_mutating_webhook_configuration,
+                request.webhook,
+                patch,
+                action=f"patch {where}",
+            )
+        except Conflict:
+            continue
         return "patched", names
     raise KubeError(f"{where}: still conflicting after {ATTEMPTS} attempts")
 

@@ -18,6 +18,22 @@ around uvicorn's httptools protocol, which gets:
 
 Each connection closed this way is counted (``swapper_connections_closed_total``) and logged, at
 most one line per reason every 10 s, with the count.
+
+**What this relies on that is not public.** uvicorn's settings have no handshake or header
+deadline (``timeout_keep_alive`` and ``limit_concurrency`` are all it offers, and the latter
+refuses with 503 rather than shedding idle connections), so this module builds on internals,
+listed in :data:`INTERNALS` and checked by :func:`missing_internals` (a test fails naming what an
+upgrade removed), with the versions pinned in pyproject.toml to the range they were checked on:
+
+- uvloop: ``uvloop.loop.SSLProtocol`` (not in its stubs; imported through ``importlib``), and
+  its constructor's ``ssl_handshake_timeout`` and ``ssl_shutdown_timeout`` keywords;
+- uvicorn's ``HttpToolsProtocol``: its constructor ``(config, server_state, app_state, loop)``,
+  ``_start_asgi_task(cycle, app)`` (the 503 at the cap), ``timeout_keep_alive`` and
+  ``timeout_keep_alive_handler``, ``cycle`` (with ``response_complete``), ``pipeline``,
+  ``transport``, ``loop``, and its parser callbacks (``on_headers_complete``,
+  ``on_message_complete``, ``on_response_complete``); ``STATUS_LINE``;
+- uvicorn's ``Server``: ``lifespan``, ``server_state``, ``servers``, ``started`` and
+  ``_log_started_message(sockets)``; ``uvicorn.config.STARTUP_FAILURE``.
 """
 
 from __future__ import annotations
@@ -46,6 +62,45 @@ log = logs.get_logger("swapper.connections")
 # uvloop's TLS protocol, the one create_server(ssl=...) wraps each connection in (it is not in
 # uvloop's type stubs). The server runs on uvloop only.
 _SSLProtocol: Any = importlib.import_module("uvloop.loop").SSLProtocol
+
+INTERNALS: tuple[tuple[str, str], ...] = (
+    ("uvloop.loop", "SSLProtocol"),
+    ("uvicorn.protocols.http.httptools_impl", "STATUS_LINE"),
+    ("uvicorn.protocols.http.httptools_impl", "HttpToolsProtocol._start_asgi_task"),
+    ("uvicorn.protocols.http.httptools_impl", "HttpToolsProtocol.timeout_keep_alive_handler"),
+    ("uvicorn.protocols.http.httptools_impl", "HttpToolsProtocol.on_headers_complete"),
+    ("uvicorn.protocols.http.httptools_impl", "HttpToolsProtocol.on_message_complete"),
+    ("uvicorn.protocols.http.httptools_impl", "HttpToolsProtocol.on_response_complete"),
+    ("uvicorn.protocols.http.httptools_impl", "HttpToolsProtocol.__init__(server_state)"),
+    ("uvicorn.protocols.http.httptools_impl", "HttpToolsProtocol.__init__(app_state)"),
+    ("uvicorn.server", "Server._log_started_message"),
+    ("uvicorn.config", "STARTUP_FAILURE"),
+)
+"""The private names of uvicorn and uvloop this module uses: ``module``, ``Class.attribute``
+or ``Class.method(parameter)`` (see the module docstring). What cannot be looked up without
+serving (instance attributes set in constructors: ``cycle``, ``pipeline``, ``lifespan``...; the
+keywords of uvloop's compiled ``SSLProtocol``) is exercised by the tests that serve."""
+
+
+def missing_internals() -> list[str]:
+    """Which of :data:`INTERNALS` the installed uvicorn and uvloop no longer have."""
+    import inspect
+
+    missing = []
+    for module_name, path in INTERNALS:
+        name, _, parameter = path.partition("(")
+        try:
+            found: Any = importlib.import_module(module_name)
+            for part in name.split("."):
+                found = getattr(found, part)
+            if parameter:
+                parameters = inspect.signature(found).parameters
+                if parameter.rstrip(")") not in parameters:
+                    raise AttributeError(parameter)
+        except (ImportError, AttributeError, TypeError, ValueError):
+            missing.append(f"{module_name}.{path}")
+    return missing
+
 
 FD_RESERVE = 64  # descriptors kept below the open-file limit for swapper's own use
 OVERFLOW = 16  # of those, new connections at the cap with none idle, held to be answered 503

@@ -18,6 +18,8 @@ import yaml
 from helpers import FIXTURES
 from webhook_process import Webhook, start_webhook, stop
 
+from swapper.admission.connections import missing_internals
+
 REQUEST = (FIXTURES / "admission" / "three-containers.request.json").read_bytes()
 ULIMIT_1024 = ("bash", "-c", 'ulimit -n 1024 && exec "$@"', "bash")
 
@@ -253,3 +255,22 @@ def test_normal_requests_are_answered_while_1100_idle_connections_are_held_at_ul
             sock.close()
         stop(hook)
     assert answered == 10  # before the cap: every one reset
+
+
+def test_every_private_internal_of_uvicorn_and_uvloop_relied_on_is_still_there() -> None:
+    missing = missing_internals()
+    assert missing == [], (
+        "an upgrade of uvicorn or uvloop removed what swapper/admission/connections.py relies "
+        f"on: {', '.join(missing)}; adapt the module, or keep the version pinned in pyproject.toml"
+    )
+
+
+def test_a_removed_internal_is_named() -> None:
+    import swapper.admission.connections as connections
+
+    saved = connections.INTERNALS
+    connections.INTERNALS = (*saved, ("uvicorn.server", "Server._gone_in_a_later_release"))
+    try:
+        assert connections.missing_internals() == ["uvicorn.server.Server._gone_in_a_later_release"]
+    finally:
+        connections.INTERNALS = saved

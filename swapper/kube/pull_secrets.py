@@ -41,6 +41,7 @@ from swapper.credentials import Credentials
 from swapper.errors import Conflict, KubeError, NotFound
 from swapper.kube import call_json
 from swapper.kube.events import create_event, event_body
+from swapper.kube.pods import namespaces
 from swapper.logs import get_logger
 from swapper.pods import pull_secret_names
 from swapper.targets.base import TargetRegistry
@@ -162,10 +163,10 @@ class KubePullSecrets:
 
     def discover(self) -> None:
         """Learn which namespaces already hold a Secret swapper manages (after a restart)."""
-        namespaces = call_json(self.core.list_namespace, action="list namespaces").get("items")
-        namespaces = namespaces or []
-        for item in namespaces:
-            namespace = str((item.get("metadata") or {}).get("name") or "")
+        found = namespaces(self.core.api_client)
+        if found is None:
+            raise KubeError("list namespaces: HTTP 403 Forbidden (check the chart's RBAC)")
+        for namespace in found:
             secret = self._read(namespace)
             if secret is not None and _managed(secret):
                 # What it holds now: rewritten on the next refresh only if that is not current

@@ -15,8 +15,7 @@ Every error swapper raises on purpose derives from :class:`SwapperError`::
     │       ├── NotFound            no such object (404)
     │       ├── Conflict            the object exists already or changed since it was read (409)
     │       ├── Gone                a resourceVersion or continue token is too old (410)
-    │       └── Invalid             the object or patch was refused as invalid (422), such as
-    │                               a JSON-patch ``test`` that failed
+    │       └── Invalid             refused as invalid (422): a JSON-patch ``test`` that failed
     ├── QueueFull                   the copy queue is at its bound; the copy was not accepted
     ├── MalformedMark               a usage mark's tag holds what swapper did not write
     ├── TransportError              an HTTP exchange of swapper.oci's client failed

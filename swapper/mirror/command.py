@@ -30,6 +30,7 @@ from swapper.oci import (
 )
 
 if TYPE_CHECKING:
+    from swapper.config import VerifyRule
     from swapper.keyring import Keyring
     from swapper.targets.base import TargetRegistry
 
@@ -139,11 +140,14 @@ async def run_mirror(
     out: IO[str] | None = None,
     target_registry: TargetRegistry | None = None,
     blob_idle_timeout: float | None = DEFAULT_BLOB_IDLE_TIMEOUT,
+    verify: Sequence[VerifyRule] = (),
 ) -> CopyResult:
     """Copy ``source`` to ``target``. With ``target_registry`` (``--config``), the repository
     is made ready first (ECR creates it) and pushes use the registry's own credentials.
     ``blob_idle_timeout``: see :class:`~swapper.oci.RegistryClient` (``mirror.blobIdleTimeout``
-    of a ``--config``)."""
+    of a ``--config``). ``verify``: the config's ``mirror.verify``; a source a rule applies to
+    is copied only when its signature verifies (by the digest that verified), otherwise
+    CopyError ``unverified-signature``."""
     keyring = read_authfile(authfile) if authfile else None  # None: anonymous everywhere
     stream = out or sys.stderr
     progress = Progress(stream, live=stream.isatty(), image=str(source))
@@ -159,6 +163,7 @@ async def run_mirror(
             except RegistryError as exc:
                 raise CopyError(f"preparing {target.name}: {exc}", CopyReason.TARGET) from exc
         try:
+            source = await _verified(client, source, verify, keyring)
             return await engine.copy(
                 source,
                 target,
@@ -170,6 +175,32 @@ async def run_mirror(
             progress.finish()
             if target_registry is not None:
                 await target_registry.aclose()
+
+
+async def _verified(
+    client: RegistryClient,
+    source: ImageReference,
+    verify: Sequence[VerifyRule],
+    keyring: Keyring | None,
+) -> ImageReference:
+    if not verify:
+        return source
+    from swapper.mirror.signatures import SignatureVerifier, pinned
+    from swapper.mirror.trust import VerifyRules
+
+    rules = VerifyRules(verify)
+    matching = rules.matching(source)
+    if not matching:
+        return source
+    credentials = keyring_credentials(keyring, source) if keyring is not None else None
+    checker = SignatureVerifier(client, rules, credentials=credentials)
+    try:
+        signed = await checker.check(source, matching, None, None)
+    finally:
+        await checker.aclose()
+    if not signed.verified:
+        raise CopyError(f"not copied: {source}: {signed.reason}", CopyReason.UNVERIFIED_SIGNATURE)
+    return pinned(source, signed)
 
 
 def _registry_credentials(

@@ -70,6 +70,10 @@ INDEX = "application/vnd.oci.image.index.v1+json"
 PREDICATE_ANNOTATION = "dev.sigstore.bundle.predicateType"
 # A registry without the referrers API answers 404 (the spec), some 400 or 405: the tag fallback.
 _NO_REFERRERS_API = frozenset({400, 404, 405})
+# Artifact types that do not say what a referrer is: its manifest has to be read.
+_UNSAID = frozenset(
+    {None, "", "application/vnd.oci.empty.v1+json", "application/vnd.oci.image.config.v1+json"}
+)
 
 KeyringSource = Callable[[Requester], Keyring]
 
@@ -297,16 +301,12 @@ class SignatureVerifier:
     async def _referrer(
         self, repo: Repository, referrer: dict[str, Any], digest: str, findings: _Findings
     ) -> None:
-        kind = referrer.get("artifactType")
         ref_digest = referrer.get("digest")
         if not isinstance(ref_digest, str) or not ref_digest.startswith("sha256:"):
             findings.problem("referrers", SignatureError("a referrer has no sha256 digest"))
             return
-        annotations = referrer.get("annotations")
-        predicate = annotations.get(PREDICATE_ANNOTATION) if isinstance(annotations, dict) else None
-        if kind in BUNDLE_TYPES and predicate not in (None, SIGN_PREDICATE):
-            return  # an attestation in a bundle: not a signature of the image
-        if kind != SIG_ARTIFACT_TYPE and kind not in BUNDLE_TYPES:
+        kind = referrer.get("artifactType")
+        if not _may_sign(kind, referrer.get("annotations")):
             return  # an SBOM, an attestation, a Notation signature: not cosign's signature
         where = f"referrer {ref_digest[:19]}"
         try:
@@ -316,6 +316,10 @@ class SignatureVerifier:
         except SignatureError as exc:
             findings.problem(where, exc)
             return
+        if kind in _UNSAID:  # the listing did not say: the manifest does
+            kind = manifest.get("artifactType") or (manifest.get("config") or {}).get("mediaType")
+            if kind in _UNSAID or not _may_sign(kind, manifest.get("annotations")):
+                return
         if kind == SIG_ARTIFACT_TYPE:
             await self._simple_signing_layers(repo, manifest, digest, findings, where)
             return
@@ -352,6 +356,18 @@ class SignatureVerifier:
                 findings.problem(where, exc)
             if findings.done:
                 return
+
+
+def _may_sign(kind: object, annotations: object) -> bool:
+    """Whether a referrer of this artifact type (with these annotations) may be a cosign
+    signature: a cosign signature or a bundle that does not say it holds an attestation; or
+    a type not said (some registries list the config's media type, often the empty one)."""
+    if kind in _UNSAID:
+        return True
+    if kind in BUNDLE_TYPES:
+        predicate = annotations.get(PREDICATE_ANNOTATION) if isinstance(annotations, dict) else None
+        return predicate in (None, SIGN_PREDICATE)
+    return kind == SIG_ARTIFACT_TYPE
 
 
 def _layers(manifest: dict[str, Any]) -> list[dict[str, Any]]:

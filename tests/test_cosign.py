@@ -386,3 +386,33 @@ def test_rules_apply_by_prefix_on_path_boundaries_and_by_jmespath_over_the_image
     assert rules.matching(parse("nginx:signed")) == (1,)
     assert rules.matching(parse("nginx:1.27")) == ()
     assert rules.describe((0, 1)) == "mirror.verify[0], [1]"
+
+
+def test_explain_says_which_swaps_need_a_signature_it_did_not_check(
+    tmp_path: Path, signer: Signer
+) -> None:
+    from helpers import run_swapper
+
+    key = signer.write_public(tmp_path / "cosign.pub")
+    config = tmp_path / "config.yaml"
+    config.write_text(
+        json.dumps(
+            {
+                "target": {"type": "generic", "generic": {"registry": "mirror.example.com"}},
+                "imageSwapPolicy": "always",
+                "source": {"checkAccess": False},
+                "mirror": {"verify": [{"keys": [key], "images": ["ghcr.io/acme/"]}]},
+            }
+        )
+    )
+    result = run_swapper("explain", "--config", str(config), "ghcr.io/acme/api:1.4", "nginx:1")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == [
+        "containers[c0]: would swap ghcr.io/acme/api:1.4 -> "
+        "mirror.example.com/ghcr.io/acme/api:1.4 (only if signed: mirror.verify[0], not checked "
+        "here)",
+        "containers[c1]: would swap nginx:1 -> mirror.example.com/docker.io/library/nginx:1",
+        "note: mirror.verify: signatures were not checked; swapper serve copies and swaps an "
+        "image a rule applies to only when a signature verifies with one of the rule's keys "
+        "(otherwise: unverified-signature)",
+    ]

@@ -10,6 +10,7 @@ digest that verified; the copier refuses an unverified source whoever asks.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -19,6 +20,8 @@ import pytest
 from registries import (
     FAST_RETRY,
     Blob,
+    Fault,
+    FaultProxy,
     Registry,
     make_image,
     make_layer,
@@ -50,7 +53,7 @@ from swapper.mirror.memory import MemoryCopyQueue
 from swapper.mirror.queue import CopyJob, Requester
 from swapper.mirror.signatures import SignatureVerifier
 from swapper.mirror.trust import SignatureState, VerifyRules
-from swapper.mutation import Mutator, Outcome, Policy
+from swapper.mutation import CopyState, Mutator, Outcome, Policy
 from swapper.oci import CopyEngine, RegistryClient
 from swapper.targets.memory import MemoryTarget
 
@@ -422,3 +425,77 @@ async def test_the_copier_refuses_an_unverified_source_and_copies_a_verified_one
             assert result is not None and result.digest == digest
     finally:
         mirror.stop()
+
+
+async def test_a_check_past_its_deadline_answers_error_and_its_result_serves_the_next_pod(
+    source: Registry, rules: VerifyRules, signer: Signer
+) -> None:
+    repo, digest = new_image(source)
+    sign_tag_scheme(source, repo, digest, signer)
+    proxy = await FaultProxy(source.host).start()
+    try:
+        proxy.add(Fault("delay", f"/v2/{repo}/manifests/sha256-", seconds=1.0))
+        async with RegistryClient(hosts=plain_hosts(proxy), retry=FAST_RETRY) as client:
+            verifier = SignatureVerifier(client, rules, metrics=Metrics())
+            slow = parse(f"{proxy.host}/{repo}:1.0")
+            # The rule names the source's host, not the proxy's: ask for rule 0 directly.
+            loop = asyncio.get_running_loop()
+            started = loop.time()
+            first = await verifier.check(slow, (0,), WHO, loop.time() + 0.2)
+            assert loop.time() - started < 0.8
+            assert first.state is SignatureState.ERROR
+            assert "did not finish in time" in first.reason
+            for _ in range(50):  # the check goes on in the background
+                if verifier.known(slow, (0,)) is not None:
+                    break
+                await asyncio.sleep(0.05)
+            later = verifier.known(slow, (0,))
+            assert later is not None and later.verified, later
+    finally:
+        await proxy.aclose()
+
+
+async def test_in_audit_mode_the_check_still_decides_and_nothing_is_copied(
+    source: Registry, rules: VerifyRules, verifier: SignatureVerifier, signer: Signer
+) -> None:
+    signed_repo, signed_digest = new_image(source)
+    sign_tag_scheme(source, signed_repo, signed_digest, signer)
+    unsigned_repo, _ = new_image(source)
+    m, queue = mutator(source, rules, verifier)
+    _, candidates = m.plan(pod(str(ref(source, signed_repo)), str(ref(source, unsigned_repo))), "t")
+    decisions = await m.resolve(candidates, WHO, side_effects=False)
+    assert [(d.outcome, d.copy) for d in decisions] == [
+        (Outcome.SWAPPED, CopyState.WOULD_COPY),
+        (Outcome.UNVERIFIED_SIGNATURE, CopyState.NONE),
+    ]
+    assert queue.jobs == []
+
+
+async def test_a_source_that_cannot_be_asked_leaves_the_container_unswapped_and_the_pod_allowed(
+    rules: VerifyRules,
+) -> None:
+    async with RegistryClient(
+        hosts=plain_hosts("127.0.0.1:9"), retry=FAST_RETRY, timeout=2
+    ) as client:
+        config = load_config(
+            {
+                "target": {"type": "generic", "generic": {"registry": "mirror.local:5000"}},
+                "mirror": {
+                    "verify": [{"keys": list(rules.rules[0].keys), "images": ["127.0.0.1:9/"]}]
+                },
+            }
+        )
+        nowhere = VerifyRules(config.mirror.verify)  # nothing listens on port 9
+        verifier = SignatureVerifier(client, nowhere, metrics=Metrics())
+        target = MemoryTarget("mirror.local:5000")
+        queue = MemoryCopyQueue(target)
+        policy = Policy(
+            "mirror.local:5000", SwapPolicy.ALWAYS, CopyPolicy.DELAYED, 5.0, None, verify=nowhere
+        )
+        m = Mutator(policy, target, queue, signatures=verifier)
+        image = "127.0.0.1:9/signed/app:1"
+        _, candidates = m.plan(pod(image), "team")
+        (decision,) = await m.resolve(candidates, WHO, side_effects=True)
+    assert decision.outcome is Outcome.UNVERIFIED_SIGNATURE
+    assert decision.detail.startswith(f"the signature of {parse(image)} could not be checked")
+    assert queue.jobs == []

@@ -232,6 +232,14 @@ class SignatureVerifier:
             )
             self._errors.set((str(source), rules), answer, self.error_ttl)
             log.warning("signature_check_failed", source=str(source), error=str(exc))
+        except Exception as exc:  # a bug here must not take admission down: not verified
+            answer = Signed(
+                SignatureState.ERROR,
+                source.digest or "",
+                f"the signature check failed ({type(exc).__name__})",
+            )
+            self._errors.set((str(source), rules), answer, self.error_ttl)
+            log.exception("signature_check_crashed", source=str(source))
         else:
             ttl = self.ttl if answer.verified else self.negative_ttl
             self._answers.set((digest, rules), answer, ttl)
@@ -317,7 +325,10 @@ class SignatureVerifier:
             findings.problem(where, exc)
             return
         if kind in _UNSAID:  # the listing did not say: the manifest does
-            kind = manifest.get("artifactType") or (manifest.get("config") or {}).get("mediaType")
+            config = manifest.get("config")
+            kind = manifest.get("artifactType") or (
+                config.get("mediaType") if isinstance(config, dict) else None
+            )
             if kind in _UNSAID or not _may_sign(kind, manifest.get("annotations")):
                 return
         if kind == SIG_ARTIFACT_TYPE:
@@ -386,7 +397,7 @@ async def _manifest_or_none(repo: Repository, reference: str) -> dict[str, Any] 
         if exc.reason is CopyReason.NOT_FOUND:
             return None
         if exc.reason in (CopyReason.INVALID_MANIFEST, CopyReason.UNSUPPORTED):
-            raise SignatureError(f"{reference}: {exc}") from None
+            raise SignatureError(str(exc)) from None  # it names the manifest
         raise
     return manifest.document
 

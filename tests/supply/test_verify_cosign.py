@@ -14,6 +14,7 @@ key, and ``swapper mirror --config`` refuses the unsigned one in one line.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -27,11 +28,13 @@ import yaml
 from helpers import make_pod, post_review, review_body
 from registries import (
     FAST_RETRY,
+    OCI_MANIFEST,
     Registry,
     multi_arch,
     plain_hosts,
     push_blob,
     push_manifest,
+    sha256,
     start_registry,
 )
 from supply.tools import RunningRegistry
@@ -345,3 +348,32 @@ def test_a_config_naming_cosigns_private_key_refuses_to_start_naming_the_file(
     assert f"mirror.verify[0].keys: {keys.ours} holds a private key" in checked.stderr
     secret_line = keys.ours.read_text().splitlines()[1]
     assert secret_line not in checked.stderr + checked.stdout
+
+
+async def test_a_referrer_with_a_malformed_manifest_is_reported_and_a_good_one_still_counts(
+    referrers_registry: RunningRegistry, checker: SignatureVerifier, keys: Keys, cosign_bin: Path
+) -> None:
+    # go-containerregistry's registry stores and lists what distribution would refuse.
+    repo = f"signed/odd-{os.getpid()}"
+    digest = _push(referrers_registry.url, repo, "odd")
+    subject = {"mediaType": "application/vnd.oci.image.index.v1+json", "digest": digest, "size": 1}
+    odd = json.dumps(
+        {
+            "schemaVersion": 2,
+            "mediaType": OCI_MANIFEST,
+            "config": "x",
+            "layers": "y",
+            "subject": subject,
+        }
+    ).encode()
+    with httpx.Client(base_url=referrers_registry.url, timeout=30) as client:
+        push_manifest(client, repo, sha256(odd), odd, OCI_MANIFEST)
+    source = parse(f"{referrers_registry.host}/{repo}:1.0")
+    answer = await checker.check(source, (0,), None, None)
+    assert answer.state is SignatureState.INVALID
+    assert f"manifest {sha256(odd)} has a malformed descriptor" in answer.reason
+
+    home = keys.ours.parent
+    _sign(cosign_bin, home, keys.ours, f"{referrers_registry.host}/{repo}@{digest}", *BUNDLE)
+    fresh = SignatureVerifier(checker.client, checker.rules, metrics=Metrics())
+    assert (await fresh.check(source, (0,), None, None)).verified

@@ -610,17 +610,6 @@ class Source(_Model):
         return frozenset(domains)
 
 
-_PLATFORM = re.compile(r"^[a-z0-9]+/[a-z0-9_]+(/[a-z0-9]+)?$")
-
-
-class RegistryHost(_Model):
-    """How to reach one registry host (source or target)."""
-
-    insecure: bool = False  # plain HTTP
-    skip_verify: bool = Field(False, alias="skipVerify")  # HTTPS without certificate checks
-    ca_file: str = Field("", alias="caFile")
-
-
 # Keys of cosign's keyless verification (Fulcio certificates, Rekor's log), which needs the network.
 _KEYLESS_KEYS = (
     "keyless",
@@ -714,6 +703,17 @@ class VerifyRule(_Model):
         return self._loaded
 
 
+_PLATFORM = re.compile(r"^[a-z0-9]+/[a-z0-9_]+(/[a-z0-9]+)?$")
+
+
+class RegistryHost(_Model):
+    """How to reach one registry host (source or target)."""
+
+    insecure: bool = False  # plain HTTP
+    skip_verify: bool = Field(False, alias="skipVerify")  # HTTPS without certificate checks
+    ca_file: str = Field("", alias="caFile")
+
+
 class Mirror(_Model):
     """How images are copied (swapper's own key ``mirror``)."""
 
@@ -722,6 +722,8 @@ class Mirror(_Model):
     # The backfill's copies wait in a line of their own, below admission's.
     max_backfill_queued: int = Field(10_000, alias="maxBackfillQueued", ge=1, le=1_000_000)
     max_concurrent_blobs: int = Field(6, alias="maxConcurrentBlobs", ge=1, le=64)
+    # Images copied (and swapped) only with a cosign signature one of the rule's keys verifies.
+    verify: tuple[VerifyRule, ...] = ()
     platforms: tuple[str, ...] = ()  # empty: every platform of an index
     fresh_for: float = Field(3600.0, alias="freshFor")
     recheck_every: float = Field(60.0, alias="recheckEvery")
@@ -733,8 +735,6 @@ class Mirror(_Model):
     # copy's total budget).
     blob_idle_timeout: float = Field(15.0, alias="blobIdleTimeout")
     hosts: dict[str, RegistryHost] = Field(default_factory=dict)
-    # Images copied (and swapped) only with a cosign signature one of the rule's keys verifies.
-    verify: tuple[VerifyRule, ...] = ()
 
     @field_validator("platforms", mode="before")
     @classmethod

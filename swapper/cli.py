@@ -355,10 +355,10 @@ def _mirror_copy(
         authfile=args.authfile,
         hosts=hosts,
         target_registry=registry,
+        verify=config.mirror.verify if config is not None else (),
         blob_idle_timeout=(
             config.mirror.blob_idle_timeout if config is not None else DEFAULT_BLOB_IDLE_TIMEOUT
         ),
-        verify=config.mirror.verify if config is not None else (),
     )
     gc.freeze()
     gc.enable()

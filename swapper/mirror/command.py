@@ -139,15 +139,15 @@ async def run_mirror(
     hosts: dict[str, HostConfig] | None = None,
     out: IO[str] | None = None,
     target_registry: TargetRegistry | None = None,
-    blob_idle_timeout: float | None = DEFAULT_BLOB_IDLE_TIMEOUT,
     verify: Sequence[VerifyRule] = (),
+    blob_idle_timeout: float | None = DEFAULT_BLOB_IDLE_TIMEOUT,
 ) -> CopyResult:
-    """Copy ``source`` to ``target``. With ``target_registry`` (``--config``), the repository
+    """Copy ``source`` to ``target`` (with ``verify``, the config's ``mirror.verify``: only a
+    source whose signature verifies, by the digest that verified; otherwise CopyError
+    ``unverified-signature``). With ``target_registry`` (``--config``), the repository
     is made ready first (ECR creates it) and pushes use the registry's own credentials.
     ``blob_idle_timeout``: see :class:`~swapper.oci.RegistryClient` (``mirror.blobIdleTimeout``
-    of a ``--config``). ``verify``: the config's ``mirror.verify``; a source a rule applies to
-    is copied only when its signature verifies (by the digest that verified), otherwise
-    CopyError ``unverified-signature``."""
+    of a ``--config``)."""
     keyring = read_authfile(authfile) if authfile else None  # None: anonymous everywhere
     stream = out or sys.stderr
     progress = Progress(stream, live=stream.isatty(), image=str(source))

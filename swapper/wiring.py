@@ -166,11 +166,13 @@ def build_backends(
             def keyrings(who: Requester) -> Keyring:
                 return store.keyring(who.namespace, who.pull_secrets, who.service_account)
 
-    engine = CopyEngine(client, max_concurrent_blobs=config.mirror.max_concurrent_blobs)
+    # mirror.verify: asked by admission before a copy and a swap, and by the copier.
     rules = VerifyRules(config.mirror.verify)
     signatures = (
         SignatureVerifier(client, rules, keyrings, metrics) if config.mirror.verify else None
     )
+
+    engine = CopyEngine(client, max_concurrent_blobs=config.mirror.max_concurrent_blobs)
     copier = EngineCopier(
         engine,
         target,

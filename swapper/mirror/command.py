@@ -155,6 +155,12 @@ async def run_mirror(
         engine = CopyEngine(client)
         if keyring is not None:
             client.credentials = keyring_credentials(keyring, target)
+        try:  # before the target is touched (ECR would create the repository)
+            source = await _verified(client, source, verify, keyring)
+        except CopyError:
+            if target_registry is not None:
+                await target_registry.aclose()
+            raise
         if target_registry is not None:
             client.credentials = _registry_credentials(target_registry, target, client.credentials)
             repository = target.path
@@ -163,7 +169,6 @@ async def run_mirror(
             except RegistryError as exc:
                 raise CopyError(f"preparing {target.name}: {exc}", CopyReason.TARGET) from exc
         try:
-            source = await _verified(client, source, verify, keyring)
             return await engine.copy(
                 source,
                 target,
@@ -175,6 +180,19 @@ async def run_mirror(
             progress.finish()
             if target_registry is not None:
                 await target_registry.aclose()
+
+
+def _registry_credentials(
+    registry: TargetRegistry, target: ImageReference, others: CredentialsProvider | None
+) -> CredentialsProvider:
+    async def provide(host: str) -> Credentials | None:
+        if host == target.domain:
+            pushed = await registry.pull_credentials()
+            if pushed is not None:
+                return pushed
+        return await others(host) if others is not None else None
+
+    return provide
 
 
 async def _verified(
@@ -201,16 +219,3 @@ async def _verified(
     if not signed.verified:
         raise CopyError(f"not copied: {source}: {signed.reason}", CopyReason.UNVERIFIED_SIGNATURE)
     return pinned(source, signed)
-
-
-def _registry_credentials(
-    registry: TargetRegistry, target: ImageReference, others: CredentialsProvider | None
-) -> CredentialsProvider:
-    async def provide(host: str) -> Credentials | None:
-        if host == target.domain:
-            pushed = await registry.pull_credentials()
-            if pushed is not None:
-                return pushed
-        return await others(host) if others is not None else None
-
-    return provide

@@ -22,7 +22,6 @@ from collections.abc import Callable, Sequence
 
 from swapper.credentials import Credentials
 from swapper.errors import CopyError, CopyReason
-from swapper.images import ImageReference
 from swapper.metrics import Metrics
 from swapper.mirror.access import KeyringSource
 from swapper.mirror.queue import CopyJob, Requester
@@ -77,7 +76,7 @@ class EngineCopier:
     async def __call__(self, job: CopyJob) -> CopyResult | None:
         if self.keep_existing and not job.recheck and await self.target.image_exists(job.target):
             return None  # refreshTags never: the first copy stays
-        source = await self._verified(job)
+        source = (await self._verified(job)).source
         await self.target.ensure_repository(job.repository)
         providers = self._providers(job)
         for i, provider in enumerate(providers):
@@ -97,11 +96,11 @@ class EngineCopier:
             return result
         raise AssertionError("unreachable: the last provider re-raises")
 
-    async def _verified(self, job: CopyJob) -> ImageReference:
-        """The source to copy: as asked, or pinned to the digest whose signature verified."""
+    async def _verified(self, job: CopyJob) -> CopyJob:
+        """The job to run: as asked, or its source pinned to the digest that verified."""
         rules = self.rules.matching(job.source) if len(self.rules) else ()
         if not rules:
-            return job.source
+            return job
         if self.signatures is None:
             raise CopyError(
                 f"{job.source}: mirror.verify applies and no signature checker is configured",
@@ -112,8 +111,10 @@ class EngineCopier:
         if not signed.verified:
             raise CopyError(f"{job.source}: {signed.reason}", CopyReason.UNVERIFIED_SIGNATURE)
         if job.source.digest or not signed.digest:
-            return job.source
-        return dataclasses.replace(job.source, digest=signed.digest)
+            return job
+        return dataclasses.replace(
+            job, source=dataclasses.replace(job.source, digest=signed.digest)
+        )
 
     def _count(self, result: CopyResult) -> None:
         m = self.metrics

@@ -260,6 +260,7 @@ def unverified(c: Candidate, signed: Signed, rules: str) -> tuple[Outcome, CopyS
 
 
 _NOT_CHECKED = Signed(SignatureState.ERROR, reason="no signature checker here")
+_NO_RULE = Signed(SignatureState.VERIFIED, reason="no mirror.verify rule applies")
 
 
 def requester_of(pod: Mapping[str, Any], namespace: str) -> Requester:
@@ -345,7 +346,13 @@ class Mutator:
             if self._checks_access
             else [READABLE] * len(unique)
         )
-        if self._policy_waits(side_effects) or self._verifies or None in known:
+        # mirror.verify: the cached answers (None: to be asked), no lookup without rules.
+        signed: list[Signed | None] = (
+            [self._known_signature(c) for c in unique.values()]
+            if self._verifies
+            else [_NO_RULE] * len(unique)
+        )
+        if self._policy_waits(side_effects) or None in known or None in signed:
             now = asyncio.get_running_loop().time()
             deadline = now + self.policy.access_deadline
             # A signature check may take as long as the copy admission waits for, if any.
@@ -362,8 +369,9 @@ class Mutator:
             )
         else:  # nothing can block (the hot path of `always`): no coroutine per image
             results = [
-                self._settled(c, k or READABLE) or self._now(c, who, side_effects)
-                for c, k in zip(unique.values(), known, strict=True)
+                self._settled(c, k or READABLE)
+                or self._signed_now(c, s or _NO_RULE, who, side_effects)
+                for c, k, s in zip(unique.values(), known, signed, strict=True)
             ]
         by_target = dict(zip(unique, results, strict=True))
         decisions = []
@@ -381,12 +389,41 @@ class Mutator:
             return True
         return side_effects and self.policy.copy in (CopyPolicy.IMMEDIATE, CopyPolicy.FORCE)
 
+    def _known_signature(self, c: Candidate) -> Signed | None:
+        """The signature answer for ``c`` without I/O: :data:`_NO_RULE` when no rule applies,
+        None when it must be asked."""
+        rules = self.policy.verify.matching(c.source)
+        if not rules:
+            return _NO_RULE
+        if self.signatures is None:
+            return _NOT_CHECKED
+        return self.signatures.known(c.source, rules)
+
+    def _signed_now(
+        self, c: Candidate, signed: Signed, who: Requester, side_effects: bool
+    ) -> tuple[Outcome, CopyState, str]:
+        """The decision when nothing waits, given the (known) signature answer."""
+        if signed is _NO_RULE:
+            return self._now(c, who, side_effects)
+        if not signed.verified:
+            return unverified(
+                c, signed, self.policy.verify.describe(self.policy.verify.matching(c.source))
+            )
+        source = None
+        if signed.digest and not c.source.digest:
+            source = dataclasses.replace(c.source, digest=signed.digest)
+        return self._now(c, who, side_effects, source)
+
     def _now(
-        self, c: Candidate, who: Requester, side_effects: bool
+        self,
+        c: Candidate,
+        who: Requester,
+        side_effects: bool,
+        source: ImageReference | None = None,
     ) -> tuple[Outcome, CopyState, str]:
         """The decision when :meth:`may_wait` is false: swap, and hand over the copy if any."""
         try:
-            copy = self._copy_without_waiting(c, who, side_effects)
+            copy = self._copy_without_waiting(c, who, side_effects, source)
         except Exception as exc:  # a backend failure decides this container only
             return Outcome.ERROR, CopyState.NONE, f"{type(exc).__name__}: {exc}"
         assert copy is not None, "may_wait() said no copy is waited for"

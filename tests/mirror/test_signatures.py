@@ -377,6 +377,16 @@ async def test_admission_swaps_a_signed_image_copying_the_digest_that_verified_a
     assert copied[f"{source.host}/{signed_repo}"].source.tag == "1.0"
     assert copied[f"{source.host}/free/app"].source.digest is None
 
+    # The next pod with the same images is decided from the cached answers, asking nothing.
+    asked = requests(source, "GET", "/v2/") + requests(source, "HEAD", "/v2/")
+    _, candidates = m.plan(pod(*images), "team")
+    again = await m.resolve(candidates, WHO, side_effects=True)
+    assert [(d.outcome, d.detail) for d in again] == [(d.outcome, d.detail) for d in decisions]
+    assert requests(source, "GET", "/v2/") + requests(source, "HEAD", "/v2/") == asked
+    signed_jobs = [j for j in queue.jobs if j.source.name == f"{source.host}/{signed_repo}"]
+    assert len(signed_jobs) == 2
+    assert {j.source.digest for j in signed_jobs} == {signed_digest}
+
 
 async def test_admission_without_a_signature_checker_swaps_nothing_a_rule_applies_to(
     source: Registry, rules: VerifyRules

@@ -17,6 +17,7 @@ from swapper.metrics import Metrics
 from swapper.mirror.marks import MarkStore
 from swapper.mirror.probe import SourceProbe
 from swapper.mirror.queue import CopyQueue
+from swapper.mirror.trust import SignatureCheck
 from swapper.mirror.verdicts import OpenAccess, SourceAccess
 from swapper.supervisor import TaskSpec
 from swapper.targets.admin import RegistryAdmin
@@ -43,3 +44,6 @@ class Backends:
     # MemoryTarget); the wiring's ``target`` is wrapped in the existence cache, which is not.
     marks: MarkStore | None = None
     admin: RegistryAdmin | None = None
+    # mirror.verify: the signature check admission asks before a copy and a swap (the copier
+    # asks it too). None with rules configured: nothing they apply to is swapped.
+    signatures: SignatureCheck | None = None

@@ -362,6 +362,7 @@ def _mirror_copy(
         authfile=args.authfile,
         hosts=hosts,
         target_registry=registry,
+        verify=config.mirror.verify if config is not None else (),
         blob_idle_timeout=(
             config.mirror.blob_idle_timeout if config is not None else DEFAULT_BLOB_IDLE_TIMEOUT
         ),
@@ -555,6 +556,12 @@ def explain_notes(config: Config) -> list[str]:
             "source.checkAccess: the source registries were not asked; swapper serve swaps a "
             "private image only for pods whose own pull secrets can read it"
         )
+    if config.mirror.verify:
+        notes.append(
+            "mirror.verify: signatures were not checked; swapper serve copies and swaps an image "
+            "a rule applies to only when a signature verifies with one of the rule's keys "
+            "(otherwise: unverified-signature)"
+        )
     return notes
 
 
@@ -564,6 +571,7 @@ async def explain(config: Config, pod: dict[str, Any], namespace: str) -> list[s
     from swapper.admission.answer import describe
     from swapper.admission.review import Mode
     from swapper.mirror.memory import MemoryCopyQueue
+    from swapper.mirror.trust import AssumedSigned
     from swapper.mutation import Mutator, Policy, requester_of
     from swapper.pods import CONTAINER_FIELDS, namespace_of
     from swapper.targets.memory import MemoryTarget
@@ -571,8 +579,13 @@ async def explain(config: Config, pod: dict[str, Any], namespace: str) -> list[s
     namespace = namespace_of(pod, namespace)
     policy = Policy.from_config(config)
     target = MemoryTarget(policy.endpoint)
-    mutator = Mutator(policy, target, MemoryCopyQueue(target))
+    mutator = Mutator(policy, target, MemoryCopyQueue(target), signatures=AssumedSigned())
     settled, candidates = mutator.plan(pod, namespace)
+    needs_signature = {
+        c.container.name: policy.verify.describe(rules)
+        for c in candidates
+        if (rules := policy.verify.matching(c.source))
+    }
     for c in candidates:
         target.add_image(c.target)
     mode = Mode.AUDIT  # what would be done, each container reported, as in dryRun
@@ -586,6 +599,10 @@ async def explain(config: Config, pod: dict[str, Any], namespace: str) -> list[s
         if decision.filter_index is not None:
             expression = config.source.filters[decision.filter_index].jmespath
             line += f" ({expression})"
+        if decision.swapped and decision.container.name in needs_signature:
+            line += (
+                f" (only if signed: {needs_signature[decision.container.name]}, not checked here)"
+            )
         lines.append(line)
     return lines
 

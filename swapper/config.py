@@ -180,13 +180,18 @@ class JMESPathFilter(_Model):
     @field_validator("jmespath")
     @classmethod
     def _compiles(cls, value: str) -> str:
-        try:
-            parsed = jmespath.compile(value).parsed
-        except jmespath.exceptions.JMESPathError as exc:
-            raise ValueError(f"does not compile: {_one_line(str(exc))}") from exc
-        for name, given in _function_calls(parsed):
-            _check_function_call(name, given)
-        return value
+        return check_jmespath(value)
+
+
+def check_jmespath(value: str) -> str:
+    """``value`` when it compiles and calls only known functions; ValueError otherwise."""
+    try:
+        parsed = jmespath.compile(value).parsed
+    except jmespath.exceptions.JMESPathError as exc:
+        raise ValueError(f"does not compile: {_one_line(str(exc))}") from exc
+    for name, given in _function_calls(parsed):
+        _check_function_call(name, given)
+    return value
 
 
 class Tag(_Model):
@@ -605,6 +610,99 @@ class Source(_Model):
         return frozenset(domains)
 
 
+# Keys of cosign's keyless verification (Fulcio certificates, Rekor's log), which needs the network.
+_KEYLESS_KEYS = (
+    "keyless",
+    "issuer",
+    "subject",
+    "identities",
+    "certificateIdentity",
+    "certificateOidcIssuer",
+    "fulcio",
+    "fulcioUrl",
+    "rekor",
+    "rekorUrl",
+    "ctlog",
+    "tuf",
+)
+_KEYLESS_WHY = (
+    "keyless (Fulcio/Rekor) verification is not supported: it needs the network at admission "
+    "(Fulcio's roots and Rekor's transparency log, kept fresh through TUF), and swapper "
+    "verifies offline; sign with a key (cosign sign --key) and list its public key in keys"
+)
+_REMOTE_KEY = re.compile(r"^[a-z0-9]+://")
+
+
+class VerifyRule(_Model):
+    """One ``mirror.verify`` rule: the images it applies to, and the cosign public keys one of
+    which must have signed them."""
+
+    keys: tuple[str, ...] = Field(min_length=1)  # PEM files of ECDSA P-256 public keys
+    images: tuple[str, ...] = ()  # reference prefixes: registry host first (docker.io/library/)
+    jmespath: str = ""  # over {image, registry, repository, tag, digest}: true applies the rule
+    _loaded: tuple[Any, ...] = PrivateAttr(default=())  # swapper.cosign.PublicKey, per key
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_keyless(cls, data: object) -> object:
+        if isinstance(data, dict):
+            for key in _KEYLESS_KEYS:
+                if key in data:
+                    raise ValueError(f"{key}: {_KEYLESS_WHY}")
+        return data
+
+    @field_validator("keys")
+    @classmethod
+    def _keys(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        from swapper.cosign import load_public_key
+        from swapper.errors import SignatureError
+
+        for path in value:
+            if _REMOTE_KEY.match(path):
+                raise ValueError(
+                    f"{path!r} is a KMS or remote key reference: give the path of "
+                    "a PEM public key file (cosign public-key --key ... > cosign.pub)"
+                )
+            try:
+                load_public_key(path)
+            except SignatureError as exc:
+                raise ValueError(str(exc)) from None
+        return value
+
+    @field_validator("images")
+    @classmethod
+    def _images(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for prefix in value:
+            first = prefix.split("/", 1)[0]
+            if "/" not in prefix or not ("." in first or ":" in first or first == "localhost"):
+                raise ValueError(
+                    f"{prefix!r}: a prefix starts with the registry host (docker.io/library/nginx, "
+                    "ghcr.io/acme/)"
+                )
+        return value
+
+    @field_validator("jmespath")
+    @classmethod
+    def _jmespath(cls, value: str) -> str:
+        return check_jmespath(value) if value else value
+
+    @model_validator(mode="after")
+    def _applies_somewhere(self) -> VerifyRule:
+        if not (self.images or self.jmespath):
+            raise ValueError(
+                "name the images the rule applies to: images (reference prefixes) or jmespath"
+            )
+        from swapper.cosign import load_public_key
+
+        self._loaded = tuple(load_public_key(path) for path in self.keys)
+        return self
+
+    @property
+    def public_keys(self) -> tuple[Any, ...]:
+        """The loaded keys (:class:`swapper.cosign.PublicKey`), in the order of ``keys``."""
+        return self._loaded
+
+
 _PLATFORM = re.compile(r"^[a-z0-9]+/[a-z0-9_]+(/[a-z0-9]+)?$")
 
 
@@ -624,6 +722,8 @@ class Mirror(_Model):
     # The backfill's copies wait in a line of their own, below admission's.
     max_backfill_queued: int = Field(10_000, alias="maxBackfillQueued", ge=1, le=1_000_000)
     max_concurrent_blobs: int = Field(6, alias="maxConcurrentBlobs", ge=1, le=64)
+    # Images copied (and swapped) only with a cosign signature one of the rule's keys verifies.
+    verify: tuple[VerifyRule, ...] = ()
     platforms: tuple[str, ...] = ()  # empty: every platform of an index
     fresh_for: float = Field(3600.0, alias="freshFor")
     recheck_every: float = Field(60.0, alias="recheckEvery")

@@ -18,6 +18,7 @@ Every error swapper raises on purpose derives from :class:`SwapperError`::
     │       └── Invalid             refused as invalid (422): a JSON-patch ``test`` that failed
     ├── QueueFull                   the copy queue is at its bound; the copy was not accepted
     ├── MalformedMark               a usage mark's tag holds what swapper did not write
+    ├── SignatureError              a cosign key, signature, payload or bundle is unusable
     ├── TransportError              an HTTP exchange of swapper.oci's client failed
     │   ├── ConnectError            no connection: refused, TLS, proxy, or a URL it cannot use
     │   ├── ReadError               the connection broke while an answer was read
@@ -152,6 +153,12 @@ class MalformedMark(SwapperError):
     its image, and reports it."""
 
 
+class SignatureError(SwapperError):
+    """A cosign public key, signature, simple signing payload or sigstore bundle cannot be
+    used: not a key, malformed, or a signature over another image. The message is one line
+    and names what was wrong; verification turns it into a decision, never a crash."""
+
+
 class TransportError(SwapperError):
     """The connection failed, timed out, or the server broke the protocol."""
 
@@ -231,6 +238,8 @@ class CopyReason(StrEnum):
     UNSUPPORTED = "unsupported"  # Docker schema 1, an unknown digest algorithm
     PLATFORM_NOT_FOUND = "platform-not-found"  # none of the selected platforms is in the index
     REJECTED = "rejected"  # the target refused a push (4xx other than the above)
+    # from the copy queue and ``swapper mirror`` under mirror.verify
+    UNVERIFIED_SIGNATURE = "unverified-signature"  # no signature verified by a configured key
     # from the copy queue and ``swapper mirror``
     TARGET = "target"  # the target registry's own API failed (a RegistryError: ECR, GAR)
     INTERNAL = "internal"  # anything else the copier raised

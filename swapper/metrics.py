@@ -72,6 +72,14 @@ class Metrics:
             ["reason"],
             registry=r,
         )
+        self.signature_verifications = Counter(
+            "swapper_signature_verifications",
+            "Signature checks of mirror.verify (not the answers served from the cache), by "
+            "result: verified, unsigned, invalid (signatures, none verified: another key, "
+            "another digest, malformed), error (the source could not be asked).",
+            ["result"],
+            registry=r,
+        )
         self.copy_duration = Histogram(
             "swapper_copy_duration_seconds",
             "Duration of image copies, successful or not.",

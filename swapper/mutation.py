@@ -16,6 +16,7 @@ copied or created; the decision says what would have happened.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -28,6 +29,7 @@ from swapper.filters import Filters
 from swapper.images import ImageReference, parse, source_of_mirror, target_reference
 from swapper.logs import get_logger
 from swapper.mirror.queue import CopyJob, CopyQueue, Requester
+from swapper.mirror.trust import NO_RULES, SignatureCheck, SignatureState, Signed, VerifyRules
 from swapper.mirror.verdicts import READABLE, Access, OpenAccess, SourceAccess, Verdict
 from swapper.pods import (
     Container,
@@ -56,6 +58,9 @@ class Outcome(StrEnum):
     # (denied under mirrorReferences: deny), or whose source could not be asked.
     ORIGIN_PRIVATE = "origin-private"
     ORIGIN_UNVERIFIED = "origin-unverified"
+    # mirror.verify applies and no signature verified (or it could not be checked in time):
+    # neither copied nor swapped.
+    UNVERIFIED_SIGNATURE = "unverified-signature"
     ERROR = "error"
 
 
@@ -107,6 +112,7 @@ class Policy:
     refresh_tags: RefreshTags = RefreshTags.ON_PULL  # mirror.refreshTags
     refresh_every: float = 3600.0  # mirror.refreshEvery
     recheck_every: float = 60.0  # mirror.recheckEvery (tags pulled with imagePullPolicy Always)
+    verify: VerifyRules = NO_RULES  # mirror.verify: images swapped only with a valid signature
 
     @classmethod
     def from_config(cls, config: Config) -> Policy:
@@ -123,6 +129,7 @@ class Policy:
             refresh_tags=config.mirror.refresh_tags,
             refresh_every=config.mirror.refresh_every,
             recheck_every=config.mirror.recheck_every,
+            verify=VerifyRules(config.mirror.verify) if config.mirror.verify else NO_RULES,
         )
 
     def recheck(self, c: Candidate) -> float:
@@ -243,16 +250,32 @@ def _refused(c: Candidate, access: Access) -> tuple[Outcome, CopyState, str]:
 _ORIGIN_OK = (Outcome.SKIPPED_ORIGIN, CopyState.NONE, "")
 
 
+def unverified(c: Candidate, signed: Signed, rules: str) -> tuple[Outcome, CopyState, str]:
+    """The decision for a candidate whose signature did not verify (or was not checked)."""
+    if signed.state is SignatureState.ERROR:
+        detail = f"the signature of {c.source} could not be checked ({signed.reason})"
+    else:
+        detail = f"{c.source} is not signed by a key of {rules}: {signed.reason}"
+    return Outcome.UNVERIFIED_SIGNATURE, CopyState.NONE, detail
+
+
+_NOT_CHECKED = Signed(SignatureState.ERROR, reason="no signature checker here")
+_NO_RULE = Signed(SignatureState.VERIFIED, reason="no mirror.verify rule applies")
+
+
 def requester_of(pod: Mapping[str, Any], namespace: str) -> Requester:
     """The pod's namespace, pull secrets and ServiceAccount."""
     return Requester(namespace, pull_secret_names(pod), service_account(pod))
 
 
-def copy_job(c: Candidate, who: Requester, policy: Policy) -> CopyJob:
-    """The copy that mirrors candidate ``c`` for the pod ``who``."""
+def copy_job(
+    c: Candidate, who: Requester, policy: Policy, source: ImageReference | None = None
+) -> CopyJob:
+    """The copy that mirrors candidate ``c`` for the pod ``who``; ``source``: the candidate's
+    source pinned to the digest whose signature verified (the tag's recheck is kept)."""
     recheck = policy.recheck(c)
     return CopyJob(
-        c.source,
+        source or c.source,
         c.target,
         c.repository,
         who.namespace,
@@ -271,12 +294,16 @@ class Mutator:
         target: TargetRegistry,
         queue: CopyQueue,
         access: SourceAccess | None = None,
+        signatures: SignatureCheck | None = None,
     ) -> None:
         self.policy = policy
         self.target = target
         self.queue = queue
         self.access: SourceAccess = access or OpenAccess()
         self._checks_access = not isinstance(self.access, OpenAccess)
+        # Without a checker, an image mirror.verify applies to is never swapped (fail closed).
+        self.signatures = signatures
+        self._verifies = len(policy.verify) > 0
 
     def plan(
         self,
@@ -319,18 +346,32 @@ class Mutator:
             if self._checks_access
             else [READABLE] * len(unique)
         )
-        if self._policy_waits(side_effects) or None in known:
-            deadline = asyncio.get_running_loop().time() + self.policy.access_deadline
+        # mirror.verify: the cached answers (None: to be asked), no lookup without rules.
+        signed: list[Signed | None] = (
+            [self._known_signature(c) for c in unique.values()]
+            if self._verifies
+            else [_NO_RULE] * len(unique)
+        )
+        if self._policy_waits(side_effects) or None in known or None in signed:
+            now = asyncio.get_running_loop().time()
+            deadline = now + self.policy.access_deadline
+            # A signature check may take as long as the copy admission waits for, if any.
+            verify_deadline = now + (
+                self.policy.copy_deadline
+                if side_effects and self.policy.copy in (CopyPolicy.IMMEDIATE, CopyPolicy.FORCE)
+                else self.policy.access_deadline
+            )
             results = await asyncio.gather(
                 *(
-                    self._one(c, who, side_effects, k, deadline)
+                    self._one(c, who, side_effects, k, deadline, verify_deadline)
                     for c, k in zip(unique.values(), known, strict=True)
                 )
             )
         else:  # nothing can block (the hot path of `always`): no coroutine per image
             results = [
-                self._settled(c, k or READABLE) or self._now(c, who, side_effects)
-                for c, k in zip(unique.values(), known, strict=True)
+                self._settled(c, k or READABLE)
+                or self._signed_now(c, s or _NO_RULE, who, side_effects)
+                for c, k, s in zip(unique.values(), known, signed, strict=True)
             ]
         by_target = dict(zip(unique, results, strict=True))
         decisions = []
@@ -341,19 +382,48 @@ class Mutator:
 
     def may_wait(self, side_effects: bool) -> bool:
         """Whether deciding may wait on I/O (an access check, a copy, an existence check)."""
-        return self._checks_access or self._policy_waits(side_effects)
+        return self._checks_access or self._verifies or self._policy_waits(side_effects)
 
     def _policy_waits(self, side_effects: bool) -> bool:
         if self.policy.swap is SwapPolicy.EXISTS:
             return True
         return side_effects and self.policy.copy in (CopyPolicy.IMMEDIATE, CopyPolicy.FORCE)
 
+    def _known_signature(self, c: Candidate) -> Signed | None:
+        """The signature answer for ``c`` without I/O: :data:`_NO_RULE` when no rule applies,
+        None when it must be asked."""
+        rules = self.policy.verify.matching(c.source)
+        if not rules:
+            return _NO_RULE
+        if self.signatures is None:
+            return _NOT_CHECKED
+        return self.signatures.known(c.source, rules)
+
+    def _signed_now(
+        self, c: Candidate, signed: Signed, who: Requester, side_effects: bool
+    ) -> tuple[Outcome, CopyState, str]:
+        """The decision when nothing waits, given the (known) signature answer."""
+        if signed is _NO_RULE:
+            return self._now(c, who, side_effects)
+        if not signed.verified:
+            return unverified(
+                c, signed, self.policy.verify.describe(self.policy.verify.matching(c.source))
+            )
+        source = None
+        if signed.digest and not c.source.digest:
+            source = dataclasses.replace(c.source, digest=signed.digest)
+        return self._now(c, who, side_effects, source)
+
     def _now(
-        self, c: Candidate, who: Requester, side_effects: bool
+        self,
+        c: Candidate,
+        who: Requester,
+        side_effects: bool,
+        source: ImageReference | None = None,
     ) -> tuple[Outcome, CopyState, str]:
         """The decision when :meth:`may_wait` is false: swap, and hand over the copy if any."""
         try:
-            copy = self._copy_without_waiting(c, who, side_effects)
+            copy = self._copy_without_waiting(c, who, side_effects, source)
         except Exception as exc:  # a backend failure decides this container only
             return Outcome.ERROR, CopyState.NONE, f"{type(exc).__name__}: {exc}"
         assert copy is not None, "may_wait() said no copy is waited for"
@@ -373,15 +443,24 @@ class Mutator:
         side_effects: bool,
         known: Access | None,
         deadline: float,
+        verify_deadline: float | None = None,
     ) -> tuple[Outcome, CopyState, str]:
         try:
             access = known or await self.access.check(c.source, who, deadline)
             settled = self._settled(c, access)
             if settled is not None:
                 return settled
-            copy = self._copy_without_waiting(c, who, side_effects)
+            source = None
+            rules = self.policy.verify.matching(c.source) if self._verifies else ()
+            if rules:
+                signed = await self._signature(c, rules, who, verify_deadline or deadline)
+                if not signed.verified:
+                    return unverified(c, signed, self.policy.verify.describe(rules))
+                if signed.digest and not c.source.digest:
+                    source = dataclasses.replace(c.source, digest=signed.digest)
+            copy = self._copy_without_waiting(c, who, side_effects, source)
             if copy is None:
-                copy = await self._copy_and_wait(c, who)
+                copy = await self._copy_and_wait(c, who, source)
             if self.policy.swap is SwapPolicy.ALWAYS:
                 return Outcome.SWAPPED, copy, ""
             # exists: a copy that just finished (or would have) needs no second look.
@@ -396,8 +475,18 @@ class Mutator:
         except Exception as exc:  # a backend failure decides this container only
             return Outcome.ERROR, CopyState.NONE, f"{type(exc).__name__}: {exc}"
 
+    async def _signature(
+        self, c: Candidate, rules: tuple[int, ...], who: Requester, deadline: float
+    ) -> Signed:
+        if self.signatures is None:
+            return _NOT_CHECKED
+        known = self.signatures.known(c.source, rules)
+        if known is not None:
+            return known
+        return await self.signatures.check(c.source, rules, who, deadline)
+
     def _copy_without_waiting(
-        self, c: Candidate, who: Requester, side_effects: bool
+        self, c: Candidate, who: Requester, side_effects: bool, source: ImageReference | None = None
     ) -> CopyState | None:
         """The copy state when getting it needs no waiting; None for immediate and force."""
         policy = self.policy.copy
@@ -408,13 +497,15 @@ class Mutator:
         if policy is not CopyPolicy.DELAYED:
             return None
         try:
-            self.queue.submit(copy_job(c, who, self.policy))
+            self.queue.submit(copy_job(c, who, self.policy, source))
         except QueueFull:
             return CopyState.QUEUE_FULL
         return CopyState.QUEUED
 
-    async def _copy_and_wait(self, c: Candidate, who: Requester) -> CopyState:
-        job = copy_job(c, who, self.policy)
+    async def _copy_and_wait(
+        self, c: Candidate, who: Requester, source: ImageReference | None = None
+    ) -> CopyState:
+        job = copy_job(c, who, self.policy, source)
         try:
             if self.policy.copy is CopyPolicy.IMMEDIATE:
                 await self.queue.submit_and_wait(job, self.policy.copy_deadline)

@@ -32,6 +32,8 @@ from swapper.mirror.marks import MarkStore, OCIMarkStore
 from swapper.mirror.probe import RegistryProbe
 from swapper.mirror.queue import Requester
 from swapper.mirror.shared import SharedCopier
+from swapper.mirror.signatures import SignatureVerifier
+from swapper.mirror.trust import VerifyRules
 from swapper.mirror.verdicts import OpenAccess, SourceAccess
 from swapper.mirror.workers import QueueSettings, WorkerQueue
 from swapper.oci import (
@@ -180,6 +182,12 @@ def build_backends(
             def keyrings(who: Requester) -> Keyring:
                 return store.keyring(who.namespace, who.pull_secrets, who.service_account)
 
+    # mirror.verify: asked by admission before a copy and a swap, and by the copier.
+    rules = VerifyRules(config.mirror.verify)
+    signatures = (
+        SignatureVerifier(client, rules, keyrings, metrics) if config.mirror.verify else None
+    )
+
     engine = CopyEngine(client, max_concurrent_blobs=config.mirror.max_concurrent_blobs)
     copier = EngineCopier(
         engine,
@@ -189,6 +197,8 @@ def build_backends(
         metrics,
         cached.record_present,
         keep_existing=config.mirror.refresh_tags is RefreshTags.NEVER,
+        signatures=signatures,
+        rules=rules,
     )
     settings = QueueSettings(
         workers=config.mirror.workers,
@@ -199,6 +209,8 @@ def build_backends(
     )
     access: SourceAccess = OpenAccess()
     closers: list[Callable[[], Awaitable[None]]] = []
+    if signatures is not None:
+        closers.append(signatures.aclose)
     if config.source.check_access:
         options = config.source.access
         remembered = public_answers(config, api)
@@ -259,6 +271,7 @@ def build_backends(
         probe=RegistryProbe(client, keyrings),
         marks=marks,
         admin=admin,
+        signatures=signatures,
     )
 
 

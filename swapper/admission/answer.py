@@ -21,6 +21,7 @@ _WARNED = (
     Outcome.UNVERIFIED,
     Outcome.ORIGIN_PRIVATE,
     Outcome.ORIGIN_UNVERIFIED,
+    Outcome.UNVERIFIED_SIGNATURE,
 )
 
 

@@ -112,7 +112,9 @@ class AdmissionHandler:
         policy = Policy.from_config(config)
         backends = self.backends
         return _Setup(
-            config, policy, Mutator(policy, backends.target, backends.queue, backends.access)
+            config,
+            policy,
+            Mutator(policy, backends.target, backends.queue, backends.access, backends.signatures),
         )
 
     @property

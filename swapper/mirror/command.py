@@ -30,6 +30,7 @@ from swapper.oci import (
 )
 
 if TYPE_CHECKING:
+    from swapper.config import VerifyRule
     from swapper.keyring import Keyring
     from swapper.targets.base import TargetRegistry
 
@@ -138,10 +139,13 @@ async def run_mirror(
     hosts: dict[str, HostConfig] | None = None,
     out: IO[str] | None = None,
     target_registry: TargetRegistry | None = None,
+    verify: Sequence[VerifyRule] = (),
     blob_idle_timeout: float | None = DEFAULT_BLOB_IDLE_TIMEOUT,
     mark_as: str = "",
 ) -> CopyResult:
-    """Copy ``source`` to ``target``. With ``target_registry`` (``--config``), the repository
+    """Copy ``source`` to ``target`` (with ``verify``, the config's ``mirror.verify``: only a
+    source whose signature verifies, by the digest that verified; otherwise CopyError
+    ``unverified-signature``). With ``target_registry`` (``--config``), the repository
     is made ready first (ECR creates it) and pushes use the registry's own credentials.
     ``blob_idle_timeout``: see :class:`~swapper.oci.RegistryClient` (``mirror.blobIdleTimeout``
     of a ``--config``). ``mark_as``: a cluster name (``clusterName`` of a ``--config`` with
@@ -155,6 +159,12 @@ async def run_mirror(
         engine = CopyEngine(client)
         if keyring is not None:
             client.credentials = keyring_credentials(keyring, target)
+        try:  # before the target is touched (ECR would create the repository)
+            source = await _verified(client, source, verify, keyring)
+        except CopyError:
+            if target_registry is not None:
+                await target_registry.aclose()
+            raise
         if target_registry is not None:
             client.credentials = _registry_credentials(target_registry, target, client.credentials)
             repository = target.path
@@ -219,3 +229,29 @@ def _registry_credentials(
         return await others(host) if others is not None else None
 
     return provide
+
+
+async def _verified(
+    client: RegistryClient,
+    source: ImageReference,
+    verify: Sequence[VerifyRule],
+    keyring: Keyring | None,
+) -> ImageReference:
+    if not verify:
+        return source
+    from swapper.mirror.signatures import SignatureVerifier, pinned
+    from swapper.mirror.trust import VerifyRules
+
+    rules = VerifyRules(verify)
+    matching = rules.matching(source)
+    if not matching:
+        return source
+    credentials = keyring_credentials(keyring, source) if keyring is not None else None
+    checker = SignatureVerifier(client, rules, credentials=credentials)
+    try:
+        signed = await checker.check(source, matching, None, None)
+    finally:
+        await checker.aclose()
+    if not signed.verified:
+        raise CopyError(f"not copied: {source}: {signed.reason}", CopyReason.UNVERIFIED_SIGNATURE)
+    return pinned(source, signed)

@@ -8,10 +8,16 @@ the next one is tried when a registry refuses one), or else with the operator's
 
 With ``keep_existing`` (``mirror.refreshTags: never``), a job without ``recheck`` whose target
 the mirror already has is done without looking at the source: a tag stays on its first copy.
+
+With ``mirror.verify`` rules (``signatures`` and ``rules``), a job whose source a rule applies
+to is copied only when its signature verifies, whoever asked (admission, the backfill, the
+monitor, healing), and then by the digest that verified, so a tag that moves in between is not
+copied unverified. Otherwise the copy fails with reason ``unverified-signature``.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Sequence
 
 from swapper.credentials import Credentials
@@ -19,6 +25,7 @@ from swapper.errors import CopyError, CopyReason
 from swapper.metrics import Metrics
 from swapper.mirror.access import KeyringSource
 from swapper.mirror.queue import CopyJob, Requester
+from swapper.mirror.trust import NO_RULES, SignatureCheck, VerifyRules
 from swapper.oci import CopyEngine, CopyResult, CredentialsProvider
 from swapper.targets.base import TargetRegistry
 
@@ -43,7 +50,11 @@ class EngineCopier:
         on_copied: Callable[[str], None] = lambda _: None,
         *,
         keep_existing: bool = False,
+        signatures: SignatureCheck | None = None,
+        rules: VerifyRules = NO_RULES,
     ) -> None:
+        self.signatures = signatures
+        self.rules = rules
         self.on_copied = on_copied
         self.keep_existing = keep_existing
         self.engine = engine
@@ -65,12 +76,13 @@ class EngineCopier:
     async def __call__(self, job: CopyJob) -> CopyResult | None:
         if self.keep_existing and not job.recheck and await self.target.image_exists(job.target):
             return None  # refreshTags never: the first copy stays
+        source = (await self._verified(job)).source
         await self.target.ensure_repository(job.repository)
         providers = self._providers(job)
         for i, provider in enumerate(providers):
             try:
                 result = await self.engine.copy(
-                    job.source,
+                    source,
                     job.target,
                     platforms=self.platforms,
                     source_credentials=provider,
@@ -83,6 +95,26 @@ class EngineCopier:
             self.on_copied(job.target)
             return result
         raise AssertionError("unreachable: the last provider re-raises")
+
+    async def _verified(self, job: CopyJob) -> CopyJob:
+        """The job to run: as asked, or its source pinned to the digest that verified."""
+        rules = self.rules.matching(job.source) if len(self.rules) else ()
+        if not rules:
+            return job
+        if self.signatures is None:
+            raise CopyError(
+                f"{job.source}: mirror.verify applies and no signature checker is configured",
+                CopyReason.UNVERIFIED_SIGNATURE,
+            )
+        who = Requester(job.namespace, job.pull_secrets, job.service_account)
+        signed = await self.signatures.check(job.source, rules, who, None)
+        if not signed.verified:
+            raise CopyError(f"{job.source}: {signed.reason}", CopyReason.UNVERIFIED_SIGNATURE)
+        if job.source.digest or not signed.digest:
+            return job
+        return dataclasses.replace(
+            job, source=dataclasses.replace(job.source, digest=signed.digest)
+        )
 
     def _count(self, result: CopyResult) -> None:
         m = self.metrics

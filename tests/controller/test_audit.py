@@ -108,6 +108,29 @@ def test_pods_are_counted_per_namespace_image_and_decision_and_a_pod_once_per_im
     assert "lowercase" in reasons["invalid-reference"]
 
 
+def test_with_mirror_verify_audit_checks_no_signature_and_says_so(tmp_path: Path) -> None:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    key = tmp_path / "cosign.pub"
+    key.write_bytes(
+        ec.generate_private_key(ec.SECP256R1())
+        .public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    )
+    verify = [{"keys": [str(key)], "images": ["docker.io/library/nginx"]}]
+    audit = Audit(config(mirror={"verify": verify}))
+    audit.add(pod("apps", "nginx:1.27", "busybox:1.36"))
+    report = settle(audit)
+    assert {(r.image, r.decision) for r in report.rows} == {
+        ("nginx:1.27", "swapped"),
+        ("busybox:1.36", "swapped"),
+    }
+    assert any(
+        note.startswith("mirror.verify: signatures were not checked") for note in report.notes
+    )
+
+
 def test_malformed_pods_are_skipped_and_counted() -> None:
     audit = Audit(config())
     audit.add({"metadata": {"namespace": "apps"}, "spec": {"containers": "not a list"}})

@@ -231,6 +231,14 @@ kept (Helm merges a user's target over the default one).
 {{- if le $renewDeadline (mulf $retryPeriod 1.2) -}}
 {{- fail (printf "config.controller.renewDeadline (%v) must be greater than 1.2 x config.controller.retryPeriod (%v): swapper refuses to start otherwise." $renewDeadlineValue $retryPeriodValue) -}}
 {{- end -}}
+{{- $mirror := .Values.config.mirror | default dict -}}
+{{- range $i, $rule := ($mirror.verify | default list) -}}
+{{- range $key := ($rule.keys | default list) -}}
+{{- if and (hasPrefix "/etc/swapper/cosign/" $key) (not $.Values.verify.keysSecret) -}}
+{{- fail (printf "config.mirror.verify[%d].keys names %s, but verify.keysSecret is not set: nothing is mounted at /etc/swapper/cosign and swapper would refuse to start. Set verify.keysSecret to the Secret holding the cosign public keys." $i $key) -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
 {{- $pdb := .Values.podDisruptionBudget -}}
 {{- if and (not (kindIs "invalid" (index $pdb "minAvailable"))) (not (kindIs "invalid" (index $pdb "maxUnavailable"))) -}}
 {{- fail "podDisruptionBudget: set minAvailable or maxUnavailable, not both (a PodDisruptionBudget accepts only one)." -}}

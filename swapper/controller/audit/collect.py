@@ -25,6 +25,7 @@ from swapper.images import ImageReference, is_at_endpoint, parse
 from swapper.kube.pods import PodPages, namespaces
 from swapper.mirror.memory import MemoryCopyQueue
 from swapper.mirror.queue import Requester
+from swapper.mirror.trust import AssumedSigned
 from swapper.mirror.verdicts import SourceAccess, Verdict
 from swapper.mutation import Candidate, CopyState, Mutator, Outcome, Policy, plan
 from swapper.pods import Container, containers, namespace_of
@@ -224,7 +225,9 @@ class Audit:
         else:
             present, failures = {c.target for c in unique}, {}
         target = _Answering(self.policy.endpoint, present, failures)
-        mutator = Mutator(self.policy, target, MemoryCopyQueue(target))
+        # Signatures are not checked here: a would-swap of an image mirror.verify applies to
+        # holds only if it is signed (a note says so).
+        mutator = Mutator(self.policy, target, MemoryCopyQueue(target), signatures=AssumedSigned())
         decisions = await mutator.resolve(unique, _NOBODY, side_effects=False)
         by_target = {d.target: d for d in decisions}
         rows: list[Row] = []
@@ -318,6 +321,11 @@ class Audit:
                 "source.checkAccess: admission swaps a private image only for pods whose own "
                 "pull secrets can read it; audit reads no Secret"
                 + ("" if asked else ", and asked no source (--check-registries does)")
+            )
+        if len(self.policy.verify):
+            notes.append(
+                "mirror.verify: signatures were not checked; an image a rule applies to is "
+                "copied and swapped only when its signature verifies"
             )
         return notes
 

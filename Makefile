@@ -7,7 +7,7 @@ APT_PKGS := docker-registry hey wrk skopeo chromium prometheus containerd runc \
             containernetworking-plugins busybox-static iptables
 SHELL   := /bin/bash
 
-.PHONY: all venv apt lint typecheck unit chart-test kube-binaries e2e test demo bench clean image image-test release
+.PHONY: all venv apt lint typecheck unit chart-test kube-binaries supply-binaries e2e test demo bench clean image image-test release
 
 all: test
 
@@ -32,7 +32,7 @@ lint: venv
 typecheck: venv
 	$(BIN)/mypy swapper
 
-unit: venv apt kube-binaries
+unit: venv apt kube-binaries supply-binaries
 	$(BIN)/pytest -q --ignore=tests/chart --ignore=tests/e2e --ignore=tests/image
 
 # The Helm chart: lint, render with tests/chart/values/*, validate every object against the
@@ -50,6 +50,13 @@ E2E_CACHE ?= $(HOME)/.cache/swapper-e2e
 KUBE_VERSIONS ?= $(shell $(PY) tests/e2e/binaries.py --list)
 kube-binaries:
 	SWAPPER_E2E_CACHE=$(E2E_CACHE) $(PY) tests/e2e/binaries.py --versions $(KUBE_VERSIONS)
+
+# The supply-chain tools the referrer tests (tests/supply) run: cosign, oras, and a registry that
+# serves the OCI 1.1 referrers API (a few lines of Go main around go-containerregistry's
+# pkg/registry, generated in the cache), each built with Go at a pinned release, once, into
+# $(E2E_CACHE)/supply (keyed by version). A few minutes on a fresh machine; nothing once cached.
+supply-binaries:
+	SWAPPER_E2E_CACHE=$(E2E_CACHE) $(PY) tests/supply/tools.py
 
 # The end-to-end tests: the chart installed into a real API server that calls swapper serve;
 # the whole suite once per Kubernetes version in KUBE_VERSIONS (newest and oldest claimed).

@@ -38,6 +38,7 @@ from swapper.oci import (
     CopyEngine,
     CredentialsProvider,
     HostConfig,
+    ReferrerSettings,
     RegistryClient,
     static_credentials,
 )
@@ -56,6 +57,14 @@ def host_config(settings: RegistryHost) -> HostConfig:
         verify_tls=not settings.skip_verify,
         ca_file=settings.ca_file or None,
     )
+
+
+def referrer_settings(config: Config) -> ReferrerSettings | None:
+    """How copies bring the images' referrers along (``mirror.referrers``,
+    ``mirror.referrerTypes``); None: they do not."""
+    if not config.mirror.referrers:
+        return None
+    return ReferrerSettings(types=config.mirror.referrer_types)
 
 
 def registry_hosts(config: Config) -> dict[str, HostConfig]:
@@ -164,7 +173,11 @@ def build_backends(
             def keyrings(who: Requester) -> Keyring:
                 return store.keyring(who.namespace, who.pull_secrets, who.service_account)
 
-    engine = CopyEngine(client, max_concurrent_blobs=config.mirror.max_concurrent_blobs)
+    engine = CopyEngine(
+        client,
+        max_concurrent_blobs=config.mirror.max_concurrent_blobs,
+        referrers=referrer_settings(config),
+    )
     copier = EngineCopier(
         engine,
         target,

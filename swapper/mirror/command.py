@@ -26,6 +26,7 @@ from swapper.oci import (
     HostConfig,
     Platform,
     ProgressEvent,
+    ReferrerSettings,
     RegistryClient,
 )
 
@@ -126,6 +127,10 @@ def summary(result: CopyResult) -> str:
         f"{result.blobs_mounted} mounted; {result.bytes_copied / MiB:.1f} MiB "
         f"in {result.duration:.3f}s" + (" (already present)" if result.already_present else "")
     )
+    counted = [f"{count} {outcome}" for outcome, count in result.referrers.counts if count]
+    if counted:
+        lines.append(f"referrers {', '.join(counted)}")
+    lines.extend(f"referrer not copied: {problem}" for problem in result.referrers.problems)
     return "\n".join(lines)
 
 
@@ -139,16 +144,18 @@ async def run_mirror(
     out: IO[str] | None = None,
     target_registry: TargetRegistry | None = None,
     blob_idle_timeout: float | None = DEFAULT_BLOB_IDLE_TIMEOUT,
+    referrers: ReferrerSettings | None = None,
 ) -> CopyResult:
     """Copy ``source`` to ``target``. With ``target_registry`` (``--config``), the repository
     is made ready first (ECR creates it) and pushes use the registry's own credentials.
     ``blob_idle_timeout``: see :class:`~swapper.oci.RegistryClient` (``mirror.blobIdleTimeout``
-    of a ``--config``)."""
+    of a ``--config``). ``referrers``: the image's signatures, attestations and SBOMs are
+    copied with it (``mirror.referrers``); None: not."""
     keyring = read_authfile(authfile) if authfile else None  # None: anonymous everywhere
     stream = out or sys.stderr
     progress = Progress(stream, live=stream.isatty(), image=str(source))
     async with RegistryClient(hosts=hosts or {}, blob_idle_timeout=blob_idle_timeout) as client:
-        engine = CopyEngine(client)
+        engine = CopyEngine(client, referrers=referrers)
         if keyring is not None:
             client.credentials = keyring_credentials(keyring, target)
         if target_registry is not None:

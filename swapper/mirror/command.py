@@ -128,8 +128,9 @@ def summary(result: CopyResult) -> str:
         f"in {result.duration:.3f}s" + (" (already present)" if result.already_present else "")
     )
     counted = [f"{count} {outcome}" for outcome, count in result.referrers.counts if count]
-    if counted:
-        lines.append(f"referrers {', '.join(counted)}")
+    if result.referrers.counts:
+        done = ", ".join(counted) or "none"
+        lines.append(f"referrers {done} in {result.referrers.duration:.3f}s")
     lines.extend(f"referrer not copied: {problem}" for problem in result.referrers.problems)
     return "\n".join(lines)
 

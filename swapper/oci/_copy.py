@@ -146,6 +146,7 @@ class ReferrerReport:
 
     counts: tuple[tuple[str, int], ...] = ()
     problems: tuple[str, ...] = ()
+    duration: float = 0.0  # seconds the referrers took (finding and copying them)
 
     def count(self, result: str) -> int:
         return dict(self.counts).get(result, 0)
@@ -687,6 +688,7 @@ class _Referrers:
             self.problems.append(text)
 
     async def run(self, subjects: Sequence[str]) -> ReferrerReport:
+        started = time.perf_counter()
         try:
             await self.finder.tags()  # read once, before the finds run side by side
             ancestors: dict[str, frozenset[str]] = {s: frozenset() for s in subjects}
@@ -730,7 +732,9 @@ class _Referrers:
             await self._update_fallback()
         except CopyError as exc:  # the target's fallback tags: counted like a referrer's
             self.problem("failed", f"referrers: {exc}")
-        return ReferrerReport(tuple(self.counts.items()), tuple(self.problems))
+        return ReferrerReport(
+            tuple(self.counts.items()), tuple(self.problems), time.perf_counter() - started
+        )
 
     async def _find(self, subject: str) -> tuple[Referrer, ...]:
         async with self.limit:

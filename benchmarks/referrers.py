@@ -1,0 +1,281 @@
+"""Referrers benchmark: what copying an image's signatures, attestations and SBOMs costs.
+
+The copy benchmark's 200 MiB image (an OCI index, linux/amd64 + linux/arm64, 6 layers of
+~16.7 MiB each per platform), in two forms that share every blob: unsigned, and signed with the
+real cosign (built by ``tests/supply/tools.py``) with a generated key, offline: a signature
+(``sha256-<hex>.sig``), an SLSA provenance attestation (``.att``), an SBOM (``.sbom``) and an OCI
+1.1 bundle signature (a referrer). Both sit in two sources: Debian's ``docker-registry``
+(no referrers API: the referrers tag fallback) and go-containerregistry's registry (the
+referrers API).
+
+Each round copies each form from each source with ``swapper mirror`` twice, with
+``--no-referrers`` and without, each into a fresh ``docker-registry`` target, side by side in
+one run (a rotating order; the tables give medians, so a loaded machine's noise is shared).
+Per copy: wall time of the whole command, and the requests the source and the target served
+(from their access logs), the extra ones by kind.
+
+    .venv/bin/python -m benchmarks.referrers [--rounds 3]
+
+Writes ``benchmarks/out/referrers.md`` and prints it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter, defaultdict
+from pathlib import Path
+from typing import Any
+
+from benchmarks import stop_servers_on_sigterm
+
+ROOT = Path(__file__).resolve().parent.parent
+OUT = ROOT / "benchmarks" / "out" / "referrers.md"
+MiB = 1024 * 1024
+PASSWORD = "swapper-bench"
+_REQUEST = re.compile(r'"(?P<method>[A-Z]+) (?P<path>/v2/\S*) HTTP')  # docker-registry
+_GGCR_REQUEST = re.compile(r" (?P<method>[A-Z]+) (?P<path>/v2/\S*)")  # go-containerregistry
+
+
+def _kind(method: str, path: str) -> str:
+    """A request's kind for the tables: the extra ones by name."""
+    if "/referrers/" in path:
+        return "referrers API"
+    if path.rstrip("/").endswith("/tags/list") or "/tags/list?" in path:
+        return "tag list"
+    if "/manifests/sha256-" in path:
+        return f"{method} referrer tag"
+    if "/manifests/" in path:
+        return f"{method} manifest"
+    if "/blobs/" in path:
+        return f"{method} blob"
+    return f"{method} other"
+
+
+def requests(log: Path, start: int, ggcr: bool) -> tuple[Counter[str], int]:
+    """The requests a registry logged past byte ``start`` of its log, by kind; and the new end."""
+    data = log.read_bytes()
+    pattern = _GGCR_REQUEST if ggcr else _REQUEST
+    kinds: Counter[str] = Counter()
+    for line in data[start:].decode(errors="replace").splitlines():
+        found = pattern.search(line)
+        if found:
+            kinds[_kind(found["method"], found["path"])] += 1
+    return kinds, len(data)
+
+
+class Bench:
+    def __init__(self, registries: Any, tools: Any, tmp: Path) -> None:
+        self.r = registries
+        self.tmp = tmp
+        self.count = 0
+        self.plain = registries.start_registry(tmp / "plain-source", access_log=True)
+        self._api = tools.running_referrers_registry(tmp / "api-source")
+        self.api = self._api.__enter__()
+        self.cosign = str(tools.cosign())
+        self.env = {
+            **os.environ,
+            "PYTHONPATH": str(ROOT),
+            "COSIGN_PASSWORD": PASSWORD,
+            "HOME": str(tmp / "home"),
+            "TUF_ROOT": str(tmp / "home" / "tuf"),
+        }
+        (tmp / "home").mkdir()
+
+    def stop(self) -> None:
+        self.plain.stop()
+        self._api.__exit__(None, None, None)
+
+    def source(self, kind: str) -> tuple[str, Path, bool]:
+        """host, log, whether it is go-containerregistry's."""
+        if kind == "fallback":
+            return self.plain.host, self.plain.workdir / "registry.log", False
+        return self.api.host, self.api.log, True
+
+    def run_cosign(self, *args: str) -> None:
+        done = subprocess.run(
+            [self.cosign, *args], env=self.env, cwd=self.tmp / "home", capture_output=True,
+            text=True, timeout=300, check=False,
+        )  # fmt: skip
+        if done.returncode != 0:
+            raise RuntimeError(f"cosign {args[0]}: {done.stderr[-500:]}")
+
+    def build(self) -> dict[str, str]:
+        """Push both forms to both sources and sign one; form -> index digest."""
+        r = self.r
+        platforms = ("linux/amd64", "linux/arm64")
+        seeds = iter(range(1_000_000))
+        images = [
+            r.make_image(
+                [
+                    r.make_big_layer(self.tmp / f"l{i}-{j}.tar.gz", 200 * MiB // 12, next(seeds))
+                    for j in range(6)
+                ],
+                platform,
+            )
+            for i, platform in enumerate(platforms)
+        ]
+        unsigned = r.make_index(images)
+        document = json.loads(unsigned.data)
+        document["annotations"] = {"org.example.form": "signed"}
+        signed = r.Index(json.dumps(document, indent=2).encode(), unsigned.media_type, images)
+        import httpx
+
+        for kind in ("fallback", "api"):
+            host, _, _ = self.source(kind)
+            with httpx.Client(base_url=f"http://{host}", timeout=300) as client:
+                for image in images:
+                    for blob in image.blobs:
+                        r.push_blob(client, "bench/app", blob)
+                    r.push_manifest(client, "bench/app", image.digest, image.data, image.media_type)
+                for tag, index in (("unsigned", unsigned), ("signed", signed)):
+                    r.push_manifest(client, "bench/app", tag, index.data, index.media_type)
+        home = self.tmp / "home"
+        self.run_cosign("generate-key-pair")
+        (home / "provenance.json").write_text(
+            json.dumps({"buildType": "bench", "builder": {"id": "bench"}})
+        )
+        (home / "sbom.spdx.json").write_text(json.dumps({"spdxVersion": "SPDX-2.3"}))
+        offline = ("--key", "cosign.key", "--tlog-upload=false", "--allow-http-registry", "--yes")
+        for kind in ("fallback", "api"):
+            host, _, _ = self.source(kind)
+            ref = f"{host}/bench/app@{signed.digest}"
+            self.run_cosign("sign", *offline, ref)
+            self.run_cosign(
+                "attest", *offline, "--type", "slsaprovenance", "--predicate", "provenance.json",
+                ref,
+            )  # fmt: skip
+            self.run_cosign(
+                "attach", "sbom", "--sbom", "sbom.spdx.json", "--type", "spdx",
+                "--allow-http-registry", ref,
+            )  # fmt: skip
+            self.run_cosign("sign", *offline, "--new-bundle-format", ref)
+        for blob in (b for image in images for b in image.layers):
+            if blob.path is not None:
+                blob.path.unlink()  # in the sources now; keep the disk free
+        return {"unsigned": unsigned.digest, "signed": signed.digest}
+
+    def copy(self, kind: str, form: str, referrers: bool) -> dict[str, Any]:
+        host, log, ggcr = self.source(kind)
+        self.count += 1
+        target = self.r.start_registry(self.tmp / f"target-{self.count}", access_log=True)
+        try:
+            _, source_start = requests(log, 0, ggcr)
+            command = [
+                sys.executable, "-m", "swapper", "mirror", f"{host}/bench/app:{form}",
+                f"{target.host}/bench/app:{form}", "--insecure", f"{host},{target.host}",
+            ]  # fmt: skip
+            if not referrers:
+                command.append("--no-referrers")
+            started = time.perf_counter()
+            done = subprocess.run(
+                command, env=self.env, capture_output=True, text=True, check=False
+            )
+            wall = time.perf_counter() - started
+            if done.returncode != 0:
+                raise RuntimeError(f"swapper mirror: {done.stderr[-500:]}")
+            source_kinds, _ = requests(log, source_start, ggcr)
+            target_kinds, _ = requests(target.workdir / "registry.log", 0, False)
+            copied = re.search(r" in (?P<seconds>[0-9.]+)s", done.stdout)
+            counted = re.search(
+                r"^referrers (?P<what>.*) in (?P<seconds>[0-9.]+)s$", done.stdout, re.M
+            )
+            return {
+                "wall": wall,
+                "copy": float(copied["seconds"]) if copied else float("nan"),
+                "source": source_kinds,
+                "target": target_kinds,
+                "referrers": counted["what"] if counted else "",
+                "referrers_seconds": float(counted["seconds"]) if counted else 0.0,
+            }
+        finally:
+            target.stop()
+            shutil.rmtree(target.workdir, ignore_errors=True)
+
+
+VARIANTS = [
+    (kind, form, referrers)
+    for kind in ("fallback", "api")
+    for form in ("unsigned", "signed")
+    for referrers in (False, True)
+]
+
+
+def run(bench: Bench, rounds: int) -> dict[tuple[str, str, bool], list[dict[str, Any]]]:
+    samples: dict[tuple[str, str, bool], list[dict[str, Any]]] = defaultdict(list)
+    for round_number in range(rounds):
+        shift = round_number % len(VARIANTS)
+        for variant in VARIANTS[shift:] + VARIANTS[:shift]:
+            samples[variant].append(bench.copy(*variant))
+            print(f"round {round_number + 1}: {variant} done", file=sys.stderr)
+    return samples
+
+
+def table(samples: dict[tuple[str, str, bool], list[dict[str, Any]]], rounds: int) -> str:
+    """Medians; the overhead is the median over rounds of each round's on/off ratio of the copy
+    time (swapper's own, start-up left out), so the two runs it compares ran close together."""
+    now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    lines = [
+        f"`swapper mirror` of the 200 MiB image, {rounds} rounds, medians ({now}).",
+        "",
+        "| source | image | referrers | wall (s) | copy (s) | of which referrers (s) | overhead "
+        "| source requests | extra source requests | target requests | referrers copied |",
+        "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | --- | ---: | --- |",
+    ]
+    names = {"fallback": "docker-registry (tag fallback)", "api": "referrers API registry"}
+    for kind in ("fallback", "api"):
+        for form in ("unsigned", "signed"):
+            off = samples[(kind, form, False)]
+            on = samples[(kind, form, True)]
+            ratio = statistics.median(a["copy"] / b["copy"] for a, b in zip(on, off, strict=True))
+            for referrers, runs in ((False, off), (True, on)):
+                wall = statistics.median(s["wall"] for s in runs)
+                copy = statistics.median(s["copy"] for s in runs)
+                spent = statistics.median(s["referrers_seconds"] for s in runs)
+                source = sum(runs[0]["source"].values())
+                target = sum(runs[0]["target"].values())
+                extra = runs[0]["source"] - off[0]["source"]
+                extra_text = ", ".join(f"{n} {k}" for k, n in sorted(extra.items())) or "none"
+                cells = [names[kind], form, "on" if referrers else "off", f"{wall:.2f}"]
+                cells += [f"{copy:.2f}", f"{spent:.3f}" if referrers else ""]
+                cells += [f"{(ratio - 1) * 100:+.1f} %" if referrers else "", str(source)]
+                cells += [extra_text if referrers else "", str(target)]
+                cells += [runs[0]["referrers"] if referrers else ""]
+                lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
+    parser.add_argument("--rounds", type=int, default=3)
+    args = parser.parse_args()
+    stop_servers_on_sigterm()
+    sys.path.insert(0, str(ROOT / "tests"))
+    import registries
+    from supply import tools
+
+    with tempfile.TemporaryDirectory(prefix="swapper-referrers-bench-") as tmp_name:
+        bench = Bench(registries, tools, Path(tmp_name))
+        try:
+            bench.build()
+            samples = run(bench, args.rounds)
+        finally:
+            bench.stop()
+    report = table(samples, args.rounds)
+    OUT.parent.mkdir(parents=True, exist_ok=True)
+    OUT.write_text(report + "\n")
+    print(report)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

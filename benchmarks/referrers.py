@@ -14,6 +14,10 @@ one run (a rotating order; the tables give medians, so a loaded machine's noise 
 Per copy: wall time of the whole command, and the requests the source and the target served
 (from their access logs), the extra ones by kind.
 
+Then the cost of looking for cosign's tags and the fallback tag by reading the repository's tag
+list once, against a ``HEAD`` per tag (what the finder falls back to when the list is too long),
+in a repository of growing size.
+
     .venv/bin/python -m benchmarks.referrers [--rounds 3]
 
 Writes ``benchmarks/out/referrers.md`` and prints it.
@@ -254,9 +258,74 @@ def table(samples: dict[tuple[str, str, bool], list[dict[str, Any]]], rounds: in
     return "\n".join(lines)
 
 
+async def _discovery_times(host: str, digests: list[str], trials: int) -> tuple[float, float]:
+    """Median seconds to look for the cosign tags and the fallback tag of ``digests`` in
+    ``host/bench/tags``: reading the tag list once, and with a HEAD per tag instead."""
+    from swapper.images import parse
+    from swapper.oci import ApiMemory, HostConfig, ReferrerFinder, RegistryClient
+
+    memory = ApiMemory()
+    memory.saw_no_api(host)  # the referrers API is left out: docker-registry answers 404
+    listed, headed = [], []
+    async with RegistryClient(hosts={host: HostConfig(plain_http=True)}) as client:
+        repository = client.repository(parse(f"{host}/bench/tags:1"))
+        for _ in range(trials):
+            for mode, into in (("list", listed), ("head", headed)):
+                finder = ReferrerFinder(repository, api_memory=memory)
+                if mode == "head":
+                    finder._tags_read = True  # as when the list is too long: a HEAD per tag
+                started = time.perf_counter()
+                for digest in digests:
+                    found = await finder.find(digest)
+                    assert not found.referrers
+                into.append(time.perf_counter() - started)
+    return statistics.median(listed), statistics.median(headed)
+
+
+def discovery(registries: Any, tmp: Path, trials: int) -> str:
+    """Tag list against a HEAD per tag, for a two-platform index (3 digests) without referrers,
+    in a repository of 3, 1,003 and 5,003 tags."""
+    import asyncio
+
+    import httpx
+
+    registry = registries.start_registry(tmp / "tags")
+    rows = []
+    try:
+        index = registries.multi_arch("tags", layer_size=256)
+        registries.push_index(registry, "bench/tags", index, "1")
+        digests = [index.digest, *(image.digest for image in index.images)]
+        tags = 1
+        with httpx.Client(base_url=registry.url, timeout=60) as client:
+            for wanted in (1, 1001, 5001):
+                for n in range(tags, wanted):
+                    registries.push_manifest(
+                        client, "bench/tags", f"v{n}", index.data, index.media_type
+                    )
+                tags = wanted
+                listed, headed = asyncio.run(_discovery_times(registry.host, digests, trials))
+                rows.append(
+                    f"| {tags + 2:,} | 1 | {listed * 1000:.1f} | {4 * len(digests)} "
+                    f"| {headed * 1000:.1f} |"
+                )
+    finally:
+        registry.stop()
+    return "\n".join(
+        [
+            f"Finding the referrer tags of a two-platform index without referrers (3 digests) in "
+            f"docker-registry, {trials} trials, medians:",
+            "",
+            "| tags in the repository | requests, tag list | ms | requests, HEAD per tag | ms |",
+            "| ---: | ---: | ---: | ---: | ---: |",
+            *rows,
+        ]
+    )
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--discovery-only", action="store_true", help="only the tag-list part")
     args = parser.parse_args()
     stop_servers_on_sigterm()
     sys.path.insert(0, str(ROOT / "tests"))
@@ -264,13 +333,16 @@ def main() -> int:
     from supply import tools
 
     with tempfile.TemporaryDirectory(prefix="swapper-referrers-bench-") as tmp_name:
-        bench = Bench(registries, tools, Path(tmp_name))
-        try:
-            bench.build()
-            samples = run(bench, args.rounds)
-        finally:
-            bench.stop()
-    report = table(samples, args.rounds)
+        report = ""
+        if not args.discovery_only:
+            bench = Bench(registries, tools, Path(tmp_name))
+            try:
+                bench.build()
+                samples = run(bench, args.rounds)
+            finally:
+                bench.stop()
+            report = table(samples, args.rounds) + "\n\n"
+        report += discovery(registries, Path(tmp_name), trials=15)
     OUT.parent.mkdir(parents=True, exist_ok=True)
     OUT.write_text(report + "\n")
     print(report)

@@ -26,6 +26,12 @@ Order of work for ``copy(source, target)``:
    its children are there, and the tag last: a copy that fails leaves no tag behind, at most
    some untagged blobs and child manifests that the next attempt reuses.
 
+With :class:`ReferrerSettings`, what refers to the image's index and copied manifests
+(signatures, attestations, SBOMs; found by :mod:`._referrers`) is copied while steps 3 and 4
+run, each referrer as the source serves it, and waited for before the tag is pushed (step 5):
+the mirror never shows the tag without the signatures. A referrer that fails is reported in
+:attr:`CopyResult.referrers`, never raised.
+
 Manifests are pushed as the exact bytes the source served, so digests are preserved.
 
 Platform selection (``platforms``): with ``None`` (all) the original index is pushed. With a
@@ -245,7 +251,7 @@ class CopyEngine:
     which blobs (up to ``known_blobs`` entries) to mount them instead of uploading again.
     ``max_concurrent_blobs`` bounds the blob transfers of one copy. With ``referrers``, what
     refers to the image's manifests (signatures, attestations, SBOMs) is copied with it,
-    before its tag (see :meth:`_Job.referrers`).
+    while its blobs are, and waited for before its tag (see :class:`_Referrers`).
     """
 
     def __init__(
@@ -402,20 +408,27 @@ class _Job:
                     return self.result(src_ref, dst_ref, top, filtered, children, started, True)
                 if not await self._all_present(left_out):
                     push = filtered
-        try:
-            async with asyncio.TaskGroup() as group:
-                self.group = group
-                if top.is_index:
-                    await self._children(children)
-                else:
-                    await self._blobs(top.blobs)
-        except BaseExceptionGroup as failures:
-            raise _first_error(failures) from None
-        referrers = ReferrerReport()
+        # The referrers are copied while the image's blobs are, and waited for before the tag:
+        # once the mirror has the image, its signatures are there too.
+        finding: asyncio.Task[ReferrerReport] | None = None
         if self.engine.referrers is not None:
-            # Before the tag: once the mirror has the image, its signatures are there too.
             subjects = [top.digest, *(child.digest for child in children)]
-            referrers = await _Referrers(self, self.engine.referrers).run(subjects)
+            finding = asyncio.create_task(_Referrers(self, self.engine.referrers).run(subjects))
+        try:
+            try:
+                async with asyncio.TaskGroup() as group:
+                    self.group = group
+                    if top.is_index:
+                        await self._children(children)
+                    else:
+                        await self._blobs(top.blobs)
+            except BaseExceptionGroup as failures:
+                raise _first_error(failures) from None
+            referrers = await finding if finding is not None else ReferrerReport()
+        finally:
+            if finding is not None and not finding.done():
+                finding.cancel()
+                await asyncio.gather(finding, return_exceptions=True)
         await self.dst.put_manifest(reference, push)
         self.manifests_pushed += 1
         self.emit("manifest-pushed", push.digest, len(push.data))

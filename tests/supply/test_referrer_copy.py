@@ -7,6 +7,7 @@ docker-registry without it. The artifacts are built here (the real cosign: test_
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections.abc import AsyncIterator
 
@@ -21,7 +22,9 @@ from registries import (
     get_manifest,
     multi_arch,
     plain_hosts,
+    push_blob,
     push_index,
+    push_manifest,
 )
 from supply.artifacts import (
     Artifact,
@@ -35,6 +38,7 @@ from supply.artifacts import (
 )
 from supply.tools import RunningRegistry
 
+from swapper.errors import CopyError, CopyReason
 from swapper.oci import CopyEngine, CopyResult, ReferrerSettings, RegistryClient
 
 SBOM = "application/spdx+json"
@@ -89,7 +93,6 @@ def push_signed(host: str, repo: str, name: str) -> tuple[Index, dict[str, Artif
 
 
 def push_index_to(client: httpx.Client, repo: str, index: Index) -> None:
-    from registries import push_blob, push_manifest
 
     for image in index.images:
         for blob in image.blobs:
@@ -203,7 +206,6 @@ def push_fallback_signed(
     )
     with registry.client() as client:
         push_artifact(client, repo, sbom)
-        from registries import push_manifest
 
         push_manifest(
             client,
@@ -334,8 +336,6 @@ async def test_a_referrer_loop_ends_with_a_loop_counted_and_the_image_copied(
     push_index(plain_source, fresh_repo, index, "1.0")
     signature = artifact(subject_of(index.data, OCI_INDEX), SIGNATURE, b"loop-sig", SIGNATURE)
     with plain_source.client() as source:
-        from registries import push_manifest
-
         push_artifact(source, fresh_repo, signature)
         index_entry = {"mediaType": OCI_INDEX, "digest": index.digest, "size": len(index.data)}
         push_manifest(
@@ -409,3 +409,31 @@ async def test_an_engine_without_referrer_settings_copies_none(
     assert result.referrers.counts == ()
     with http(referrers_target.host) as target:
         assert referrers_listed(target, fresh_repo, index.digest) == []
+
+
+async def test_an_image_copy_that_fails_stops_its_referrers_and_tags_nothing(
+    client: RegistryClient,
+    lenient_registry: RunningRegistry,
+    plain_target: Registry,
+    fresh_repo: str,
+) -> None:
+    # The registry stores a manifest whose layers it does not have: the copy fails on them.
+    index = multi_arch("broken")
+    with http(lenient_registry.host) as source:
+        for image in index.images:
+            push_blob(source, fresh_repo, image.config)  # config only: no layers
+            push_manifest(source, fresh_repo, image.digest, image.data, image.media_type)
+        push_manifest(source, fresh_repo, "1.0", index.data, index.media_type)
+        signature = artifact(subject_of(index.data, OCI_INDEX), SIGNATURE, b"sig", SIGNATURE)
+        push_artifact(source, fresh_repo, signature)
+        put_fallback = fallback_index([signature.descriptor()])
+    put_as_json(lenient_registry.host, fresh_repo, index.digest.replace(":", "-"), put_fallback)
+    with pytest.raises(CopyError) as failed:
+        await engine_for(client).copy(
+            f"{lenient_registry.host}/{fresh_repo}:1.0", f"{plain_target.host}/{fresh_repo}:1.0"
+        )
+    assert failed.value.reason == CopyReason.NOT_FOUND
+    assert get_manifest(plain_target, fresh_repo, "1.0") is None
+    # Nothing of the copy is left running.
+    pending = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+    assert not [t for t in pending if "_Referrers" in repr(t.get_coro())]

@@ -180,21 +180,22 @@ class Bench:
             ]  # fmt: skip
             if not referrers:
                 command.append("--no-referrers")
-            started = time.perf_counter()
-            done = subprocess.run(
-                command, env=self.env, capture_output=True, text=True, check=False
-            )
-            wall = time.perf_counter() - started
-            if done.returncode != 0:
-                raise RuntimeError(f"swapper mirror: {done.stderr[-500:]}")
+            out_path, err_path = self.tmp / "stdout", self.tmp / "stderr"
+            with out_path.open("wb") as out, err_path.open("wb") as err:
+                started = time.perf_counter()
+                process = subprocess.Popen(command, env=self.env, stdout=out, stderr=err)
+                _, status, usage = os.wait4(process.pid, 0)
+                wall = time.perf_counter() - started
+            stdout = out_path.read_text(errors="replace")
+            if os.waitstatus_to_exitcode(status) != 0:
+                raise RuntimeError(f"swapper mirror: {err_path.read_text()[-500:]}")
             source_kinds, _ = requests(log, source_start, ggcr)
             target_kinds, _ = requests(target.workdir / "registry.log", 0, False)
-            copied = re.search(r" in (?P<seconds>[0-9.]+)s", done.stdout)
-            counted = re.search(
-                r"^referrers (?P<what>.*) in (?P<seconds>[0-9.]+)s$", done.stdout, re.M
-            )
+            copied = re.search(r" in (?P<seconds>[0-9.]+)s", stdout)
+            counted = re.search(r"^referrers (?P<what>.*) in (?P<seconds>[0-9.]+)s$", stdout, re.M)
             return {
                 "wall": wall,
+                "cpu": usage.ru_utime + usage.ru_stime,
                 "copy": float(copied["seconds"]) if copied else float("nan"),
                 "source": source_kinds,
                 "target": target_kinds,
@@ -231,9 +232,10 @@ def table(samples: dict[tuple[str, str, bool], list[dict[str, Any]]], rounds: in
     lines = [
         f"`swapper mirror` of the 200 MiB image, {rounds} rounds, medians ({now}).",
         "",
-        "| source | image | referrers | wall (s) | copy (s) | of which referrers (s) | overhead "
-        "| source requests | extra source requests | target requests | referrers copied |",
-        "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | --- | ---: | --- |",
+        "| source | image | referrers | wall (s) | copy (s) | CPU (s) | referrer phase (s) "
+        "| overhead | source requests | extra source requests | target requests "
+        "| referrers copied |",
+        "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | --- | ---: | --- |",
     ]
     names = {"fallback": "docker-registry (tag fallback)", "api": "referrers API registry"}
     for kind in ("fallback", "api"):
@@ -244,13 +246,14 @@ def table(samples: dict[tuple[str, str, bool], list[dict[str, Any]]], rounds: in
             for referrers, runs in ((False, off), (True, on)):
                 wall = statistics.median(s["wall"] for s in runs)
                 copy = statistics.median(s["copy"] for s in runs)
+                cpu = statistics.median(s["cpu"] for s in runs)
                 spent = statistics.median(s["referrers_seconds"] for s in runs)
                 source = sum(runs[0]["source"].values())
                 target = sum(runs[0]["target"].values())
                 extra = runs[0]["source"] - off[0]["source"]
                 extra_text = ", ".join(f"{n} {k}" for k, n in sorted(extra.items())) or "none"
                 cells = [names[kind], form, "on" if referrers else "off", f"{wall:.2f}"]
-                cells += [f"{copy:.2f}", f"{spent:.3f}" if referrers else ""]
+                cells += [f"{copy:.2f}", f"{cpu:.2f}", f"{spent:.3f}" if referrers else ""]
                 cells += [f"{(ratio - 1) * 100:+.1f} %" if referrers else "", str(source)]
                 cells += [extra_text if referrers else "", str(target)]
                 cells += [runs[0]["referrers"] if referrers else ""]

@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator
 
 import httpx
 import pytest
+from helpers import run_swapper
 from registries import (
     FAST_RETRY,
     OCI_INDEX,
@@ -437,3 +438,22 @@ async def test_an_image_copy_that_fails_stops_its_referrers_and_tags_nothing(
     # Nothing of the copy is left running.
     pending = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
     assert not [t for t in pending if "_Referrers" in repr(t.get_coro())]
+
+
+def test_swapper_mirror_passes_its_referrer_type_allow_list_to_the_copy(
+    referrers_registry: RunningRegistry, referrers_target: RunningRegistry, fresh_repo: str
+) -> None:
+    push_signed(referrers_registry.host, fresh_repo, "cli-types")
+    done = run_swapper(
+        "mirror",
+        f"{referrers_registry.host}/{fresh_repo}:1.0",
+        f"{referrers_target.host}/{fresh_repo}:1.0",
+        "--insecure",
+        f"{referrers_registry.host},{referrers_target.host}",
+        "--referrer-type",
+        "application/vnd.example.*",
+    )
+    assert done.returncode == 0, done.stderr
+    assert re.search(r"^referrers 1 copied, 1 filtered in [0-9.]+s$", done.stdout, re.M), (
+        done.stdout
+    )

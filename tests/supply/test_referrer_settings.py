@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 import structlog
+from helpers import run_swapper
 from registries import (
     FAST_RETRY,
     OCI_INDEX,
@@ -137,3 +138,9 @@ async def test_referrers_not_copied_are_counted_and_logged_once_each_and_the_cop
     assert len(lines) == 2
     assert {entry["log_level"] for entry in lines} == {"warning"}
     assert any(missing in entry["problem"] for entry in lines)
+
+
+def test_swapper_mirror_refuses_a_referrer_type_that_is_no_media_type_before_copying() -> None:
+    done = run_swapper("mirror", "127.0.0.1:1/a:1", "127.0.0.1:2/b:1", "--referrer-type", "sbom")
+    assert done.returncode == 2
+    assert "--referrer-type: 'sbom' is not a media type" in done.stderr

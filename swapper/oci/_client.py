@@ -714,8 +714,9 @@ class Repository:
     ) -> tuple[bytes, str | None] | None:
         """One page of ``GET /v2/<name>/referrers/<digest>`` (OCI 1.1; ``url``: a next page):
         the body (at most 4 MiB, not parsed) and the next page's URL (``Link``), or None when
-        the registry answers 404 (it has no referrers API: use the referrers tag fallback).
-        Any other status than 200 raises CopyError."""
+        the registry answers 404 (it has no referrers API: use the referrers tag fallback; 405
+        and 501, which some registries answer for a route they lack, count the same). Any other
+        status than 200 raises CopyError."""
         what = f"referrers of {self.name}@{digest}"
         response = await self._send(
             "GET",
@@ -723,7 +724,7 @@ class Repository:
             what,
             headers={"Accept": OCI_INDEX},
         )
-        if response.status_code == 404:
+        if response.status_code in (404, 405, 501):
             await _release(response)
             return None
         async with response:

@@ -4,8 +4,9 @@ For a digest ``sha256:<hex>`` of a repository, :meth:`ReferrerFinder.find` looks
 
 1. the OCI 1.1 referrers API, ``GET /v2/<name>/referrers/<digest>`` (an image index; pages
    followed through ``Link``, at most :data:`MAX_REFERRER_PAGES`);
-2. where the registry answers that with 404 (it has no such API: Debian's docker-registry,
-   distribution 2.x), the referrers tag fallback of the OCI distribution spec: the tag
+2. where the registry answers that with 404 (or 405, 501: it has no such API; Debian's
+   docker-registry, distribution 2.x), the referrers tag fallback of the OCI distribution
+   spec: the tag
    ``sha256-<hex>`` holding an image index of the referrers. A registry once seen without
    the API is not asked again for :data:`NO_API_FOR` seconds (per registry host, in the
    optional :class:`ApiMemory`), so such a registry costs one 404 and then nothing;

@@ -11,6 +11,8 @@ committed here:
   API when told to (``registry.WithReferrersSupport(true)``); a few lines of Go ``main``
   generated in the cache serve it on ``127.0.0.1:<port>`` given on the command line (Debian's
   ``docker-registry`` does not serve that API: it is the registry of the tag fallback);
+  ``--no-referrers`` turns the API off, for a lenient registry that stores malformed indexes
+  (the bad-input tests); the cache key carries a revision of that generated ``main``;
 - ``oras`` (the ORAS CLI), to attach an artifact as a referrer the way users do.
 
 Usage: ``python tests/supply/tools.py`` builds what is missing and prints the paths; ``--list``

@@ -99,13 +99,14 @@ demo: venv apt
 # pinned releases into $(SWAPPER_BENCH_CACHE), outside the work tree; GNU time gives each copy's
 # peak RSS, perf profiles swapper mirror. See docs/benchmarks.md.
 bench: export SWAPPER_BENCH_CACHE ?= $(HOME)/.cache/swapper-bench
-bench: venv apt kube-binaries
+bench: venv apt kube-binaries supply-binaries
 	@dpkg -s valgrind >/dev/null 2>&1 || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq valgrind)
 	@dpkg -s time linux-perf >/dev/null 2>&1 || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq time linux-perf)
 	$(PY) -m benchmarks.peers
 	$(BIN)/python -m benchmarks.run
 	$(BIN)/python -m benchmarks.instructions
 	$(BIN)/python -m benchmarks.copy
+	$(BIN)/python -m benchmarks.referrers
 	$(BIN)/python -m benchmarks.ecr_calls
 	$(BIN)/python -m benchmarks.soak
 	$(BIN)/python -m benchmarks.controller

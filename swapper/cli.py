@@ -163,6 +163,20 @@ def _parser() -> argparse.ArgumentParser:
         help="speak plain HTTP to this registry (repeat, or comma-separated)",
     )
     mirror.add_argument("--ca-file", metavar="PEM", help="extra CA bundle for HTTPS registries")
+    mirror.add_argument(
+        "--no-referrers",
+        action="store_true",
+        help="copy the image without what refers to it (signatures, attestations, SBOMs); "
+        "default: with them, unless the --config says mirror.referrers: false",
+    )
+    mirror.add_argument(
+        "--referrer-type",
+        action="append",
+        default=[],
+        metavar="ARTIFACT_TYPE",
+        help="copy only referrers of this artifact type (repeat; * matches any text); "
+        "default: mirror.referrerTypes of the --config, or all",
+    )
 
     certs = sub.add_parser("certs", help="certificate tooling")
     certs_sub = certs.add_subparsers(dest="certs_command", required=True, metavar="COMMAND")
@@ -321,7 +335,12 @@ def _mirror_copy(
     from swapper.errors import ConfigError, CopyError
     from swapper.images import parse
     from swapper.mirror.command import run_mirror, summary
-    from swapper.oci import DEFAULT_BLOB_IDLE_TIMEOUT, HostConfig, parse_platforms
+    from swapper.oci import (
+        DEFAULT_BLOB_IDLE_TIMEOUT,
+        HostConfig,
+        ReferrerSettings,
+        parse_platforms,
+    )
 
     source = parse(args.source)
     hosts: dict[str, HostConfig] = {}
@@ -346,6 +365,20 @@ def _mirror_copy(
         platforms = parse_platforms(",".join(args.platform) or None) or ()
     except ValueError as exc:
         raise ConfigError([("--platform", str(exc))]) from None
+    referrers: ReferrerSettings | None = ReferrerSettings()
+    if config is not None:
+        from swapper.wiring import referrer_settings
+
+        referrers = referrer_settings(config)
+    if args.referrer_type:
+        bad = [t for t in args.referrer_type if t.count("/") != 1 or not all(t.split("/"))]
+        if bad:
+            raise ConfigError(
+                [("--referrer-type", f"{bad[0]!r} is not a media type (type/subtype)")]
+            )
+        referrers = ReferrerSettings(types=tuple(args.referrer_type))
+    if args.no_referrers:
+        referrers = None
     insecure = [h.strip().lower() for arg in args.insecure for h in arg.split(",") if h.strip()]
     for host in insecure:
         hosts[host] = HostConfig(plain_http=True)
@@ -367,6 +400,7 @@ def _mirror_copy(
             config.mirror.blob_idle_timeout if config is not None else DEFAULT_BLOB_IDLE_TIMEOUT
         ),
         mark_as=_mark_as(config, registry, target),
+        referrers=referrers,
     )
     gc.freeze()
     gc.enable()

@@ -714,6 +714,10 @@ class RegistryHost(_Model):
     ca_file: str = Field("", alias="caFile")
 
 
+# A media type (RFC 6838 names), where ``*`` may stand for any text.
+_ARTIFACT_TYPE = re.compile(r"^[A-Za-z0-9*][\w!#$&^.+*-]*/[A-Za-z0-9*][\w!#$&^.+*-]*$")
+
+
 class Mirror(_Model):
     """How images are copied (swapper's own key ``mirror``)."""
 
@@ -735,6 +739,11 @@ class Mirror(_Model):
     # copy's total budget).
     blob_idle_timeout: float = Field(15.0, alias="blobIdleTimeout")
     hosts: dict[str, RegistryHost] = Field(default_factory=dict)
+    # What refers to a copied image (signatures, attestations, SBOMs: OCI 1.1 referrers and
+    # cosign's tags) is copied with it; referrerTypes: the artifact types copied (``*``
+    # wildcards), empty: all.
+    referrers: bool = True
+    referrer_types: tuple[str, ...] = Field((), alias="referrerTypes")
 
     @field_validator("platforms", mode="before")
     @classmethod
@@ -747,6 +756,20 @@ class Mirror(_Model):
             for item in value:
                 if not isinstance(item, str) or not _PLATFORM.match(item):
                     raise ValueError(f"{item!r} is not OS/ARCH[/VARIANT], e.g. linux/arm64/v8")
+        return value
+
+    @field_validator("referrer_types", mode="before")
+    @classmethod
+    def _referrer_types(cls, value: object) -> object:
+        if isinstance(value, str):
+            value = [t.strip() for t in value.split(",") if t.strip()]
+        if isinstance(value, list | tuple):
+            for item in value:
+                if not isinstance(item, str) or not _ARTIFACT_TYPE.match(item):
+                    raise ValueError(
+                        f"{item!r} is not an artifact type (a media type such as "
+                        "application/vnd.dev.sigstore.bundle.v0.3+json; * matches any text)"
+                    )
         return value
 
     @field_validator("fresh_for", "recheck_every", mode="before")

@@ -95,6 +95,13 @@ class Metrics:
             ["outcome"],
             registry=r,
         )
+        self.referrers_copied = Counter(
+            "swapper_referrers_copied",
+            "Referrers (signatures, attestations, SBOMs) of copied images, by result: copied, "
+            "present, filtered (mirror.referrerTypes), failed, malformed, loop, too-deep.",
+            ["result"],
+            registry=r,
+        )
         self.copy_queue_depth = Gauge(
             "swapper_copy_queue_depth",
             "Copies waiting for a worker (admission and backfill).",

@@ -40,6 +40,7 @@ from swapper.oci import (
     CopyEngine,
     CredentialsProvider,
     HostConfig,
+    ReferrerSettings,
     RegistryClient,
     static_credentials,
 )
@@ -58,6 +59,14 @@ def host_config(settings: RegistryHost) -> HostConfig:
         verify_tls=not settings.skip_verify,
         ca_file=settings.ca_file or None,
     )
+
+
+def referrer_settings(config: Config) -> ReferrerSettings | None:
+    """How copies bring the images' referrers along (``mirror.referrers``,
+    ``mirror.referrerTypes``); None: they do not."""
+    if not config.mirror.referrers:
+        return None
+    return ReferrerSettings(types=config.mirror.referrer_types)
 
 
 def registry_hosts(config: Config) -> dict[str, HostConfig]:
@@ -188,7 +197,11 @@ def build_backends(
         SignatureVerifier(client, rules, keyrings, metrics) if config.mirror.verify else None
     )
 
-    engine = CopyEngine(client, max_concurrent_blobs=config.mirror.max_concurrent_blobs)
+    engine = CopyEngine(
+        client,
+        max_concurrent_blobs=config.mirror.max_concurrent_blobs,
+        referrers=referrer_settings(config),
+    )
     copier = EngineCopier(
         engine,
         target,

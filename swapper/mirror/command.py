@@ -26,6 +26,7 @@ from swapper.oci import (
     HostConfig,
     Platform,
     ProgressEvent,
+    ReferrerSettings,
     RegistryClient,
 )
 
@@ -127,6 +128,11 @@ def summary(result: CopyResult) -> str:
         f"{result.blobs_mounted} mounted; {result.bytes_copied / MiB:.1f} MiB "
         f"in {result.duration:.3f}s" + (" (already present)" if result.already_present else "")
     )
+    counted = [f"{count} {outcome}" for outcome, count in result.referrers.counts if count]
+    if result.referrers.counts:
+        done = ", ".join(counted) or "none"
+        lines.append(f"referrers {done} in {result.referrers.duration:.3f}s")
+    lines.extend(f"referrer not copied: {problem}" for problem in result.referrers.problems)
     return "\n".join(lines)
 
 
@@ -142,6 +148,7 @@ async def run_mirror(
     verify: Sequence[VerifyRule] = (),
     blob_idle_timeout: float | None = DEFAULT_BLOB_IDLE_TIMEOUT,
     mark_as: str = "",
+    referrers: ReferrerSettings | None = None,
 ) -> CopyResult:
     """Copy ``source`` to ``target`` (with ``verify``, the config's ``mirror.verify``: only a
     source whose signature verifies, by the digest that verified; otherwise CopyError
@@ -151,12 +158,14 @@ async def run_mirror(
     of a ``--config``). ``mark_as``: a cluster name (``clusterName`` of a ``--config`` with
     ``cleanup.enabled``): the copy into the configured target is then given that cluster's
     usage mark (:mod:`swapper.mirror.marks`), which makes it swapper's for cleanup. A mark that
-    cannot be written is said on ``out`` and leaves the copy as it is (kept by cleanup)."""
+    cannot be written is said on ``out`` and leaves the copy as it is (kept by cleanup).
+    ``referrers``: the image's signatures, attestations and SBOMs are
+    copied with it (``mirror.referrers``); None: not."""
     keyring = read_authfile(authfile) if authfile else None  # None: anonymous everywhere
     stream = out or sys.stderr
     progress = Progress(stream, live=stream.isatty(), image=str(source))
     async with RegistryClient(hosts=hosts or {}, blob_idle_timeout=blob_idle_timeout) as client:
-        engine = CopyEngine(client)
+        engine = CopyEngine(client, referrers=referrers)
         if keyring is not None:
             client.credentials = keyring_credentials(keyring, target)
         try:  # before the target is touched (ECR would create the repository)

@@ -6,6 +6,11 @@ credentials the requesting pod's kubelet would use (its pull secrets, in the kub
 the next one is tried when a registry refuses one), or else with the operator's
 ``source.registries`` credentials, or anonymously. Bytes and blobs are counted in the metrics.
 
+The image's referrers (signatures, attestations, SBOMs) come with it when the engine has
+:class:`~swapper.oci.ReferrerSettings` (``mirror.referrers``): each counted by result in
+``swapper_referrers_copied_total``, and each one not copied (failed, malformed, a loop, too
+deep) logged once, as ``referrer_not_copied``; none of them fails the copy.
+
 With ``keep_existing`` (``mirror.refreshTags: never``), a job without ``recheck`` whose target
 the mirror already has is done without looking at the source: a tag stays on its first copy.
 
@@ -22,6 +27,7 @@ from collections.abc import Callable, Sequence
 
 from swapper.credentials import Credentials
 from swapper.errors import CopyError, CopyReason
+from swapper.logs import get_logger
 from swapper.metrics import Metrics
 from swapper.mirror.access import KeyringSource
 from swapper.mirror.queue import CopyJob, Requester
@@ -30,6 +36,7 @@ from swapper.oci import CopyEngine, CopyResult, CredentialsProvider
 from swapper.targets.base import TargetRegistry
 
 _REFUSED = frozenset({CopyReason.UNAUTHORIZED, CopyReason.DENIED})
+log = get_logger("swapper.mirror")
 
 
 def _provider(identity: Credentials) -> CredentialsProvider:
@@ -122,3 +129,8 @@ class EngineCopier:
         m.copy_blobs.labels("copied").inc(result.blobs_copied)
         m.copy_blobs.labels("skipped").inc(result.blobs_skipped)
         m.copy_blobs.labels("mounted").inc(result.blobs_mounted)
+        for outcome, count in result.referrers.counts:
+            if count:
+                m.referrers_copied.labels(outcome).inc(count)
+        for problem in result.referrers.problems:
+            log.warning("referrer_not_copied", source=result.source, problem=problem)

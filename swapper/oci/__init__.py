@@ -17,7 +17,9 @@ may pass: retries were used up). Its ``reason`` is one of :data:`REASONS`.
 What is guaranteed: the target gets the source's manifests byte for byte (same digests; the one
 exception, a platform-filtered index, is reported in :class:`CopyResult`), each blob is
 verified against its digest while it streams through and no blob is ever held in memory
-whole, and the tag is written last, so a failed copy tags nothing. See ``_copy`` for the
+whole, and the tag is written last, so a failed copy tags nothing. With
+``CopyEngine(referrers=ReferrerSettings())`` what refers to the image (signatures,
+attestations, SBOMs: ``_referrers``) is copied with it, before the tag. See ``_copy`` for the
 order of work and the platform rules, ``_auth`` for authentication, ``_http`` for the small
 HTTP/1.1 client underneath (and why it is not httpx).
 """
@@ -36,11 +38,14 @@ from swapper.oci._client import (
     tls_context,
 )
 from swapper.oci._copy import (
+    REFERRER_RESULTS,
     CopyEngine,
     CopyResult,
     ProgressCallback,
     ProgressEvent,
     ProgressKind,
+    ReferrerReport,
+    ReferrerSettings,
     parse_platforms,
 )
 from swapper.oci._http import Timeout
@@ -52,6 +57,15 @@ from swapper.oci._manifests import (
     Descriptor,
     Manifest,
     Platform,
+)
+from swapper.oci._referrers import (
+    ApiMemory,
+    Found,
+    Referrer,
+    ReferrerFinder,
+    artifact_type_of,
+    cosign_tags,
+    fallback_tag,
 )
 from swapper.oci._retry import RetryPolicy
 
@@ -82,12 +96,15 @@ __all__ = [
     "OCI_INDEX",
     "OCI_MANIFEST",
     "REASONS",
+    "REFERRER_RESULTS",
+    "ApiMemory",
     "CopyEngine",
     "CopyError",
     "CopyReason",
     "CopyResult",
     "CredentialsProvider",
     "Descriptor",
+    "Found",
     "HostConfig",
     "Manifest",
     "Mount",
@@ -95,12 +112,19 @@ __all__ = [
     "ProgressCallback",
     "ProgressEvent",
     "ProgressKind",
+    "Referrer",
+    "ReferrerFinder",
+    "ReferrerReport",
+    "ReferrerSettings",
     "RegistryClient",
     "Repository",
     "RetryPolicy",
     "Timeout",
     "TransientCopyError",
     "UploadMode",
+    "artifact_type_of",
+    "cosign_tags",
+    "fallback_tag",
     "parse_platforms",
     "static_credentials",
     "tls_context",

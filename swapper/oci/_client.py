@@ -48,6 +48,7 @@ from swapper.oci._http import HTTPClient, Response, Timeout, TimeoutLike, enviro
 from swapper.oci._manifests import (
     MANIFEST_ACCEPT,
     MAX_MANIFEST_BYTES,
+    OCI_INDEX,
     Descriptor,
     Manifest,
     check_digest,
@@ -707,6 +708,31 @@ class Repository:
                 CopyReason.DIGEST_MISMATCH,
             )
         return manifest.digest
+
+    async def get_referrers(
+        self, digest: str, url: str | None = None
+    ) -> tuple[bytes, str | None] | None:
+        """One page of ``GET /v2/<name>/referrers/<digest>`` (OCI 1.1; ``url``: a next page):
+        the body (at most 4 MiB, not parsed) and the next page's URL (``Link``), or None when
+        the registry answers 404 (it has no referrers API: use the referrers tag fallback; 405
+        and 501, which some registries answer for a route they lack, count the same). Any other
+        status than 200 raises CopyError."""
+        what = f"referrers of {self.name}@{digest}"
+        response = await self._send(
+            "GET",
+            url or f"{self._base}/referrers/{digest}",
+            what,
+            headers={"Accept": OCI_INDEX},
+        )
+        if response.status_code in (404, 405, 501):
+            await _release(response)
+            return None
+        async with response:
+            await self._expect(response, (200,), what)
+            too_large = CopyError(f"{what}: a page larger than 4 MiB", CopyReason.INVALID_MANIFEST)
+            body = await _bounded_body(response, MAX_MANIFEST_BYTES, too_large, what)
+        following = _next_link(response)
+        return body, following if following != url else None
 
     async def delete_manifest(self, reference: str) -> bool:
         """``DELETE /v2/<name>/manifests/<reference>`` (a digest; OCI 1.1 registries also take

@@ -26,6 +26,12 @@ Order of work for ``copy(source, target)``:
    its children are there, and the tag last: a copy that fails leaves no tag behind, at most
    some untagged blobs and child manifests that the next attempt reuses.
 
+With :class:`ReferrerSettings`, what refers to the image's index and copied manifests
+(signatures, attestations, SBOMs; found by :mod:`._referrers`) is copied while steps 3 and 4
+run, each referrer as the source serves it, and waited for before the tag is pushed (step 5):
+the mirror never shows the tag without the signatures. A referrer that fails is reported in
+:attr:`CopyResult.referrers`, never raised.
+
 Manifests are pushed as the exact bytes the source served, so digests are preserved.
 
 Platform selection (``platforms``): with ``None`` (all) the original index is pushed. With a
@@ -42,12 +48,13 @@ gets the image it asked for.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
 import time
 from collections import OrderedDict
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Coroutine, Iterable, Sequence
 from contextlib import aclosing
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Generic, Literal, TypeVar
 
 from swapper.errors import CopyError, CopyReason, TransientCopyError, TransportError
@@ -55,12 +62,26 @@ from swapper.images import ImageReference, parse
 from swapper.oci._auth import CredentialsProvider
 from swapper.oci._client import RegistryClient, Repository, transport_error
 from swapper.oci._manifests import (
+    OCI_INDEX,
     Descriptor,
     Manifest,
     Platform,
     check_digest,
+    digest_of,
     filtered_index,
     select_children,
+)
+from swapper.oci._referrers import (
+    IMAGE_CONFIGS,
+    ApiMemory,
+    Referrer,
+    ReferrerFinder,
+    artifact_type_of,
+    descriptor_for,
+    fallback_tag,
+    merged_index,
+    subject_of,
+    type_allowed,
 )
 
 _A = TypeVar("_A")
@@ -104,6 +125,40 @@ ProgressCallback = Callable[[ProgressEvent], None]
 
 
 @dataclass(frozen=True, slots=True)
+class ReferrerSettings:
+    """How the referrers of a copied image are copied with it (see :mod:`._referrers`).
+
+    ``types``: the artifact types copied (``*`` wildcards; empty: all). ``depth``: how many
+    levels of referrers of referrers (a signature on an SBOM is level 2). ``concurrency``:
+    referrers copied at once."""
+
+    types: tuple[str, ...] = ()
+    depth: int = 3
+    concurrency: int = 4
+
+
+REFERRER_RESULTS = ("copied", "present", "filtered", "failed", "malformed", "loop", "too-deep")
+"""The outcomes of referrers counted in :class:`ReferrerReport` (the ``result`` label of
+``swapper_referrers_copied_total``): copied; already in the target (present); left out by
+``types`` (filtered); could not be copied (failed: the image copy goes on); a malformed
+referrers index or fallback tag (malformed, per problem); a referrer that refers back to a
+manifest it hangs from (loop); beyond ``depth`` (too-deep)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ReferrerReport:
+    """The referrers of one copy: a count per outcome (:data:`REFERRER_RESULTS`), and one
+    sentence per referrer that failed or was malformed, looped or too deep."""
+
+    counts: tuple[tuple[str, int], ...] = ()
+    problems: tuple[str, ...] = ()
+    duration: float = 0.0  # seconds the referrers took (finding and copying them)
+
+    def count(self, result: str) -> int:
+        return dict(self.counts).get(result, 0)
+
+
+@dataclass(frozen=True, slots=True)
 class CopyResult:
     """What a copy did. ``digest`` is what the target reference now resolves to."""
 
@@ -124,6 +179,9 @@ class CopyResult:
     blobs_mounted: int
     bytes_copied: int
     duration: float
+    # the image's referrers (signatures, attestations, SBOMs) copied with it: nothing when the
+    # engine copies none, or the image was already present (nothing was read then)
+    referrers: ReferrerReport = field(default_factory=ReferrerReport)
 
     @property
     def digest_preserved(self) -> bool:
@@ -191,7 +249,9 @@ class CopyEngine:
 
     One engine serves many concurrent copies; it remembers which target repositories hold
     which blobs (up to ``known_blobs`` entries) to mount them instead of uploading again.
-    ``max_concurrent_blobs`` bounds the blob transfers of one copy.
+    ``max_concurrent_blobs`` bounds the blob transfers of one copy. With ``referrers``, what
+    refers to the image's manifests (signatures, attestations, SBOMs) is copied with it,
+    while its blobs are, and waited for before its tag (see :class:`_Referrers`).
     """
 
     def __init__(
@@ -200,10 +260,14 @@ class CopyEngine:
         *,
         max_concurrent_blobs: int = 6,
         known_blobs: int = 20_000,
+        referrers: ReferrerSettings | None = None,
     ) -> None:
         if max_concurrent_blobs < 1:
             raise ValueError("max_concurrent_blobs must be at least 1")
         self.client = client
+        # None: images are copied without their referrers
+        self.referrers = referrers
+        self.api_memory = ApiMemory()
         self.max_concurrent_blobs = max_concurrent_blobs
         self.known = _KnownBlobs(known_blobs)
         # (target repository, filtered index digest) -> (source index digest, platforms): a
@@ -344,19 +408,32 @@ class _Job:
                     return self.result(src_ref, dst_ref, top, filtered, children, started, True)
                 if not await self._all_present(left_out):
                     push = filtered
+        # The referrers are copied while the image's blobs are, and waited for before the tag:
+        # once the mirror has the image, its signatures are there too.
+        finding: asyncio.Task[ReferrerReport] | None = None
+        if self.engine.referrers is not None:
+            subjects = [top.digest, *(child.digest for child in children)]
+            finding = asyncio.create_task(_Referrers(self, self.engine.referrers).run(subjects))
         try:
-            async with asyncio.TaskGroup() as group:
-                self.group = group
-                if top.is_index:
-                    await self._children(children)
-                else:
-                    await self._blobs(top.blobs)
-        except BaseExceptionGroup as failures:
-            raise _first_error(failures) from None
+            try:
+                async with asyncio.TaskGroup() as group:
+                    self.group = group
+                    if top.is_index:
+                        await self._children(children)
+                    else:
+                        await self._blobs(top.blobs)
+            except BaseExceptionGroup as failures:
+                raise _first_error(failures) from None
+            referrers = await finding if finding is not None else ReferrerReport()
+        finally:
+            if finding is not None and not finding.done():
+                finding.cancel()
+                await asyncio.gather(finding, return_exceptions=True)
         await self.dst.put_manifest(reference, push)
         self.manifests_pushed += 1
         self.emit("manifest-pushed", push.digest, len(push.data))
-        return self.result(src_ref, dst_ref, top, push, children, started, present=False)
+        done = self.result(src_ref, dst_ref, top, push, children, started, present=False)
+        return dataclasses.replace(done, referrers=referrers)
 
     def present(
         self,
@@ -596,6 +673,163 @@ class _Job:
         sent[0] += count
         self.bytes_done += count
         self.emit("blob-progress", blob.digest, blob.size, sent[0])
+
+
+class _Referrers:
+    """Copies the referrers of a copy's manifests, level by level, to ``settings.depth``.
+
+    Each referrer is copied as the source serves it (its digest unchanged): its blobs or
+    children, then the manifest by digest, or under its tag for cosign's tag scheme. A
+    referrer that cannot be copied is counted and reported, never raised: the image copy goes
+    on. A digest is looked at once per copy (a referrer listed again is skipped; one that names
+    a manifest it hangs from is a loop). When the target lacks the referrers API, the
+    referrers tag fallback index of each subject is brought up to date there."""
+
+    def __init__(self, job: _Job, settings: ReferrerSettings) -> None:
+        self.job = job
+        self.settings = settings
+        self.finder = ReferrerFinder(job.src, api_memory=job.engine.api_memory)
+        self.counts = dict.fromkeys(REFERRER_RESULTS, 0)
+        self.problems: list[str] = []
+        self.limit = asyncio.Semaphore(settings.concurrency)
+        # subject -> descriptors of its referrers now in the target (for the tag fallback)
+        self.by_subject: dict[str, list[dict[str, Any]]] = {}
+
+    def problem(self, result: str, text: str) -> None:
+        self.counts[result] += 1
+        if len(self.problems) < 50:  # bounded: a hostile index lists thousands
+            self.problems.append(text)
+
+    async def run(self, subjects: Sequence[str]) -> ReferrerReport:
+        started = time.perf_counter()
+        try:
+            await self.finder.tags()  # read once, before the finds run side by side
+            ancestors: dict[str, frozenset[str]] = {s: frozenset() for s in subjects}
+            seen: set[tuple[str, str | None]] = {(s, None) for s in subjects}
+            level = list(dict.fromkeys(subjects))
+            for depth in range(self.settings.depth + 1):
+                if not level:
+                    break
+                # The first alone: a registry that answers it 404 is then not asked again.
+                first = await self._find(level[0])
+                founds = [first, *await asyncio.gather(*(self._find(s) for s in level[1:]))]
+                work: list[tuple[Referrer, str]] = []
+                for subject, found in zip(level, founds, strict=True):
+                    for referrer in found:
+                        path = ancestors[subject] | {subject}
+                        if referrer.digest in path:
+                            self.problem(
+                                "loop",
+                                f"referrer loop: {referrer.digest} is listed as a referrer of "
+                                f"{subject}, which it refers to itself; not followed",
+                            )
+                            continue
+                        key = (referrer.digest, referrer.tag)
+                        if key in seen:
+                            continue
+                        seen.add(key)
+                        if depth == self.settings.depth:
+                            self.problem(
+                                "too-deep",
+                                f"referrer {referrer.digest} of {subject} is deeper than "
+                                f"{self.settings.depth} levels; not copied",
+                            )
+                            continue
+                        work.append((referrer, subject))
+                copied = await asyncio.gather(*(self._copy(r, s) for r, s in work))
+                level = []
+                for (referrer, subject), ok in zip(work, copied, strict=True):
+                    if ok and referrer.digest not in ancestors:
+                        ancestors[referrer.digest] = ancestors[subject] | {subject}
+                        level.append(referrer.digest)
+            await self._update_fallback()
+        except CopyError as exc:  # the target's fallback tags: counted like a referrer's
+            self.problem("failed", f"referrers: {exc}")
+        return ReferrerReport(
+            tuple(self.counts.items()), tuple(self.problems), time.perf_counter() - started
+        )
+
+    async def _find(self, subject: str) -> tuple[Referrer, ...]:
+        async with self.limit:
+            try:
+                found = await self.finder.find(subject)
+            except CopyError as exc:
+                self.problem("failed", f"finding the referrers of {subject}: {exc}")
+                return ()
+        for text in found.problems:
+            self.problem("malformed", text)
+        return found.referrers
+
+    async def _copy(self, referrer: Referrer, subject: str) -> bool:
+        """Copy one referrer; True when the target has it afterwards (copied or present)."""
+        job = self.job
+        listed = referrer.artifact_type if referrer.artifact_type not in IMAGE_CONFIGS else ""
+        if listed and not type_allowed(listed, self.settings.types):
+            self.counts["filtered"] += 1
+            return False
+        name = f"{referrer.tag or referrer.digest} (referrer of {subject})"
+        async with self.limit:
+            try:
+                manifest = await job.src.get_manifest(referrer.digest)
+                if not type_allowed(listed or artifact_type_of(manifest), self.settings.types):
+                    self.counts["filtered"] += 1
+                    return False
+                there = await job.dst.head_manifest(referrer.tag or referrer.digest)
+                if there is not None and there.digest == manifest.digest:
+                    self.counts["present"] += 1
+                else:
+                    await self._push(manifest, referrer.tag)
+                    self.counts["copied"] += 1
+            except CopyError as exc:
+                self.problem("failed", f"{name} from {job.src.name}: {exc.reason}: {exc}")
+                return False
+        real_subject = subject_of(manifest)
+        if referrer.tag is None and real_subject is not None:
+            self.by_subject.setdefault(real_subject, []).append(descriptor_for(manifest))
+        return True
+
+    async def _push(self, manifest: Manifest, tag: str | None) -> None:
+        """The manifest's blobs or children, then the manifest, on a job of its own: a
+        failure here fails this referrer only."""
+        part = _Job(self.job.engine, self.job.src, self.job.dst, None)
+        try:
+            async with asyncio.TaskGroup() as group:
+                part.group = group
+                if manifest.is_index:
+                    await part._children(manifest.children)
+                else:
+                    await part._blobs(manifest.blobs)
+        except BaseExceptionGroup as failures:
+            error = _first_error(failures)
+            if isinstance(error, TransportError):
+                raise transport_error(error, f"referrer {manifest.digest}") from None
+            raise error from None
+        await self.job.dst.put_manifest(tag or manifest.digest, manifest)
+
+    async def _update_fallback(self) -> None:
+        """Where the target has no referrers API, the fallback index of each subject lists the
+        referrers copied for it (the spec's rule for a client pushing a manifest with a
+        subject to such a registry)."""
+        if not self.by_subject:
+            return
+        dst = self.job.dst
+        memory = self.job.engine.api_memory
+        first = next(iter(self.by_subject))
+        if not memory.lacks_api(dst.domain):
+            if await dst.get_referrers(first) is not None:
+                return  # the target indexes subjects itself
+            memory.saw_no_api(dst.domain)
+        for subject, entries in self.by_subject.items():
+            tag = fallback_tag(subject)
+            try:
+                existing: Manifest | None = await dst.get_manifest(tag)
+            except CopyError as exc:
+                if exc.reason != CopyReason.NOT_FOUND:
+                    raise
+                existing = None
+            data = merged_index(existing, entries)
+            if data is not None:
+                await dst.put_manifest(tag, Manifest(data, OCI_INDEX, digest_of(data)))
 
 
 async def _abandon(session: asyncio.Task[str], repository: Repository) -> None:

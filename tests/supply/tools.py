@@ -11,6 +11,8 @@ committed here:
   API when told to (``registry.WithReferrersSupport(true)``); a few lines of Go ``main``
   generated in the cache serve it on ``127.0.0.1:<port>`` given on the command line (Debian's
   ``docker-registry`` does not serve that API: it is the registry of the tag fallback);
+  ``--no-referrers`` turns the API off, for a lenient registry that stores malformed indexes
+  (the bad-input tests); the cache key carries a revision of that generated ``main``;
 - ``oras`` (the ORAS CLI), to attach an artifact as a referrer the way users do.
 
 Usage: ``python tests/supply/tools.py`` builds what is missing and prints the paths; ``--list``
@@ -44,6 +46,7 @@ class Tool:
     module: str  # the Go module the version pins
     package: str  # what ``go install`` builds (empty: a generated main, see _build_registry)
     binary: str  # the executable's name
+    revision: str = ""  # of what is generated around the module (a change builds anew)
 
 
 COSIGN = Tool(
@@ -59,6 +62,7 @@ REGISTRY = Tool(
     "github.com/google/go-containerregistry",
     "",
     "referrers-registry",
+    "r3",
 )
 ORAS = Tool("oras", "v1.3.6", "oras.land/oras", "oras.land/oras/cmd/oras", "oras")
 TOOLS = (COSIGN, REGISTRY, ORAS)
@@ -77,7 +81,11 @@ def cache_root() -> Path:
 
 
 def path_of(tool: Tool) -> Path:
-    return cache_root() / "supply" / f"{tool.name}-{tool.version}" / tool.binary
+    return cache_root() / "supply" / _key(tool) / tool.binary
+
+
+def _key(tool: Tool) -> str:
+    return f"{tool.name}-{tool.version}" + (f"-{tool.revision}" if tool.revision else "")
 
 
 def _tail(text: str, lines: int = 6) -> str:
@@ -135,7 +143,7 @@ def _install(built: Path, final: Path) -> None:
 
 def _build_go_install(tool: Tool) -> Path:
     final = path_of(tool)
-    work = cache_root() / "build" / f"{tool.name}-{tool.version}"
+    work = cache_root() / "build" / _key(tool)
     work.mkdir(parents=True, exist_ok=True)
     env = _go_env()
     env["GOBIN"] = str(work / "bin")
@@ -146,7 +154,8 @@ def _build_go_install(tool: Tool) -> Path:
 
 
 #: The referrers registry: go-containerregistry's in-memory registry with the referrers API on,
-#: on the address given as its only argument.
+#: on the address given as its first argument; ``--no-referrers``: with the API off (it answers
+#: 404 there, and stores what it is given with little checking: the bad-input tests' registry).
 REGISTRY_MAIN = """\
 package main
 
@@ -162,8 +171,9 @@ import (
 )
 
 func main() {
-	if len(os.Args) != 2 {
-		fmt.Fprintln(os.Stderr, "usage: referrers-registry 127.0.0.1:PORT")
+	api := len(os.Args) == 2
+	if !api && (len(os.Args) != 3 || os.Args[2] != "--no-referrers") {
+		fmt.Fprintln(os.Stderr, "usage: referrers-registry 127.0.0.1:PORT [--no-referrers]")
 		os.Exit(2)
 	}
 	listener, err := net.Listen("tcp", os.Args[1])
@@ -171,7 +181,7 @@ func main() {
 		log.Fatal(err)
 	}
 	handler := registry.New(
-		registry.WithReferrersSupport(true),
+		registry.WithReferrersSupport(api),
 		registry.Logger(log.New(os.Stderr, "", log.LstdFlags)),
 	)
 	server := &http.Server{Handler: handler, ReadHeaderTimeout: 30 * time.Second}
@@ -182,7 +192,7 @@ func main() {
 
 def _build_registry(tool: Tool) -> Path:
     final = path_of(tool)
-    work = cache_root() / "build" / f"{tool.name}-{tool.version}"
+    work = cache_root() / "build" / _key(tool)
     work.mkdir(parents=True, exist_ok=True)
     env = _go_env()
     (work / "go.mod").write_text(f"module swapper-e2e/{tool.name}\n\ngo 1.21\n")
@@ -242,16 +252,21 @@ def _free_port() -> int:
 
 
 @contextmanager
-def running_referrers_registry(workdir: Path) -> Iterator[RunningRegistry]:
+def running_referrers_registry(
+    workdir: Path, *, referrers_api: bool = True
+) -> Iterator[RunningRegistry]:
     """The referrers registry (built when missing) on a free loopback port, stopped on exit.
-    It keeps everything in memory; its log, one line per request, goes to ``workdir``."""
+    It keeps everything in memory; its log, one line per request, goes to ``workdir``.
+    ``referrers_api``: False turns the API off (a lenient registry for bad input)."""
     binary = referrers_registry()
     port = _free_port()
     workdir.mkdir(parents=True, exist_ok=True)
     log_path = workdir / f"referrers-registry-{port}.log"
     with log_path.open("wb") as log:
         process = subprocess.Popen(
-            [str(binary), f"127.0.0.1:{port}"], stdout=log, stderr=subprocess.STDOUT
+            [str(binary), f"127.0.0.1:{port}", *([] if referrers_api else ["--no-referrers"])],
+            stdout=log,
+            stderr=subprocess.STDOUT,
         )
         running = RunningRegistry(f"127.0.0.1:{port}", process, log_path)
         try:

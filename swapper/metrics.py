@@ -234,8 +234,9 @@ class Metrics:
         self.cleanup_deleted = Counter(
             "swapper_cleanup_deleted",
             "What cleanup deleted from the target registry, by kind (image: an unused mirrored "
-            "image, with its tags; mark: a usage mark of a deleted image; repository: one a pass "
-            "emptied, with cleanup.deleteEmptyRepositories).",
+            "image, with its tags; mark: a usage mark of a deleted image; referrer: a signature, "
+            "attestation, SBOM or referrers index tagged off a deleted image; repository: one a "
+            "pass emptied, with cleanup.deleteEmptyRepositories).",
             ["kind"],
             registry=r,
         )

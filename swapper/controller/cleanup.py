@@ -31,7 +31,10 @@ counted as kept under, in ``swapper_cleanup_kept_total{reason}``):
 (all of them are swapper's: the repository is under its endpoint and none of the tags is in
 use), then the manifest by digest; a registry that deletes by digest only (docker-registry
 refuses tag deletes) gets the manifest delete, which removes its tags with it. Then the image's
-marks go (by tag, or by digest likewise). An image deleted and its marks not (a failure in
+marks go (by tag, or by digest likewise), and what is tagged off its digest: cosign's
+``sha256-<hex>.sig``/``.att``/``.sbom`` and the referrers tag fallback ``sha256-<hex>``, and
+theirs in turn, :data:`REFERRER_DEPTH` levels deep (a manifest tagged off two images is kept).
+Those are never judged on their own. An image deleted and its marks not (a failure in
 between) leaves only marks behind, never an image without its marks.
 
 **Failures.** A registry that refuses deletes (:class:`~swapper.errors.DeleteRefused`: deletes
@@ -55,6 +58,7 @@ are kept, and keep their repository.
 from __future__ import annotations
 
 import asyncio
+import re
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
@@ -139,6 +143,7 @@ class PassReport:
     would_delete: list[tuple[str, str]] = field(default_factory=list)
     kept: Counter[str] = field(default_factory=Counter)
     marks_deleted: int = 0
+    referrers_deleted: int = 0
     repositories_deleted: int = 0
     refused: str = ""  # the registry's refusal that ended the pass
     error: str = ""  # another failure that ended the pass
@@ -156,10 +161,41 @@ class _Doomed:
     digest: str
     tags: tuple[str, ...]
     marks: tuple[_MarkRef, ...]
+    referrers: tuple[_MarkRef, ...] = ()
+
+
+REFERRER_TAG = re.compile(r"sha256-([0-9a-f]{64})(\.(?:sig|att|sbom))?")
+"""The tags that hang what refers to an image off its digest: cosign's ``.sig``, ``.att`` and
+``.sbom`` tags, and the OCI referrers tag fallback (``sha256-<hex>`` alone, an index)."""
+
+REFERRER_DEPTH = 3
+"""Levels of referrers deleted with an image (a signature on an SBOM is two), as copied."""
+
+
+def referrer_of(tag: str) -> str:
+    """The hex digest a referrer tag hangs off, or "" for any other tag."""
+    found = REFERRER_TAG.fullmatch(tag)
+    return found.group(1) if found else ""
 
 
 _NOT_READY = "the pod watch is listing again"
 """The error of a pass ended because ``ready()`` turned false mid-pass."""
+
+
+def _referrers_of(digest: str, referrers: dict[str, list[_MarkRef]]) -> tuple[_MarkRef, ...]:
+    """The referrer tags hanging off ``digest``, and off those, to :data:`REFERRER_DEPTH`
+    levels (each tagged manifest once)."""
+    found: dict[str, _MarkRef] = {}
+    level = [digest.removeprefix("sha256:")]
+    for _ in range(REFERRER_DEPTH):
+        following = []
+        for hex_digest in level:
+            for ref in referrers.get(hex_digest, ()):
+                if ref.tag not in found:
+                    found[ref.tag] = ref
+                    following.append(ref.digest.removeprefix("sha256:"))
+        level = following
+    return tuple(found.values())
 
 
 def references_in_use(targets: Iterable[str]) -> dict[str, set[str]]:
@@ -290,13 +326,15 @@ class Cleanup:
 
     async def _repository(self, repository: str, report: PassReport) -> None:
         size = self.options.page_size
-        marks = await self._marks(repository, report)
+        marks, referrers = await self._marks(repository, report)
         used = references_in_use(self.in_use()).get(repository, set())
         doomed: list[_Doomed] = []
         budget = self.options.max_deletes - len(report.deleted)
         async for manifest in self.admin.list_manifests(repository, page_size=size):
             if any(is_mark_tag(tag) for tag in manifest.tags):
                 continue  # a mark: goes with its image
+            if manifest.tags and all(referrer_of(tag) for tag in manifest.tags):
+                continue  # a signature, attestation, SBOM or referrers index: goes with its image
             found = marks.get(digest_prefix(manifest.digest), [])
             reason = await self._judge(repository, manifest, found, used)
             if reason is not None:
@@ -311,7 +349,8 @@ class Cleanup:
                     tags=list(manifest.tags),
                 )
             elif len(doomed) < budget:
-                doomed.append(_Doomed(manifest.digest, manifest.tags, tuple(found)))
+                hung = _referrers_of(manifest.digest, referrers)
+                doomed.append(_Doomed(manifest.digest, manifest.tags, tuple(found), hung))
         if doomed:
             await self._delete_all(repository, doomed, report)
             if self.options.delete_empty_repositories and not report.error:
@@ -339,11 +378,21 @@ class Cleanup:
             self.metrics.cleanup_deleted.labels("repository").inc()
             log.info("cleanup_repository_deleted", repository=repository)
 
-    async def _marks(self, repository: str, report: PassReport) -> dict[str, list[_MarkRef]]:
-        """The repository's marks by the digest prefix their tag names (first listing)."""
+    async def _marks(
+        self, repository: str, report: PassReport
+    ) -> tuple[dict[str, list[_MarkRef]], dict[str, list[_MarkRef]]]:
+        """The repository's marks by the digest prefix their tag names, and its referrer tags
+        by the hex digest they hang off (first listing)."""
         found: dict[str, list[_MarkRef]] = {}
+        referrers: dict[str, list[_MarkRef]] = {}
         size = self.options.page_size
         async for manifest in self.admin.list_manifests(repository, page_size=size):
+            hung = {referrer_of(tag) for tag in manifest.tags}
+            if len(hung) == 1 and "" not in hung:  # tagged off one image only: goes with it
+                for tag in manifest.tags:
+                    referrers.setdefault(referrer_of(tag), []).append(
+                        _MarkRef(tag, manifest.digest)
+                    )
             names = [tag for tag in manifest.tags if is_mark_tag(tag)]
             others = [tag for tag in manifest.tags if not is_mark_tag(tag)]
             for tag in names:
@@ -359,7 +408,7 @@ class Cleanup:
                     continue
                 problem = f"also tagged {', '.join(others)}" if others else ""
                 found.setdefault(named[1], []).append(_MarkRef(tag, manifest.digest, problem))
-        return found
+        return found, referrers
 
     async def _judge(
         self, repository: str, manifest: StoredManifest, marks: list[_MarkRef], used: set[str]
@@ -428,6 +477,10 @@ class Cleanup:
                 await self._delete_tagged(repository, ref.tag, ref.digest)
                 report.marks_deleted += 1
                 self.metrics.cleanup_deleted.labels("mark").inc()
+            for ref in image.referrers:
+                await self._delete_tagged(repository, ref.tag, ref.digest)
+                report.referrers_deleted += 1
+                self.metrics.cleanup_deleted.labels("referrer").inc()
 
     async def _delete(self, repository: str, image: _Doomed) -> None:
         """Tags first, then the manifest (which on a digest-only registry takes the tags)."""

@@ -383,6 +383,37 @@ async def test_a_repository_with_an_image_left_is_never_deleted(ecr: World) -> N
     assert await ecr.tags() == {"2.0"}
 
 
+async def test_an_images_signatures_attestations_and_sboms_go_with_it_and_no_others(
+    world: World,
+) -> None:
+    gone = world.push(world.repository, "1.0", "unused image")
+    kept = world.push(world.repository, "2.0", "image someone runs")
+
+    def hung_off(digest: str, suffix: str, content: str) -> str:
+        return world.push(world.repository, f"sha256-{digest[7:]}{suffix}", content)
+
+    signature = hung_off(gone, ".sig", "signature of 1.0")
+    sbom = hung_off(gone, ".sbom", "sbom of 1.0")
+    hung_off(sbom, ".sig", "signature of the sbom of 1.0")  # a referrer of a referrer
+    hung_off(gone, "", "referrers index of 1.0")  # the OCI referrers tag fallback
+    hung_off(kept, ".sig", "signature of 2.0")
+    a = world.cluster("cluster-a")
+    a.used = {world.reference("1.0"), world.reference("2.0")}
+    await a.mark()
+    a.used = {world.reference("2.0")}
+    world.clock.advance(RETENTION + DAY)
+
+    report = await a.cleanup.run_pass()
+
+    assert report.deleted == [(world.repository, gone)]
+    assert report.referrers_deleted == 4
+    assert a.deleted("referrer") == 4
+    assert not await world.exists(signature)
+    remaining = {tag for tag in await world.tags() if not tag.startswith("swapper-used-")}
+    assert remaining == {"2.0", f"sha256-{kept[7:]}.sig"}
+    assert report.kept == {IN_USE: 1}  # referrers are neither judged nor counted
+
+
 async def test_an_image_this_cluster_runs_is_kept_whatever_its_marks_say(world: World) -> None:
     digest = world.push(world.repository, "1.0", "in use")
     a = world.cluster("cluster-a")

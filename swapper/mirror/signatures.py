@@ -59,17 +59,14 @@ from swapper.metrics import Metrics
 from swapper.mirror.queue import Requester
 from swapper.mirror.trust import SignatureState, Signed, VerifyRules
 from swapper.oci import CredentialsProvider, RegistryClient, Repository
-from swapper.oci._client import status_error
 from swapper.oci._manifests import digest_of
 
 log = get_logger("swapper.signatures")
 
 MAX_SIGNATURES = 32  # signature layers looked at per image
 MAX_REFERRERS = 16  # signature referrers fetched per image
-INDEX = "application/vnd.oci.image.index.v1+json"
 PREDICATE_ANNOTATION = "dev.sigstore.bundle.predicateType"
 # A registry without the referrers API answers 404 (the spec), some 400 or 405: the tag fallback.
-_NO_REFERRERS_API = frozenset({400, 404, 405})
 # Artifact types that do not say what a referrer is: its manifest has to be read.
 _UNSAID = frozenset(
     {None, "", "application/vnd.oci.empty.v1+json", "application/vnd.oci.image.config.v1+json"}
@@ -423,27 +420,15 @@ async def _small_blob(repo: Repository, descriptor: dict[str, Any]) -> bytes:
 
 
 async def _referrers(repo: Repository, digest: str, tag: str) -> list[dict[str, Any]]:
-    """The descriptors of ``digest``'s referrers: the referrers API, or its tag fallback when
-    the registry answers 404. SignatureError for an index that is not one."""
-    what = f"referrers of {repo.name}@{digest}"
-    url = f"{repo.client._host(repo.domain).base_url}/v2/{repo.path}/referrers/{digest}"
-    response = await repo._send("GET", url, what, headers={"Accept": INDEX})
-    if response.status_code in _NO_REFERRERS_API:
-        async with response:
-            async for _ in response.aiter_bytes():
-                pass
+    """The descriptors of ``digest``'s referrers: the referrers API (its first page: at most
+    MAX_REFERRERS are looked at anyway), or its tag fallback when the registry has no such API.
+    SignatureError for an index that is not one."""
+    page = await repo.get_referrers(digest)
+    if page is None:
         fallback = await _manifest_or_none(repo, tag)
         return _descriptors(fallback, f"the referrers tag {tag}") if fallback else []
-    if response.status_code != 200:
-        raise await status_error(response, what)
-    body = bytearray()
-    async with response:
-        async for chunk in response.aiter_bytes():
-            body += chunk
-            if len(body) > 4 * 1024 * 1024:
-                raise SignatureError("the referrers index is larger than 4 MiB")
     try:
-        document = orjson.loads(bytes(body))
+        document = orjson.loads(page[0])
     except orjson.JSONDecodeError:
         raise SignatureError("the referrers index is not JSON") from None
     return _descriptors(document, "the referrers index")

@@ -417,6 +417,8 @@ def peer_targets(ours: dict[str, float], theirs: dict[str, float]) -> list[str]:
         f" | {p99:.2f}x | {p99_result} |",
         f"| throughput, 32 connections (target >= 0.5x) | {ours['rps']:.0f} req/s"
         f" | {theirs['rps']:.0f} req/s | {rps:.2f}x | {rps_result} |",
+        f"| rate the 200 req/s run reached | {ours['steady_rps']:.0f} req/s"
+        f" | {theirs['steady_rps']:.0f} req/s | | |",
         f"| p50 at 200 req/s | {ours['p50']:.2f} ms | {theirs['p50']:.2f} ms"
         f" | {ours['p50'] / theirs['p50']:.2f}x | |",
         f"| CPU per request | {ours['cpu']:.0f} us | {theirs['cpu']:.0f} us"
@@ -495,12 +497,14 @@ def main() -> int:
                     row.setdefault("cpu", []).append(cpu)
                     row.setdefault("p50", []).append(steady["p50"])
                     row.setdefault("p99", []).append(steady["p99"])
+                    row.setdefault("steady_rps", []).append(steady["rps"])
                     row.setdefault("rss_idle", []).append(idle[name] / 2**20)
                     row.setdefault("rss_load", []).append(peak[0] / 2**20)
                     print(
                         f"round {round_ + 1} {name:10} {rps:8.0f} req/s at 32 connections"
                         f" ({cpu:.0f} us CPU per request, RSS {peak[0] / 2**20:.1f} MiB);"
-                        f" at 200 req/s p50 {steady['p50']:.2f} ms p99 {steady['p99']:.2f} ms",
+                        f" at 200 req/s ({steady['rps']:.0f} done) p50 {steady['p50']:.2f} ms"
+                        f" p99 {steady['p99']:.2f} ms",
                         flush=True,
                     )
         finally:

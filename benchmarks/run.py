@@ -373,8 +373,12 @@ def profile_handler(iterations: int) -> str:
     )
 
 
+GIT_STATUS = ["git", "-C", str(ROOT), "status", "--porcelain", "--untracked-files=no"]
+CODE = ["swapper", "benchmarks", "tests", "pyproject.toml"]  # what is measured, not the docs
+
+
 def swapper_version() -> str:
-    """The commit the benchmark runs (and whether the tree differs from it)."""
+    """The commit the benchmark runs (and whether its code differs from it)."""
     try:
         head = subprocess.run(
             ["git", "-C", str(ROOT), "rev-parse", "--short=12", "HEAD"],
@@ -383,7 +387,7 @@ def swapper_version() -> str:
             timeout=30,
         ).stdout.strip()
         changed = subprocess.run(
-            ["git", "-C", str(ROOT), "status", "--porcelain", "--untracked-files=no"],
+            [*GIT_STATUS, "--", *CODE],
             capture_output=True,
             text=True,
             timeout=30,

@@ -133,17 +133,27 @@ def peak_rss(pid: int, every: float = 0.2) -> Iterator[list[int]]:
         peak[0] = max(samples)
 
 
+WRK_TIMEOUT = 10  # seconds; wrk's own 2 s cut a saturated k8s-image-swapper's slowest answers
+
+
 def wrk(
     url: str, seconds: float, connections: int, lua: Path, path: str = "/mutate"
-) -> tuple[float, int]:
-    """Requests per second over ``connections`` keep-alive connections, and requests done."""
+) -> tuple[float, int, int]:
+    """Requests per second over ``connections`` keep-alive connections, requests done, and
+    requests not answered within ``WRK_TIMEOUT`` (counted, not fatal: a saturated server's
+    outcome). Any other error (an answer that is not 2xx, a connection refused or broken)
+    stops the benchmark."""
     command = [*LOAD_CPU, shutil.which("wrk") or "wrk", "-t", "1", "-c", str(connections)]
-    command += ["-d", f"{round(seconds)}s", "-s", str(lua), f"{url}{path}"]
+    command += ["-d", f"{round(seconds)}s", "--timeout", f"{WRK_TIMEOUT}s"]
+    command += ["-s", str(lua), f"{url}{path}"]
     output = subprocess.run(command, capture_output=True, text=True, check=True).stdout
-    if "Non-2xx" in output or "Socket errors" in output:
+    errors = re.search(r"connect (\d+), read (\d+), write (\d+), timeout (\d+)", output)
+    broken = errors is not None and any(int(n) for n in errors.groups()[:3])
+    if "Non-2xx" in output or broken or ("Socket errors" in output and errors is None):
         raise RuntimeError(f"errors during the run:\n{output}")
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1))  # type: ignore[union-attr]
-    return rps, int(re.search(r"(\d+) requests in", output).group(1))  # type: ignore[union-attr]
+    done = int(re.search(r"(\d+) requests in", output).group(1))  # type: ignore[union-attr]
+    return rps, done, int(errors.group(4)) if errors else 0
 
 
 def write_lua(path: Path) -> Path:
@@ -493,7 +503,7 @@ def main() -> int:
                 for name, (server, path) in servers.items():
                     before = cpu_seconds(server.process.pid)
                     with peak_rss(server.process.pid) as peak:
-                        rps, done = wrk(server.url, args.seconds, 32, lua, path)
+                        rps, done, late = wrk(server.url, args.seconds, 32, lua, path)
                     cpu = (cpu_seconds(server.process.pid) - before) / done * 1e6
                     steady = hey(server.url, args.seconds, 4, qps=50, path=path)
                     row = results.setdefault(name, {})
@@ -502,11 +512,13 @@ def main() -> int:
                     row.setdefault("p50", []).append(steady["p50"])
                     row.setdefault("p99", []).append(steady["p99"])
                     row.setdefault("steady_rps", []).append(steady["rps"])
+                    row.setdefault("timeouts", []).append(late)
                     row.setdefault("rss_idle", []).append(idle[name] / 2**20)
                     row.setdefault("rss_load", []).append(peak[0] / 2**20)
                     print(
                         f"round {round_ + 1} {name:10} {rps:8.0f} req/s at 32 connections"
-                        f" ({cpu:.0f} us CPU per request, RSS {peak[0] / 2**20:.1f} MiB);"
+                        f" ({cpu:.0f} us CPU per request, RSS {peak[0] / 2**20:.1f} MiB"
+                        f"{f', {late} not answered in {WRK_TIMEOUT} s' if late else ''});"
                         f" at 200 req/s ({steady['rps']:.0f} done) p50 {steady['p50']:.2f} ms"
                         f" p99 {steady['p99']:.2f} ms",
                         flush=True,
@@ -519,6 +531,7 @@ def main() -> int:
                 proxy.wait(timeout=10)
             moto.stop()
     med = {n: {k: statistics.median(v) for k, v in r.items()} for n, r in results.items()}
+    late = {n: sum(r["timeouts"]) for n, r in results.items()}
     ours = swapper_version()
     versions = {n: ours for n in CONFIGS if n != PEER} | {PEER: found.label}
     lines = [
@@ -530,7 +543,9 @@ def main() -> int:
         "| p50 at 200 req/s | p99 at 200 req/s | RSS idle | RSS under load |",
         "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |",
         *(
-            f"| {n} | {versions[n]} | {CONFIGS[n]}, `{servers[n][1]}` | {m['rps']:.0f} "
+            f"| {n} | {versions[n]} | {CONFIGS[n]}, `{servers[n][1]}` | {m['rps']:.0f}"
+            + (f" ({late[n]} not answered in {WRK_TIMEOUT} s, all rounds)" if late[n] else "")
+            + " "
             f"| {m['cpu']:.0f} us | {m['p50']:.2f} ms | {m['p99']:.2f} ms "
             f"| {m['rss_idle']:.1f} MiB | {m['rss_load']:.1f} MiB |"
             for n, m in med.items()

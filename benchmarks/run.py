@@ -528,7 +528,11 @@ def main() -> int:
                 stop(server)
             if proxy is not None:
                 proxy.terminate()
-                proxy.wait(timeout=10)
+                try:
+                    proxy.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    proxy.kill()
+                    proxy.wait()
             moto.stop()
     med = {n: {k: statistics.median(v) for k, v in r.items()} for n, r in results.items()}
     late = {n: sum(r["timeouts"]) for n, r in results.items()}

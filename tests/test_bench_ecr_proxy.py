@@ -56,4 +56,8 @@ def test_the_benchmark_ecr_proxy_hands_out_tokens_that_expire_in_twelve_hours(
         assert data["authorizationToken"]  # moto's answer otherwise, through the proxy
     finally:
         proxy.terminate()
-        proxy.wait(timeout=10)
+        try:
+            proxy.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proxy.kill()
+            proxy.wait()

@@ -4,8 +4,14 @@ Everything lands in a cache outside the work tree, ``$SWAPPER_BENCH_CACHE`` (def
 ``~/.cache/swapper-bench``), keyed by version, so a bump builds anew and nothing is vendored:
 
 - Go tools with ``go install MODULE/PACKAGE@VERSION`` (GOPATH, GOMODCACHE, GOCACHE and GOBIN
-  all in the cache; modules from the Go module proxy): ``crane`` (go-containerregistry),
-  ``regctl`` (regclient) and ``k8s-image-swapper``;
+  all in the cache; modules from the Go module proxy): ``crane`` (go-containerregistry) and
+  ``regctl`` (regclient);
+- Go programs the module proxy will not serve, from a fetched snapshot of their repository (a
+  bare git directory, ``/work/.mirror/OWNER+NAME/repo`` unless ``$SWAPPER_BENCH_MIRRORS`` names
+  another root or ``$SWAPPER_BENCH_GIT_<NAME>`` the directory itself): the pinned tag must
+  resolve to the pinned commit (or the build is refused), the commit's files are exported with
+  ``git archive`` into the cache (never the work tree) and built there with ``CGO_ENABLED=0 go
+  build``, their ``go.mod`` dependencies from the Go module proxy: ``k8s-image-swapper``;
 - Python packages with ``pip`` into a virtual environment of their own in the cache (never
   ``.venv``): ``aioregistry`` (the Python peer of the copy benchmark) and ``py-spy`` (to
   profile ``swapper mirror``);
@@ -22,12 +28,14 @@ with the system's Python before anything else.
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import os
 import re
 import shutil
 import subprocess
 import sys
+import tarfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -41,10 +49,12 @@ STATUS = CACHE / "status.json"
 class Spec:
     name: str
     version: str
-    kind: str  # "go", "pip" or "debian"
-    package: str  # Go package path, pip requirement name, or Debian package
+    kind: str  # "go", "snapshot", "pip" or "debian"
+    package: str  # Go package path (module path for "snapshot"), pip name, or Debian package
     what: str  # for the tables
     tags: str = ""  # Go build tags
+    commit: str = ""  # "snapshot": the commit ``version`` (a tag) must resolve to
+    repo: str = ""  # "snapshot": OWNER/NAME of the fetched repository
 
 
 SPECS = [
@@ -58,12 +68,14 @@ SPECS = [
     Spec("regctl", "v0.11.7", "go", "github.com/regclient/regclient/cmd/regctl", "regclient"),
     Spec(
         "k8s-image-swapper",
-        "v1.5.10",
-        "go",
+        "v1.6.6",  # its newest release tag in the snapshot (2026-12-04)
+        "snapshot",  # the module proxy refuses this module (403, "not available")
         "github.com/estahn/k8s-image-swapper",
         "the webhook swapper replaces",
         # containers/image without cgo: its own OpenPGP, no btrfs or devicemapper drivers
         "containers_image_openpgp,exclude_graphdriver_btrfs,exclude_graphdriver_devicemapper",
+        commit="bc2094ab2438c0f13d5a353d77b6bd883880f8a3",
+        repo="estahn/k8s-image-swapper",
     ),
     Spec("aioregistry", "0.7.3", "pip", "aioregistry", "Python registry client library"),
     Spec("py-spy", "0.4.3", "pip", "py-spy", "sampling profiler (for swapper mirror)"),
@@ -79,10 +91,16 @@ class Peer:
     path: str | None  # the executable (for aioregistry: the venv's python)
     reason: str | None = None  # why it is missing
     build_seconds: float | None = None  # the build that made it (cached runs keep the first)
+    commit: str | None = None  # built from a snapshot: the commit its tag resolved to
 
     @property
     def ok(self) -> bool:
         return self.path is not None
+
+    @property
+    def label(self) -> str:
+        """Version and, for a snapshot build, the commit: what the tables print."""
+        return f"{self.version} (commit {self.commit[:12]})" if self.commit else self.version
 
 
 def _load() -> dict[str, dict[str, object]]:
@@ -119,7 +137,84 @@ def go_environment() -> dict[str, str]:
 
 
 def _binary(spec: Spec) -> Path:
-    return CACHE / "bin" / f"{spec.name}-{spec.version}" / spec.package.rsplit("/", 1)[-1]
+    folder = f"{spec.name}-{spec.version}" + (f"-{spec.commit[:12]}" if spec.commit else "")
+    return CACHE / "bin" / folder / spec.package.rsplit("/", 1)[-1]
+
+
+def git_dir(spec: Spec) -> Path:
+    """The fetched snapshot of ``spec.repo``: a bare git directory."""
+    own = os.environ.get("SWAPPER_BENCH_GIT_" + re.sub(r"\W", "_", spec.name).upper())
+    if own:
+        return Path(own)
+    root = Path(os.environ.get("SWAPPER_BENCH_MIRRORS") or "/work/.mirror")
+    return root / spec.repo.replace("/", "+") / "repo"
+
+
+def _git(directory: Path, *args: str) -> subprocess.CompletedProcess[bytes]:
+    return subprocess.run(
+        ["git", f"--git-dir={directory}", *args], capture_output=True, timeout=300
+    )
+
+
+def export_snapshot(spec: Spec, into: Path) -> str | None:
+    """The files of ``spec.commit`` in ``into`` (emptied first) with ``git archive``, once its
+    tag is checked to resolve to that commit; None, or why not."""
+    directory = git_dir(spec)
+    fetch = f"fetch github:{spec.repo} with the search tool's fetch"
+    if not directory.is_dir():
+        return f"no snapshot of {spec.repo} at {directory}: {fetch}"
+    if shutil.which("git") is None:
+        return "git is not installed"
+    found = _git(
+        directory, "rev-parse", "--verify", "--quiet", f"refs/tags/{spec.version}^{{commit}}"
+    )
+    if found.returncode != 0:
+        return f"tag {spec.version} is not in the snapshot at {directory}: {fetch} again"
+    resolved = found.stdout.decode().strip()
+    if resolved != spec.commit:
+        return (
+            f"tag {spec.version} resolves to {resolved} in {directory}, not the pinned"
+            f" {spec.commit}: refused"
+        )
+    archive = _git(directory, "archive", "--format=tar", spec.commit)
+    if archive.returncode != 0:
+        return f"git archive {spec.commit} failed: {_tail(archive.stderr.decode(errors='replace'))}"
+    shutil.rmtree(into, ignore_errors=True)
+    into.mkdir(parents=True)
+    with tarfile.open(fileobj=io.BytesIO(archive.stdout)) as tar:
+        if hasattr(tarfile, "data_filter"):  # Python 3.11.4 and later: no links out of ``into``
+            tar.extractall(into, filter="data")
+        else:  # the archive is git's own, of a commit whose tag was checked
+            tar.extractall(into)
+    return None
+
+
+def _build_snapshot(spec: Spec) -> tuple[Path | None, str | None]:
+    """``spec.version`` of ``spec.repo`` from its snapshot: exported into the cache and built
+    there as its releases are (``CGO_ENABLED=0``, ``-trimpath``, ``-s -w``), with the build
+    tags; its modules from the Go module proxy into the cache's GOMODCACHE."""
+    if not Path(GO).exists() and not shutil.which(GO):
+        return None, f"no Go toolchain ({GO})"
+    source = CACHE / "src" / f"{spec.name}-{spec.version}-{spec.commit[:12]}"
+    reason = export_snapshot(spec, source)
+    if reason:
+        return None, reason
+    target = _binary(spec)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = target.with_name(target.name + ".partial")
+    command = [GO, "build", "-trimpath", "-ldflags=-s -w", "-o", str(partial)]
+    command += [*([f"-tags={spec.tags}"] if spec.tags else []), "."]
+    try:
+        done = subprocess.run(
+            command, cwd=source, env=go_environment(), capture_output=True, text=True, timeout=3600
+        )
+    except subprocess.TimeoutExpired:
+        return None, "go build did not finish in 60 minutes"
+    if done.returncode != 0 or not partial.exists():
+        said = _tail(done.stderr, 3).replace("reading <url> ", "the Go module proxy answered ")
+        return None, f"go build of {spec.repo} {spec.version} ({spec.commit[:12]}): {said}"
+    partial.replace(target)
+    return target, None
 
 
 def _venv() -> Path:
@@ -212,28 +307,35 @@ def ensure(names: list[str] | None = None, rebuild: tuple[str, ...] = ()) -> dic
             continue
         key = f"{spec.name}@{spec.version}"
         known = status.get(key, {})
-        present = _binary(spec).exists() if spec.kind == "go" else _pip_present(spec)
-        if present and spec.name not in rebuild:
+        golang = spec.kind in ("go", "snapshot")
+        present = _binary(spec).exists() if golang else _pip_present(spec)
+        commit = spec.commit or None
+        if present and spec.name not in rebuild and known.get("commit") == commit:
             seconds = known.get("build_seconds")
-            path = _binary(spec) if spec.kind == "go" else _pip_path(spec)
+            path = _binary(spec) if golang else _pip_path(spec)
             peers[spec.name] = Peer(
                 spec.name,
                 spec.version,
                 spec.what,
                 str(path),
                 build_seconds=float(seconds) if isinstance(seconds, (int, float)) else None,
+                commit=commit,
             )
             continue
         print(f"peers: building {key} ...", file=sys.stderr, flush=True)
         started = time.monotonic()
-        built, reason = _build_go(spec) if spec.kind == "go" else _build_pip(spec)
+        build = {"go": _build_go, "snapshot": _build_snapshot}.get(spec.kind, _build_pip)
+        built, reason = build(spec)
         seconds = round(time.monotonic() - started, 1)
         peer = Peer(spec.name, spec.version, spec.what, str(built) if built else None, reason)
+        peer.commit = commit
+        record: dict[str, object] = {"commit": commit} if commit else {}
         if built:
             peer.build_seconds = seconds
-            status[key] = {"build_seconds": seconds, "built": time.strftime("%Y-%m-%d %H:%M")}
+            record.update(build_seconds=seconds, built=time.strftime("%Y-%m-%d %H:%M"))
         else:
-            status[key] = {"failed": reason, "tried": time.strftime("%Y-%m-%d %H:%M")}
+            record.update(failed=reason, tried=time.strftime("%Y-%m-%d %H:%M"))
+        status[key] = record
         outcome = f"built in {seconds} s" if built else f"FAILED: {reason}"
         print(f"peers: {key} {outcome}", file=sys.stderr, flush=True)
         _save(status)
@@ -243,13 +345,16 @@ def ensure(names: list[str] | None = None, rebuild: tuple[str, ...] = ()) -> dic
 
 def versions_table(peers: dict[str, Peer]) -> str:
     lines = [
-        "| peer | version | what | built | build time |",
-        "| --- | --- | --- | --- | ---: |",
+        "| peer | version | commit | what | built | build time |",
+        "| --- | --- | --- | --- | --- | ---: |",
     ]
     for peer in peers.values():
         built = "yes" if peer.ok else f"no: {peer.reason}"
         seconds = f"{peer.build_seconds:.0f} s" if peer.build_seconds is not None else ""
-        lines.append(f"| {peer.name} | {peer.version} | {peer.what} | {built} | {seconds} |")
+        commit = f"`{peer.commit}`" if peer.commit else ""
+        lines.append(
+            f"| {peer.name} | {peer.version} | {commit} | {peer.what} | {built} | {seconds} |"
+        )
     return "\n".join(lines)
 
 

@@ -13,6 +13,7 @@ Used by ``tests/targets/test_ecr.py``, the target contract test and ``benchmarks
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import threading
 from collections import Counter
@@ -87,6 +88,30 @@ def page_like_aws() -> None:
     ECRResponse.describe_repositories = repositories  # type: ignore[method-assign]
     ECRResponse.describe_images = images  # type: ignore[method-assign]
     ECRResponse._swapper_pages = True  # type: ignore[attr-defined]
+
+
+TOKEN_HOURS = 12  # how long ECR's authorization tokens last
+
+
+def tokens_expire_like_aws() -> None:
+    """Make moto's ECR ``GetAuthorizationToken`` say its tokens expire in 12 hours, as AWS's
+    do, rather than on 2015-01-01. A client that renews shortly before ``expiresAt`` (as
+    k8s-image-swapper does) would otherwise ask for a new token every second for as long as
+    it runs. Idempotent; moto is in-process (the benchmark's moto_proxy calls it too)."""
+    if getattr(ECRResponse, "_swapper_token_hours", None):
+        return
+    get_authorization_token = ECRResponse.get_authorization_token
+
+    def token(self: ECRResponse) -> ActionResult:
+        answer = dict(get_authorization_token(self).result)  # type: ignore[call-overload]
+        expires = dt.datetime.now(dt.UTC) + dt.timedelta(hours=TOKEN_HOURS)
+        answer["authorizationData"] = [
+            {**data, "expiresAt": expires} for data in answer["authorizationData"]
+        ]
+        return ActionResult(answer)
+
+    ECRResponse.get_authorization_token = token  # type: ignore[method-assign]
+    ECRResponse._swapper_token_hours = TOKEN_HOURS  # type: ignore[attr-defined]
 
 
 class MotoServer:

@@ -212,15 +212,22 @@ HEAVY = (
     "cryptography",
     "prometheus_client",
     "yaml",
+    # and from the standard library: the installed version's metadata (with the email parser
+    # and zip reader behind it), and shutil with its compression modules (argparse's help width)
+    "importlib.metadata",
+    "email",
+    "zipfile",
+    "shutil",
 )
 """What a registry-to-registry copy has no use for: the cloud SDKs, the Kubernetes client, the
-web server, config validation and the rest of ``swapper serve``'s stack."""
+web server, config validation and the rest of ``swapper serve``'s stack; a package's name
+stands for all its modules."""
 
 _IMPORTS = """
 import atexit, os, sys
 heavy = {heavy!r}
 def report():
-    found = sorted({{name.split(".")[0] for name in sys.modules}} & set(heavy))
+    found = sorted({{h for h in heavy for name in sys.modules if (name + ".").startswith(h + ".")}})
     print("IMPORTED", ",".join(found), file=sys.stderr, flush=True)
 atexit.register(report)  # --help leaves through SystemExit
 leave = os._exit
@@ -242,6 +249,12 @@ def imported_by(*argv: str) -> list[str]:
     )
     [line] = [line for line in done.stderr.splitlines() if line.startswith("IMPORTED")]
     return [name for name in line.removeprefix("IMPORTED").strip().split(",") if name]
+
+
+def test_the_version_is_printed_on_stdout_when_asked() -> None:
+    done = run_swapper("--version")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("swapper ") and len(done.stdout.split()) == 2
 
 
 def test_mirror_help_and_a_copy_import_no_cloud_sdk_kubernetes_or_web_stack(

@@ -6,7 +6,6 @@ Heavy modules are imported inside each command, so a command loads only what it 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -410,6 +409,8 @@ def _mirror_copy(
         try:
             import uvloop  # TLS and sockets in C: less CPU per byte copied
         except ImportError:
+            import asyncio
+
             result = asyncio.run(copy)
         else:
             result = uvloop.run(copy)
@@ -559,6 +560,8 @@ def _explain(args: argparse.Namespace) -> int:
         pods = [("", {"metadata": {"name": "explain"}, "spec": {"containers": containers}})]
     else:
         raise ConfigError([("IMAGE", "give IMAGE arguments or --pod FILE")], "command line")
+    import asyncio
+
     for title, pod in pods:
         if len(pods) > 1:
             print(f"# {title}")
@@ -671,6 +674,8 @@ def _audit(args: argparse.Namespace) -> int:
             return await audit.settle(registries)
         finally:
             await close()
+
+    import asyncio
 
     report = asyncio.run(settle())
     render = {"table": render_table, "json": render_json, "html": render_html}[args.output]

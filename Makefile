@@ -99,6 +99,8 @@ bench: venv apt kube-binaries
 	$(BIN)/python -m benchmarks.run
 	$(BIN)/python -m benchmarks.instructions
 	$(BIN)/python -m benchmarks.copy
+	$(BIN)/python -m benchmarks.startup
+	$(BIN)/python -m benchmarks.fleet
 	$(BIN)/python -m benchmarks.ecr_calls
 	$(BIN)/python -m benchmarks.soak
 	$(BIN)/python -m benchmarks.controller

@@ -3,10 +3,10 @@ copy queue, driven the way the controller's backfill drives it.
 
 The config is built into backends exactly as ``swapper serve`` builds them
 (:func:`swapper.wiring.build_backends`: one ``RegistryClient``, one ``CopyEngine``, the
-``WorkerQueue`` at its default workers); one :class:`~swapper.controller.backfill.Backfill`
-scan over "pods" that run the fleet's images checks each target and submits every missing one
-at backfill priority; this process then waits until no copy is queued or running, and exits
-non-zero when a copy failed.
+``WorkerQueue`` at its default workers), on uvloop as ``swapper serve`` runs. One scan of
+:class:`~swapper.controller.backfill.Backfill` over "pods" running the fleet's images checks
+each target and submits every missing one at backfill priority; this process then waits until
+no copy is queued or running, and exits non-zero when a copy failed.
 
     python -m benchmarks.fleet_swapper CONFIG JOBS
 
@@ -78,4 +78,6 @@ async def main(config_path: str, lines: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(asyncio.run(main(sys.argv[1], Path(sys.argv[2]).read_text().splitlines())))
+    import uvloop  # the event loop swapper serve runs on (uvicorn's loop="uvloop")
+
+    sys.exit(uvloop.run(main(sys.argv[1], Path(sys.argv[2]).read_text().splitlines())))

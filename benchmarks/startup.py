@@ -15,6 +15,7 @@ the tool (``copy.Bench.timed``); the tables give medians, and the no-op copies' 
 checked equal to the source after every run.
 
     .venv/bin/python -m benchmarks.startup [--runs 20] [--rounds 5] [--tools swapper,crane,...]
+        [--baseline OTHER_TREE]
 
 Writes ``benchmarks/out/startup.md`` and prints it.
 """
@@ -57,6 +58,11 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=20, help="no-op runs per tool")
     parser.add_argument("--rounds", type=int, default=5, help="200 MiB copies per tool")
     parser.add_argument("--tools", help="comma-separated subset of " + ",".join(TOOLS))
+    parser.add_argument(
+        "--baseline",
+        metavar="DIR",
+        help="also time the no-op with the swapper package of another source tree (before/after)",
+    )
     args = parser.parse_args()
     stop_servers_on_sigterm()
     sys.path.insert(0, str(ROOT / "tests"))
@@ -84,10 +90,21 @@ def main() -> int:
                 target, bundle = bench.target()
                 targets[tool] = (target, bundle)
                 bench.copy(tool, reference, "mirror/large:1", target, bundle)
+            baseline = f"swapper ({args.baseline})" if args.baseline else None
+            if baseline:
+                floor = {baseline: [], **floor}
             for run in range(args.runs):
                 for tool in tools[run % len(tools) :] + tools[: run % len(tools)]:
                     target, bundle = targets[tool]
                     noop[tool].append(bench.copy(tool, reference, "mirror/large:1", target, bundle))
+                if baseline:
+                    target, bundle = targets["swapper"]
+                    command, _ = bench.command(
+                        "swapper", reference, "mirror/large:1", target, bundle
+                    )
+                    floor[baseline].append(
+                        bench.timed(command, dict(env, PYTHONPATH=args.baseline), target)
+                    )
                 target = targets[tools[0]][0]
                 floor["swapper mirror --help"].append(
                     bench.timed([str(copy.SWAPPER), "mirror", "--help"], env, target)

@@ -8,7 +8,10 @@ over TLS holding its 200 MiB multi-arch image, a fresh TLS target per tool):
   handshakes and two ``HEAD`` requests;
 - ``swapper mirror --help`` and the interpreter alone (``python -c pass``, the same virtual
   environment): the floor under any Python command;
-- **200 MiB copy**: ``--rounds`` (5) copies per tool into a fresh target each, turns rotating.
+- **200 MiB copy**: ``--rounds`` (5) copies per tool into a fresh target each, turns rotating;
+- with ``--baseline DIR``, the no-op also with the ``swapper`` package of another source tree
+  (before and after a change); and the no-op with ``SSL_CERT_FILE`` naming the system bundle
+  (swapper then loads it whole; by default it is run, as from a user's shell, without).
 
 Each run's client CPU (user + system) comes from ``os.wait4``'s rusage of GNU ``time`` around
 the tool (``copy.Bench.timed``); the tables give medians, and the no-op copies' target is
@@ -25,6 +28,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import os
+import ssl
 import statistics
 import subprocess
 import sys
@@ -80,8 +84,14 @@ def main() -> int:
         tmp = Path(tmp_name)
         copy.SWAPPER = _swapper_shim(tmp)
         bench = copy.Bench(registries, tmp, found)
+        # As in a user's shell: no SSL_CERT_FILE (this machine's environment sets one), so
+        # swapper trusts the system's CAs the way it does by default. (The Go tools are given
+        # SSL_CERT_FILE=BUNDLE, which replaces their system roots with the two test CAs.)
         env = dict(bench.python_env, PYTHONPATH=str(ROOT))
+        env.pop("SSL_CERT_FILE", None)
         bench.python_env = env
+        system_bundle = ssl.get_default_verify_paths().cafile
+        bundled = f"swapper, SSL_CERT_FILE={system_bundle}" if system_bundle else None
         try:
             copy.build(bench, copy.LARGE)
             reference = "bench/large:1"
@@ -93,18 +103,21 @@ def main() -> int:
             baseline = f"swapper ({args.baseline})" if args.baseline else None
             if baseline:
                 floor = {baseline: [], **floor}
+            if bundled:
+                floor = {bundled: [], **floor}
             for run in range(args.runs):
                 for tool in tools[run % len(tools) :] + tools[: run % len(tools)]:
                     target, bundle = targets[tool]
                     noop[tool].append(bench.copy(tool, reference, "mirror/large:1", target, bundle))
+                target, bundle = targets["swapper"]
+                command, _ = bench.command("swapper", reference, "mirror/large:1", target, bundle)
                 if baseline:
-                    target, bundle = targets["swapper"]
-                    command, _ = bench.command(
-                        "swapper", reference, "mirror/large:1", target, bundle
-                    )
                     floor[baseline].append(
                         bench.timed(command, dict(env, PYTHONPATH=args.baseline), target)
                     )
+                if bundled:
+                    with_file = dict(env, SSL_CERT_FILE=str(system_bundle))
+                    floor[bundled].append(bench.timed(command, with_file, target))
                 target = targets[tools[0]][0]
                 floor["swapper mirror --help"].append(
                     bench.timed([str(copy.SWAPPER), "mirror", "--help"], env, target)

@@ -17,9 +17,10 @@ each runner, a fresh target ``docker-registry`` (TLS, another CA, its access log
 the 100 images under ``mirror/app-NN:TAG``, in one seeded shuffled order (pods come in no
 order). The runners:
 
-- **swapper**: ``benchmarks/fleet_swapper.py``, one process: the backends ``swapper serve``
-  builds (one client, one copy engine, the ``WorkerQueue`` at its default workers), fed by one
-  scan of the controller's ``Backfill`` (every missing image submitted at backfill priority);
+- **swapper**: ``benchmarks/fleet_swapper.py``, one process on uvloop: the backends ``swapper
+  serve`` builds (one client, one copy engine, the ``WorkerQueue`` at its default workers, or
+  ``--workers`` for a trial), fed by one scan of the controller's ``Backfill`` (every missing
+  image submitted at backfill priority);
 - **crane**: ``crane copy SRC DST``, one per image, 4 at a time (``xargs -P 4``);
 - **regctl**: ``regctl image copy SRC DST``, likewise;
 - **skopeo**: ``skopeo sync --src yaml --dest docker --all --preserve-digests``, 4 processes at

@@ -107,6 +107,8 @@ bench: venv apt kube-binaries supply-binaries
 	$(BIN)/python -m benchmarks.instructions
 	$(BIN)/python -m benchmarks.copy
 	$(BIN)/python -m benchmarks.referrers
+	$(BIN)/python -m benchmarks.startup
+	$(BIN)/python -m benchmarks.fleet
 	$(BIN)/python -m benchmarks.ecr_calls
 	$(BIN)/python -m benchmarks.soak
 	$(BIN)/python -m benchmarks.controller

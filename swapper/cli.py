@@ -6,7 +6,6 @@ Heavy modules are imported inside each command, so a command loads only what it 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -24,7 +23,21 @@ if TYPE_CHECKING:
 
 
 class _HelpFormatter(argparse.HelpFormatter):
-    """Every option's help ends with its default, when it has one worth showing."""
+    """Every option's help ends with its default, when it has one worth showing.
+
+    Its width is the terminal's as ``argparse`` finds it, without importing ``shutil`` (and its
+    compression modules) for it: ``add_argument`` makes a formatter, so every command would."""
+
+    def __init__(
+        self,
+        prog: str,
+        indent_increment: int = 2,
+        max_help_position: int = 24,
+        width: int | None = None,
+    ) -> None:
+        if width is None:
+            width = _columns() - 2
+        super().__init__(prog, indent_increment, max_help_position, width)
 
     def _get_help_string(self, action: argparse.Action) -> str:
         text = action.help or ""
@@ -38,6 +51,29 @@ class _HelpFormatter(argparse.HelpFormatter):
         return f"{text} (default: %(default)s)"
 
 
+def _columns() -> int:
+    """``shutil.get_terminal_size().columns``: ``$COLUMNS``, else stdout's terminal, else 80."""
+    import os
+
+    try:
+        return int(os.environ["COLUMNS"])
+    except (KeyError, ValueError):
+        pass
+    try:
+        return os.get_terminal_size(sys.__stdout__.fileno()).columns or 80  # type: ignore[union-attr]
+    except (AttributeError, ValueError, OSError):
+        return 80
+
+
+class _Parser(argparse.ArgumentParser):
+    """A parser (and, as their class, its subcommands' parsers) with :class:`_HelpFormatter`
+    from the start."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("formatter_class", _HelpFormatter)
+        super().__init__(*args, **kwargs)
+
+
 def _version() -> str:
     from importlib.metadata import PackageNotFoundError, version
 
@@ -47,13 +83,24 @@ def _version() -> str:
         return "unknown"
 
 
+class _VersionAction(argparse.Action):
+    """``--version``: the installed version, looked up only when asked (``importlib.metadata``
+    is a fifth of a ``swapper mirror`` start-up)."""
+
+    def __init__(self, option_strings: list[str], dest: str, **_: Any) -> None:
+        super().__init__(option_strings, dest, nargs=0, help="show the version and exit")
+
+    def __call__(self, parser: argparse.ArgumentParser, *_: Any) -> None:
+        print(f"swapper {_version()}")
+        parser.exit()
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="swapper",
         description="Kubernetes admission webhook that mirrors pod images to your own registry.",
-        formatter_class=_HelpFormatter,
     )
-    parser.add_argument("--version", action="version", version=f"swapper {_version()}")
+    parser.add_argument("--version", action=_VersionAction)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     serve = sub.add_parser("serve", help="run the admission webhook over HTTPS")
@@ -221,9 +268,6 @@ def _parser() -> argparse.ArgumentParser:
     boot.add_argument(
         "--kubeconfig", help="default: the pod's service account in a cluster, else $KUBECONFIG"
     )
-    for subparsers in (sub, certs_sub):
-        for command in subparsers.choices.values():
-            command.formatter_class = _HelpFormatter
     return parser
 
 
@@ -293,9 +337,10 @@ def console() -> None:
 
 def _mirror(args: argparse.Namespace) -> int:
     # Only what a copy needs is imported: no pydantic (unless --config), kubernetes or fastapi.
-    # Meanwhile a thread builds the TLS context as swapper.oci.tls_context(ca_file=...) would:
-    # loading the system's CAs takes about 20 ms, outside the GIL. (ssl and threading are
-    # already imported, by asyncio: the thread imports nothing.)
+    # Meanwhile a thread builds the TLS context as swapper.oci.tls_context(ca_file=...) would
+    # (the system's CAs looked up lazily where it can: swapper.oci._trust), mostly outside the
+    # GIL. (ssl and threading are already imported, by asyncio: the thread imports only that
+    # small module.)
     import gc
     import ssl
     import threading
@@ -306,11 +351,10 @@ def _mirror(args: argparse.Namespace) -> int:
     built: list[ssl.SSLContext | BaseException] = []
 
     def build_tls_context() -> None:
+        from swapper.oci._trust import client_context
+
         try:
-            context = ssl.create_default_context()
-            if args.ca_file:
-                context.load_verify_locations(cafile=args.ca_file)
-            built.append(context)
+            built.append(client_context(args.ca_file))
         except (OSError, ssl.SSLError) as exc:
             built.append(exc)
 
@@ -408,6 +452,8 @@ def _mirror_copy(
         try:
             import uvloop  # TLS and sockets in C: less CPU per byte copied
         except ImportError:
+            import asyncio
+
             result = asyncio.run(copy)
         else:
             result = uvloop.run(copy)
@@ -567,6 +613,8 @@ def _explain(args: argparse.Namespace) -> int:
         pods = [("", {"metadata": {"name": "explain"}, "spec": {"containers": containers}})]
     else:
         raise ConfigError([("IMAGE", "give IMAGE arguments or --pod FILE")], "command line")
+    import asyncio
+
     for title, pod in pods:
         if len(pods) > 1:
             print(f"# {title}")
@@ -697,6 +745,8 @@ def _audit(args: argparse.Namespace) -> int:
             return await audit.settle(registries)
         finally:
             await close()
+
+    import asyncio
 
     report = asyncio.run(settle())
     if args.cleanup:

@@ -56,6 +56,7 @@ from swapper.oci._manifests import (
     parse_manifest,
 )
 from swapper.oci._retry import TRANSIENT_STATUSES, RetryPolicy, retry_after
+from swapper.oci._trust import client_context
 
 MiB = 1024 * 1024
 MIN_CHUNK_SIZE = 5 * MiB  # ECR refuses smaller upload parts (except the last)
@@ -126,10 +127,7 @@ def tls_context(*, verify: bool = True, ca_file: str | None = None) -> ssl.SSLCo
         context.check_hostname = False
         context.verify_mode = ssl.CERT_NONE
         return context
-    context = ssl.create_default_context()  # the system's CAs
-    if ca_file:
-        context.load_verify_locations(cafile=ca_file)
-    return context
+    return client_context(ca_file)
 
 
 def _environment_proxy(scheme: str, host: str) -> bool:

@@ -270,6 +270,10 @@ class CopyEngine:
         self.api_memory = ApiMemory()
         self.max_concurrent_blobs = max_concurrent_blobs
         self.known = _KnownBlobs(known_blobs)
+        # (target domain, digest) -> set when that blob's upload by one of this engine's copies
+        # ends: a concurrent copy needing the same blob waits for it, then mounts it (an entry
+        # lives only while its upload runs, so there are at most as many as transfers).
+        self.uploading: dict[tuple[str, str], asyncio.Event] = {}
         # (target repository, filtered index digest) -> (source index digest, platforms): a
         # re-check of a platform-filtered copy then needs no GET on the source either.
         self.filtered: _Bounded[tuple[str, str], tuple[str, tuple[Platform, ...] | None]] = (
@@ -535,35 +539,52 @@ class _Job:
     async def _blob(self, blob: Descriptor) -> None:
         known = self.engine.known
         domain = self.dst.domain
-        # Existence checks and mounts are cheap: more of them run at once than transfers.
-        async with self.checks:
-            if await self.dst.blob_exists(blob.digest):
-                self._done(blob, "blob-skipped")
-                self.blobs_skipped += 1
-                known.add(domain, blob.digest, self.dst.path)
-                return
-            location = None
-            candidates = known.candidates(domain, blob.digest, self.dst.path)
-            if self.src.domain == domain and self.src.path != self.dst.path:
-                candidates.insert(0, self.src.path)
-            for path in candidates[:2]:
-                try:
-                    mount = await self.dst.mount_blob(blob.digest, path)
-                except CopyError:
-                    continue  # no access to that repository, or it lost the blob: upload
-                if mount.mounted:
-                    self._done(blob, "blob-mounted")
-                    self.blobs_mounted += 1
+        key = (domain, blob.digest)
+        uploading = self.engine.uploading
+        while True:
+            # Another copy of this engine uploads this blob to this registry (images sharing
+            # base layers, copied at once): wait for it, then mount from its repository.
+            other = uploading.get(key)
+            if other is not None:
+                await other.wait()
+            # Existence checks and mounts are cheap: more of them run at once than transfers.
+            async with self.checks:
+                if await self.dst.blob_exists(blob.digest):
+                    self._done(blob, "blob-skipped")
+                    self.blobs_skipped += 1
                     known.add(domain, blob.digest, self.dst.path)
                     return
-                location = mount.location
+                location = None
+                candidates = known.candidates(domain, blob.digest, self.dst.path)
+                if self.src.domain == domain and self.src.path != self.dst.path:
+                    candidates.insert(0, self.src.path)
+                for path in candidates[:2]:
+                    try:
+                        mount = await self.dst.mount_blob(blob.digest, path)
+                    except CopyError:
+                        continue  # no access to that repository, or it lost the blob: upload
+                    if mount.mounted:
+                        self._done(blob, "blob-mounted")
+                        self.blobs_mounted += 1
+                        known.add(domain, blob.digest, self.dst.path)
+                        return
+                    location = mount.location
+                    break
+            if key not in uploading:
                 break
-        async with self.semaphore:
-            await self._transfer(blob, location)
-        self.blobs_copied += 1
-        self.bytes_copied += blob.size
-        self._done(blob, "blob-copied")
-        known.add(domain, blob.digest, self.dst.path)
+            if location is not None:  # another copy started uploading it meanwhile
+                await self.dst.cancel_upload(location)
+        uploading[key] = done = asyncio.Event()
+        try:
+            async with self.semaphore:
+                await self._transfer(blob, location)
+            self.blobs_copied += 1
+            self.bytes_copied += blob.size
+            self._done(blob, "blob-copied")
+            known.add(domain, blob.digest, self.dst.path)
+        finally:
+            del uploading[key]
+            done.set()
 
     def _done(self, blob: Descriptor, kind: ProgressKind) -> None:
         self.blobs_done += 1

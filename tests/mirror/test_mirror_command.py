@@ -252,15 +252,22 @@ HEAVY = (
     "cryptography",
     "prometheus_client",
     "yaml",
+    # and from the standard library: the installed version's metadata (with the email parser
+    # and zip reader behind it), and shutil with its compression modules (argparse's help width)
+    "importlib.metadata",
+    "email",
+    "zipfile",
+    "shutil",
 )
 """What a registry-to-registry copy has no use for: the cloud SDKs, the Kubernetes client, the
-web server, config validation and the rest of ``swapper serve``'s stack."""
+web server, config validation and the rest of ``swapper serve``'s stack; a package's name
+stands for all its modules."""
 
 _IMPORTS = """
 import atexit, os, sys
 heavy = {heavy!r}
 def report():
-    found = sorted({{name.split(".")[0] for name in sys.modules}} & set(heavy))
+    found = sorted({{h for h in heavy for name in sys.modules if (name + ".").startswith(h + ".")}})
     print("IMPORTED", ",".join(found), file=sys.stderr, flush=True)
 atexit.register(report)  # --help leaves through SystemExit
 leave = os._exit
@@ -274,9 +281,9 @@ console()
 """
 
 
-def imported_by(*argv: str) -> list[str]:
-    """The heavy modules a ``swapper`` command imported, read at its exit."""
-    script = _IMPORTS.format(heavy=HEAVY, argv=list(argv))
+def imported_by(*argv: str, heavy: tuple[str, ...] = HEAVY) -> list[str]:
+    """The ``heavy`` modules a ``swapper`` command imported, read at its exit."""
+    script = _IMPORTS.format(heavy=heavy, argv=list(argv))
     done = subprocess.run(
         [sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=False
     )
@@ -284,11 +291,18 @@ def imported_by(*argv: str) -> list[str]:
     return [name for name in line.removeprefix("IMPORTED").strip().split(",") if name]
 
 
+def test_the_version_is_printed_on_stdout_when_asked() -> None:
+    done = run_swapper("--version")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("swapper ") and len(done.stdout.split()) == 2
+
+
 def test_mirror_help_and_a_copy_import_no_cloud_sdk_kubernetes_or_web_stack(
     registries: tuple[Registry, Registry],
 ) -> None:
     source, target = registries
-    assert imported_by("mirror", "--help") == []
+    # --help copies nothing: not even the event loop or TLS is loaded for it
+    assert imported_by("mirror", "--help", heavy=(*HEAVY, "asyncio", "ssl")) == []
     copied = imported_by(
         "mirror",
         f"{source.host}/public/multi:1.0",

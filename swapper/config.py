@@ -16,13 +16,14 @@ is listed in :attr:`Config.warnings`, naming the key, and left out of :meth:`Con
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import functools
 import re
 from collections.abc import Iterator, Mapping
 from enum import StrEnum
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import jmespath
 import jmespath.exceptions
@@ -33,12 +34,14 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    GetCoreSchemaHandler,
     PrivateAttr,
     ValidationError,
     ValidationInfo,
     field_validator,
     model_validator,
 )
+from pydantic_core import core_schema
 
 from swapper.errors import ConfigError
 
@@ -117,6 +120,44 @@ def parse_duration(value: object) -> float:
         total += float(match.group(1)) * _DURATION_UNITS[match.group(2)]
         pos = match.end()
     return total
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Duration:
+    """The metadata that makes a ``float`` field a duration setting:
+    ``Annotated[float, Duration(86_400, "24h")]``. It reads a Go duration (``8s``, ``1m30s``)
+    or a number of seconds, keeps it within its bounds (more than 0s and at most ``high``,
+    named ``label`` in the error; with ``zero_ok``, 0s too and no upper bound; ``zero_means``:
+    what 0s stands for), and is written back as a Go duration in JSON (``check-config``, the
+    config reload). The one place durations are read, checked and printed."""
+
+    high: float | None = None
+    label: str = ""
+    zero_ok: bool = False
+    zero_means: float | None = None
+
+    def check(self, value: object) -> float:
+        seconds = parse_duration(value)
+        if seconds == 0 and self.zero_means is not None:
+            return self.zero_means
+        if self.zero_ok:
+            if seconds < 0:
+                raise ValueError("must not be negative")
+            return seconds
+        if not 0 < seconds <= (self.high if self.high is not None else float("inf")):
+            raise ValueError(f"must be more than 0s and at most {self.label}")
+        return seconds
+
+    def __get_pydantic_core_schema__(
+        self, source: Any, handler: GetCoreSchemaHandler
+    ) -> core_schema.CoreSchema:
+        return core_schema.no_info_before_validator_function(
+            self.check,
+            handler(source),
+            serialization=core_schema.plain_serializer_function_ser_schema(
+                format_duration, when_used="json"
+            ),
+        )
 
 
 class _Model(BaseModel):
@@ -479,16 +520,12 @@ class PullSecret(_Model):
 class ExistenceCacheSettings(_Model):
     """How long answers of the mirror's existence checks are kept (swapper's own key)."""
 
-    ttl: float = 60.0  # a present image is re-checked (in the background) after this
-    negative_ttl: float = Field(5.0, alias="negativeTtl")  # "not there" is asked again after this
-
-    @field_validator("ttl", "negative_ttl", mode="before")
-    @classmethod
-    def _seconds(cls, value: object) -> float:
-        seconds = parse_duration(value)
-        if not 0 < seconds <= 86_400:
-            raise ValueError("must be more than 0s and at most 24h")
-        return seconds
+    ttl: Annotated[float, Duration(86_400, "24h")] = (
+        60.0  # a present image is re-checked (in the background) after this
+    )
+    negative_ttl: Annotated[float, Duration(86_400, "24h")] = Field(
+        5.0, alias="negativeTtl"
+    )  # "not there" is asked again after this
 
 
 class Target(_Model):
@@ -546,22 +583,21 @@ class LegacyPrivateRegistry(_Model):
 MirrorReferencePolicy = Literal["deny", "warn", "allow"]
 
 
-def _seconds_within(value: object, low: float, high: float, text: str) -> float:
-    seconds = parse_duration(value)
-    if not low < seconds <= high:
-        raise ValueError(text)
-    return seconds
-
-
 class AccessSettings(_Model):
     """How the source-access check asks, remembers and enforces (``source.access``)."""
 
     # The lookup for all of one pod's containers at once; what is still unanswered then is
     # ``skipped-unverified`` and the pod's other containers go on.
-    deadline: float = 1.5
-    ttl: float = 3600.0  # a "readable" answer is believed this long
-    negative_ttl: float = Field(60.0, alias="negativeTtl")  # "not readable" is asked again after
-    unverifiable_ttl: float = Field(30.0, alias="unverifiableTtl")  # "source unreachable" likewise
+    deadline: Annotated[float, Duration(30, "30s")] = 1.5
+    ttl: Annotated[float, Duration(86_400, "24h")] = (
+        3600.0  # a "readable" answer is believed this long
+    )
+    negative_ttl: Annotated[float, Duration(86_400, "24h")] = Field(
+        60.0, alias="negativeTtl"
+    )  # "not readable" is asked again after
+    unverifiable_ttl: Annotated[float, Duration(86_400, "24h")] = Field(
+        30.0, alias="unverifiableTtl"
+    )  # "source unreachable" likewise
     cache_size: int = Field(10_000, alias="cacheSize", ge=100, le=1_000_000)  # answers in memory
     # The ConfigMap (in swapper's own namespace) that remembers public answers across restarts
     # and replicas; empty: remembered in memory only.
@@ -569,16 +605,6 @@ class AccessSettings(_Model):
     max_remembered: int = Field(5_000, alias="maxRemembered", ge=1, le=20_000)
     # A pod naming a mirror image directly whose source its own credentials cannot read.
     mirror_references: MirrorReferencePolicy = Field("deny", alias="mirrorReferences")
-
-    @field_validator("deadline", mode="before")
-    @classmethod
-    def _deadline(cls, value: object) -> float:
-        return _seconds_within(value, 0, 30, "must be more than 0s and at most 30s")
-
-    @field_validator("ttl", "negative_ttl", "unverifiable_ttl", mode="before")
-    @classmethod
-    def _seconds(cls, value: object) -> float:
-        return _seconds_within(value, 0, 86_400, "must be more than 0s and at most 24h")
 
     @field_validator("config_map")
     @classmethod
@@ -729,15 +755,17 @@ class Mirror(_Model):
     # Images copied (and swapped) only with a cosign signature one of the rule's keys verifies.
     verify: tuple[VerifyRule, ...] = ()
     platforms: tuple[str, ...] = ()  # empty: every platform of an index
-    fresh_for: float = Field(3600.0, alias="freshFor")
-    recheck_every: float = Field(60.0, alias="recheckEvery")
+    fresh_for: Annotated[float, Duration(zero_ok=True)] = Field(3600.0, alias="freshFor")
+    recheck_every: Annotated[float, Duration(zero_ok=True)] = Field(60.0, alias="recheckEvery")
     # A mirrored tag that moved at the source: kept, or copied again (see RefreshTags); a tag
     # is looked at again at most once per refreshEvery (imagePullPolicy Always: recheckEvery).
     refresh_tags: RefreshTags = Field(RefreshTags.ON_PULL, alias="refreshTags")
-    refresh_every: float = Field(3600.0, alias="refreshEvery")
+    refresh_every: Annotated[float, Duration(30 * 86_400, "30 days")] = Field(
+        3600.0, alias="refreshEvery"
+    )
     # A blob body that sends nothing for this long is dropped and retried (apart from the
     # copy's total budget).
-    blob_idle_timeout: float = Field(15.0, alias="blobIdleTimeout")
+    blob_idle_timeout: Annotated[float, Duration(600, "10m")] = Field(15.0, alias="blobIdleTimeout")
     hosts: dict[str, RegistryHost] = Field(default_factory=dict)
     # What refers to a copied image (signatures, attestations, SBOMs: OCI 1.1 referrers and
     # cosign's tags) is copied with it; referrerTypes: the artifact types copied (``*``
@@ -772,24 +800,6 @@ class Mirror(_Model):
                     )
         return value
 
-    @field_validator("fresh_for", "recheck_every", mode="before")
-    @classmethod
-    def _seconds(cls, value: object) -> float:
-        seconds = parse_duration(value)
-        if seconds < 0:
-            raise ValueError("must not be negative")
-        return seconds
-
-    @field_validator("blob_idle_timeout", mode="before")
-    @classmethod
-    def _idle(cls, value: object) -> float:
-        return _seconds_within(value, 0, 600, "must be more than 0s and at most 10m")
-
-    @field_validator("refresh_every", mode="before")
-    @classmethod
-    def _refresh_every(cls, value: object) -> float:
-        return _seconds_within(value, 0, 30 * 86_400, "must be more than 0s and at most 30 days")
-
 
 _SIZE = re.compile(r"^(\d+)(Ki|Mi|Gi)?$")
 _SIZE_UNITS = {None: 1, "Ki": 1024, "Mi": 1024**2, "Gi": 1024**3}
@@ -813,11 +823,17 @@ class ServerSettings(_Model):
     max_request_bytes: int = Field(8 * 1024**2, alias="maxRequestBytes")  # 413 beyond
     max_header_bytes: int = Field(64 * 1024, alias="maxHeaderBytes")  # 431 beyond
     max_containers: int = Field(1000, alias="maxContainers", ge=1, le=100_000)  # per pod
-    handshake_timeout: float = Field(5.0, alias="handshakeTimeout")  # TLS handshake
-    header_timeout: float = Field(5.0, alias="headerTimeout")  # request line and headers
+    handshake_timeout: Annotated[float, Duration(3600, "1h")] = Field(
+        5.0, alias="handshakeTimeout"
+    )  # TLS handshake
+    header_timeout: Annotated[float, Duration(3600, "1h")] = Field(
+        5.0, alias="headerTimeout"
+    )  # request line and headers
     # Longer than the API server's own idle timeout for webhook connections (90s), so it never
     # sends a request on a connection swapper is closing.
-    keep_alive_timeout: float = Field(120.0, alias="keepAliveTimeout")
+    keep_alive_timeout: Annotated[float, Duration(3600, "1h")] = Field(
+        120.0, alias="keepAliveTimeout"
+    )
     # Connections at once; beyond it the oldest idle one is closed, else the newest gets 503.
     # Kept below the open-file limit (raised to its hard limit at start).
     max_connections: int = Field(1000, alias="maxConnections", ge=16, le=1_000_000)
@@ -830,11 +846,6 @@ class ServerSettings(_Model):
             raise ValueError("must be at least 1Ki and at most 1Gi")
         return size
 
-    @field_validator("handshake_timeout", "header_timeout", "keep_alive_timeout", mode="before")
-    @classmethod
-    def _seconds(cls, value: object) -> float:
-        return _seconds_within(value, 0, 3600, "must be more than 0s and at most 1h")
-
 
 DEFAULT_COPY_DEADLINE = 8.0
 
@@ -843,27 +854,19 @@ class HealSettings(_Model):
     """Pods stuck pulling a mirror image (``controller.heal``)."""
 
     enabled: bool = True  # the image copied back when the mirror lost it
-    cooldown: float = 300.0  # a pod is healed at most once per image per cooldown
+    cooldown: Annotated[float, Duration(86_400, "24h")] = (
+        300.0  # a pod is healed at most once per image per cooldown
+    )
     # A mirror that cannot take the image back (it refuses the push): the stuck container is
     # patched back to its source, when the pod's own credentials can read it (RBAC: pods patch).
     revert: bool = False
-
-    @field_validator("cooldown", mode="before")
-    @classmethod
-    def _cooldown(cls, value: object) -> float:
-        return _seconds_within(value, 0, 86_400, "must be more than 0s and at most 24h")
 
 
 class MonitorPace(_Model):
     """How often one registry is asked (``controller.monitor`` and its ``registries``)."""
 
-    interval: float = 3600.0
+    interval: Annotated[float, Duration(7 * 86_400, "7 days")] = 3600.0
     max_checks: int = Field(100, alias="maxChecks", ge=1, le=100_000)  # per interval
-
-    @field_validator("interval", mode="before")
-    @classmethod
-    def _interval(cls, value: object) -> float:
-        return _seconds_within(value, 0, 7 * 86_400, "must be more than 0s and at most 7 days")
 
 
 class MonitorSettings(MonitorPace):
@@ -886,29 +889,24 @@ class ControllerSettings(_Model):
     enabled: bool = True  # false: no leader election, no cluster loops, no RBAC for them
     lease_name: str = Field("swapper-controller", alias="leaseName", min_length=1, max_length=253)
     # client-go's leader-election semantics and defaults
-    lease_duration: float = Field(15.0, alias="leaseDuration")
-    renew_deadline: float = Field(10.0, alias="renewDeadline")
-    retry_period: float = Field(2.0, alias="retryPeriod")
+    lease_duration: Annotated[float, Duration(3600, "1h")] = Field(15.0, alias="leaseDuration")
+    renew_deadline: Annotated[float, Duration(3600, "1h")] = Field(10.0, alias="renewDeadline")
+    retry_period: Annotated[float, Duration(3600, "1h")] = Field(2.0, alias="retryPeriod")
     backfill: bool = True  # mirror the images of pods already running
     # With dryRun: copy anyway (no patch, no Secret), so turning enforcement on finds the mirror
     # filled.
     prefill: bool = False
     # One copy per image across replicas: a short Lease per image being copied.
     share_copies: bool = Field(True, alias="shareCopies")
-    copy_lease_duration: float = Field(30.0, alias="copyLeaseDuration")
+    copy_lease_duration: Annotated[float, Duration(3600, "1h")] = Field(
+        30.0, alias="copyLeaseDuration"
+    )
     # Pods listed per page by the pod watch.
     page_size: int = Field(500, alias="pageSize", ge=10, le=5000)
     # At most this many distinct images tracked (a bound on memory; more are logged once).
     max_images: int = Field(50_000, alias="maxImages", ge=100, le=1_000_000)
     heal: HealSettings = Field(default_factory=lambda: HealSettings())
     monitor: MonitorSettings = Field(default_factory=lambda: MonitorSettings())
-
-    @field_validator(
-        "lease_duration", "renew_deadline", "retry_period", "copy_lease_duration", mode="before"
-    )
-    @classmethod
-    def _lease_seconds(cls, value: object) -> float:
-        return _seconds_within(value, 0, 3600, "must be more than 0s and at most 1h")
 
     @model_validator(mode="after")
     def _lease_order(self) -> ControllerSettings:
@@ -943,12 +941,14 @@ class CleanupSettings(_Model):
     enabled: bool = False
     dry_run: bool = Field(True, alias="dryRun")
     # The leader runs one pass at most this often.
-    interval: float = 86_400.0
+    interval: Annotated[float, Duration(30 * 86_400, "30 days")] = 86_400.0
     # An image is deleted only when every cluster's mark on it is older than this (and, where
     # the registry says when it was pushed, it was pushed longer ago than this).
-    retention: float = 30 * 86_400.0
+    retention: Annotated[float, Duration(3650 * 86_400, "10 years")] = 30 * 86_400.0
     # A cluster rewrites its mark on an image it runs at most this often.
-    mark_every: float = Field(86_400.0, alias="markEvery")
+    mark_every: Annotated[float, Duration(30 * 86_400, "30 days")] = Field(
+        86_400.0, alias="markEvery"
+    )
     # A repository left empty by a pass is deleted too (no target's admin protocol can delete
     # repositories yet: accepted, and a no-op that says so once per pass).
     delete_empty_repositories: bool = Field(False, alias="deleteEmptyRepositories")
@@ -956,16 +956,6 @@ class CleanupSettings(_Model):
     page_size: int = Field(100, alias="pageSize", ge=1, le=1000)
     # At most this many images deleted per pass (the rest wait for the next pass).
     max_deletes: int = Field(1000, alias="maxDeletes", ge=1, le=100_000)
-
-    @field_validator("interval", "mark_every", mode="before")
-    @classmethod
-    def _often(cls, value: object) -> float:
-        return _seconds_within(value, 0, 30 * 86_400, "must be more than 0s and at most 30 days")
-
-    @field_validator("retention", mode="before")
-    @classmethod
-    def _retention(cls, value: object) -> float:
-        return _seconds_within(value, 0, 3650 * 86_400, "must be more than 0s and at most 10 years")
 
     @model_validator(mode="after")
     def _marks_outlive_their_rewrite(self) -> CleanupSettings:
@@ -979,23 +969,23 @@ class CleanupSettings(_Model):
         return self
 
 
+_WebhookSeconds = Annotated[float, Duration(30, "30s (the webhook timeout limit)")]
+# As in the reference project, an imageCopyDeadline of 0 means the default.
+_CopyDeadline = Annotated[
+    float, Duration(30, "30s (the webhook timeout limit)", zero_means=DEFAULT_COPY_DEADLINE)
+]
+
+
 class SupervisorSettings(_Model):
     """How swapper's long-running tasks are kept running (``supervisor``)."""
 
     # A task that raises is restarted after a backoff that doubles from backoffMin to backoffMax.
-    backoff_min: float = Field(0.5, alias="backoffMin")
-    backoff_max: float = Field(30.0, alias="backoffMax")
+    backoff_min: Annotated[float, Duration(3600, "1h")] = Field(0.5, alias="backoffMin")
+    backoff_max: Annotated[float, Duration(3600, "1h")] = Field(30.0, alias="backoffMax")
     # /readyz answers 503 while a task the webhook depends on has been down this long.
-    not_ready_after: float = Field(10.0, alias="notReadyAfter")
+    not_ready_after: Annotated[float, Duration(3600, "1h")] = Field(10.0, alias="notReadyAfter")
     # Shutdown stops every task within this (keep it under terminationGracePeriodSeconds).
-    shutdown_timeout: float = Field(20.0, alias="shutdownTimeout")
-
-    @field_validator(
-        "backoff_min", "backoff_max", "not_ready_after", "shutdown_timeout", mode="before"
-    )
-    @classmethod
-    def _seconds(cls, value: object) -> float:
-        return _seconds_within(value, 0, 3600, "must be more than 0s and at most 1h")
+    shutdown_timeout: Annotated[float, Duration(3600, "1h")] = Field(20.0, alias="shutdownTimeout")
 
 
 class Config(_Model):
@@ -1009,8 +999,8 @@ class Config(_Model):
     tls_key_file: str = Field("", alias="tlsKeyFile")
     image_swap_policy: SwapPolicy = Field(SwapPolicy.EXISTS, alias="imageSwapPolicy")
     image_copy_policy: CopyPolicy = Field(CopyPolicy.DELAYED, alias="imageCopyPolicy")
-    image_copy_deadline: float = Field(DEFAULT_COPY_DEADLINE, alias="imageCopyDeadline")
-    admission_timeout: float = Field(
+    image_copy_deadline: _CopyDeadline = Field(DEFAULT_COPY_DEADLINE, alias="imageCopyDeadline")
+    admission_timeout: _WebhookSeconds = Field(
         9.0,
         validation_alias=AliasChoices("admissionTimeout"),
         serialization_alias="admissionTimeout",
@@ -1038,16 +1028,6 @@ class Config(_Model):
         if value.lower() not in LOG_LEVELS:
             raise ValueError(f"{value!r} is not one of {', '.join(LOG_LEVELS)}")
         return value.lower()
-
-    @field_validator("image_copy_deadline", "admission_timeout", mode="before")
-    @classmethod
-    def _duration(cls, value: object, info: ValidationInfo) -> float:
-        seconds = parse_duration(value)
-        if seconds == 0 and info.field_name == "image_copy_deadline":
-            return DEFAULT_COPY_DEADLINE  # as in the reference project: 0 means the default
-        if not 0 < seconds <= 30:
-            raise ValueError("must be more than 0s and at most 30s (the webhook timeout limit)")
-        return seconds
 
     @field_validator("listen_address")
     @classmethod
@@ -1108,14 +1088,6 @@ class Config(_Model):
         keys that apply (no settings :attr:`warnings` lists, no section of a type not chosen),
         passwords and tokens as ``<redacted>``."""
         data = self.model_dump(by_alias=True, mode="json", exclude_none=True)
-        for path in _DURATION_KEYS:
-            *parents, leaf = path
-            section = data
-            for part in parents:
-                section = section[part]
-            section[leaf] = format_duration(section[leaf])
-        for pace in data["controller"]["monitor"]["registries"].values():
-            pace["interval"] = format_duration(pace["interval"])
         target = data["target"]
         for kind in _REGISTRY_TYPES - {self.target.type}:
             target.pop(kind, None)
@@ -1138,36 +1110,6 @@ class Config(_Model):
 
 
 _REGISTRY_TYPES = frozenset({"aws", "gcp", "generic"})
-_DURATION_KEYS = (
-    ("imageCopyDeadline",),
-    ("admissionTimeout",),
-    ("mirror", "freshFor"),
-    ("mirror", "recheckEvery"),
-    ("mirror", "refreshEvery"),
-    ("mirror", "blobIdleTimeout"),
-    ("source", "access", "deadline"),
-    ("source", "access", "ttl"),
-    ("source", "access", "negativeTtl"),
-    ("source", "access", "unverifiableTtl"),
-    ("server", "handshakeTimeout"),
-    ("server", "headerTimeout"),
-    ("server", "keepAliveTimeout"),
-    ("target", "existenceCache", "ttl"),
-    ("target", "existenceCache", "negativeTtl"),
-    ("controller", "leaseDuration"),
-    ("controller", "renewDeadline"),
-    ("controller", "retryPeriod"),
-    ("controller", "copyLeaseDuration"),
-    ("controller", "heal", "cooldown"),
-    ("controller", "monitor", "interval"),
-    ("supervisor", "backoffMin"),
-    ("supervisor", "backoffMax"),
-    ("supervisor", "notReadyAfter"),
-    ("supervisor", "shutdownTimeout"),
-    ("cleanup", "interval"),
-    ("cleanup", "retention"),
-    ("cleanup", "markEvery"),
-)
 _GCP_CREATION_KEYS = ("labels", "description", "immutableTags")
 # Keys of an AWS registry that only the target uses: under source.registries they do nothing.
 _TARGET_ONLY_AWS_KEYS = (

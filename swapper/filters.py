@@ -14,22 +14,85 @@ a call fails on every evaluation).
 
 from __future__ import annotations
 
+import difflib
 import functools
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import jmespath
 import jmespath.exceptions
+import jmespath.functions
 import jmespath.visitor
 
-from swapper.config import FilterFunctions
 from swapper.logs import get_logger
 
 log = get_logger("swapper.filters")
 
-# The function table lives with the config, which refuses a filter calling a function not in it.
+
+@functools.lru_cache(maxsize=256)
+def _regex(pattern: str) -> re.Pattern[str]:
+    return re.compile(pattern)
+
+
+class FilterFunctions(jmespath.functions.Functions):
+    """The functions a filter can call: the JMESPath built-ins and swapper's own."""
+
+    @jmespath.functions.signature({"types": ["string"]}, {"types": ["string"]})
+    def _func_regex_match(self, pattern: str, value: str) -> bool:
+        return _regex(pattern).search(value) is not None
+
+    @jmespath.functions.signature({"types": ["string"]})
+    def _func_lower(self, value: str) -> str:
+        return value.lower()
+
+    @jmespath.functions.signature({"types": ["string"]})
+    def _func_upper(self, value: str) -> str:
+        return value.upper()
+
+
+_FILTER_FUNCTIONS: dict[str, Any] = FilterFunctions().FUNCTION_TABLE
+
+
+def _function_calls(node: Mapping[str, Any]) -> Iterator[tuple[str, int]]:
+    """``(name, number of arguments)`` of every function call in a parsed expression."""
+    if node.get("type") == "function_expression":
+        yield str(node["value"]), len(node.get("children", ()))
+    for child in node.get("children", ()):
+        yield from _function_calls(child)
+
+
+def _check_function_call(name: str, given: int) -> None:
+    """Refuse a call the JMESPath runtime would fail on every time: an unknown function, or a
+    wrong number of arguments."""
+    function = _FILTER_FUNCTIONS.get(name)
+    if function is None:
+        close = difflib.get_close_matches(name, _FILTER_FUNCTIONS, n=1, cutoff=0.6)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise ValueError(f"calls unknown function {name!r}{hint}")
+    signature = function["signature"]
+    variadic = bool(signature) and bool(signature[-1].get("variadic"))
+    wanted = len(signature)
+    if (given < wanted) if variadic else (given != wanted):
+        count = f"at least {wanted}" if variadic else str(wanted)
+        plural = "" if given == 1 else "s"
+        raise ValueError(f"calls {name}() with {given} argument{plural}; it takes {count}")
+
+
+def check_jmespath(value: str) -> str:
+    """``value`` when it compiles and calls only known functions; ValueError otherwise."""
+    try:
+        parsed = jmespath.compile(value).parsed
+    except jmespath.exceptions.JMESPathError as exc:
+        raise ValueError(f"does not compile: {' '.join(str(exc).split())}") from exc
+    for name, given in _function_calls(parsed):
+        _check_function_call(name, given)
+    return value
+
+
+# One function table for every JMESPath swapper evaluates; the config refuses, through
+# check_jmespath, an expression calling a function not in it.
 _OPTIONS = jmespath.Options(custom_functions=FilterFunctions())
 
 Evaluator = Callable[[Any], Any]

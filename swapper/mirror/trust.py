@@ -21,7 +21,8 @@ from typing import Any, Protocol, runtime_checkable
 import jmespath
 import jmespath.exceptions
 
-from swapper.config import FilterFunctions, VerifyRule
+from swapper.config import VerifyRule
+from swapper.filters import FilterFunctions
 from swapper.images import ImageReference
 from swapper.mirror.queue import Requester
 

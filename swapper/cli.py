@@ -550,25 +550,19 @@ def build_target(config: Config) -> TargetRegistry:
 
 def _serve(args: argparse.Namespace) -> int:
     from swapper import logs
-    from swapper.config import split_address
 
     config = _load_config(args.config)
     overrides: dict[str, Any] = {}
     if args.dry_run:
         overrides["dry_run"] = True
     if args.listen_address:
-        try:
-            split_address(args.listen_address)
-        except ValueError as exc:
-            from swapper.errors import ConfigError
-
-            raise ConfigError([("--listen-address", str(exc))], "command line") from None
         overrides["listen_address"] = args.listen_address
     if args.tls_cert_file:
         overrides["tls_cert_file"] = args.tls_cert_file
     if args.tls_key_file:
         overrides["tls_key_file"] = args.tls_key_file
-    config = config.with_overrides(**overrides)
+    options = {name: "--" + name.replace("_", "-") for name in overrides}
+    config = config.with_overrides(options, **overrides)
     if not config.tls_cert_file or not config.tls_key_file:
         from swapper.errors import ConfigError
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -1016,8 +1016,21 @@ class Config(_Model):
         self._warnings = tuple(_ignored_keys(self))
         return self
 
-    def with_overrides(self, **changes: Any) -> Config:
-        return self.model_copy(update=changes)
+    def with_overrides(self, named: Mapping[str, str] | None = None, **changes: Any) -> Config:
+        """A copy with ``changes`` (by field name), validated as a loaded config is. Raises
+        ConfigError naming each bad key as ``named`` names it (a command-line option such as
+        ``--listen-address``), else by its YAML key."""
+        data = self.model_dump(by_alias=True, mode="json")
+        shown: dict[str, str] = {}
+        for name, value in changes.items():
+            key = type(self).model_fields[name].alias or name
+            data[key] = value
+            shown[key] = (named or {}).get(name, key)
+        try:
+            return Config.model_validate(data)
+        except ValidationError as exc:
+            problems = [(shown.get(key, key), message) for key, message in _problems(exc)]
+            raise ConfigError(problems, "command line") from None
 
     def effective(self) -> dict[str, Any]:
         """The config as swapper understands it, under the YAML keys, as ``check-config``

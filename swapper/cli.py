@@ -401,7 +401,7 @@ def _mirror_copy(
         raise ConfigError([("TARGET", "give a TARGET reference, or --config to derive it")])
     registry = None
     if config is not None:  # the configured target: its hosts, repository and push token
-        from swapper.wiring import registry_hosts
+        from swapper.targets.factory import registry_hosts
 
         hosts.update(registry_hosts(config))
         registry = build_target(config)
@@ -519,33 +519,10 @@ def _load_config(path: str) -> Config:
 
 
 def build_target(config: Config) -> TargetRegistry:
-    from swapper.errors import ConfigError
+    """The configured target registry (:func:`swapper.targets.factory.build_target`)."""
+    from swapper.targets.factory import build_target as build
 
-    if config.target.type == "generic":
-        from swapper.targets.generic import GenericTarget
-
-        assert config.target.generic is not None
-        return GenericTarget(config.target.generic)
-    if config.target.type == "aws":
-        from swapper.targets.ecr import ECRTarget
-
-        assert config.target.aws is not None
-        return ECRTarget(config.target.aws)
-    if config.target.type == "gcp":
-        from swapper.targets.gar import GARTarget
-        from swapper.wiring import registry_hosts
-
-        assert config.target.gcp is not None
-        return GARTarget(config.target.gcp, hosts=registry_hosts(config))
-    raise ConfigError(
-        [
-            (
-                "target.type",
-                f"{config.target.type!r} is validated but its registry backend is not in this "
-                "build yet; use 'generic', or 'swapper explain' to preview naming",
-            )
-        ]
-    )
+    return build(config)
 
 
 def _serve(args: argparse.Namespace) -> int:

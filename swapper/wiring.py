@@ -14,13 +14,12 @@
 
 from __future__ import annotations
 
-import dataclasses
 import os
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from swapper.backends import Backends
-from swapper.config import Config, RefreshTags, RegistryHost
+from swapper.config import Config, RefreshTags
 from swapper.credentials import Credentials
 from swapper.keyring import Keyring
 from swapper.kube.remembered import MemoryPublicAnswers, PublicAnswers
@@ -39,7 +38,6 @@ from swapper.mirror.workers import QueueSettings, WorkerQueue
 from swapper.oci import (
     CopyEngine,
     CredentialsProvider,
-    HostConfig,
     ReferrerSettings,
     RegistryClient,
     static_credentials,
@@ -48,17 +46,9 @@ from swapper.supervisor import TaskSpec
 from swapper.targets.admin import RegistryAdmin
 from swapper.targets.base import TargetRegistry
 from swapper.targets.cache import ExistenceCache
+from swapper.targets.factory import registry_hosts
 
 log = get_logger("swapper.wiring")
-
-
-def host_config(settings: RegistryHost) -> HostConfig:
-    """The client settings of one ``mirror.hosts`` entry."""
-    return HostConfig(
-        plain_http=settings.insecure,
-        verify_tls=not settings.skip_verify,
-        ca_file=settings.ca_file or None,
-    )
 
 
 def referrer_settings(config: Config) -> ReferrerSettings | None:
@@ -67,20 +57,6 @@ def referrer_settings(config: Config) -> ReferrerSettings | None:
     if not config.mirror.referrers:
         return None
     return ReferrerSettings(types=config.mirror.referrer_types)
-
-
-def registry_hosts(config: Config) -> dict[str, HostConfig]:
-    """Per-host client settings: ``mirror.hosts``, and for a generic target those merged with
-    ``target.generic``'s (see :meth:`~swapper.config.GenericRegistry.connection`), the same
-    ones its existence checks use."""
-    hosts = {host.lower(): host_config(h) for host, h in config.mirror.hosts.items()}
-    generic = config.target.generic
-    if config.target.type == "generic" and generic is not None:
-        hosts[generic.domain] = host_config(generic.connection())
-    if config.target.type == "aws":  # ECR takes blobs in parts of at least 5 MiB
-        host = config.target.endpoint.split("/", 1)[0].lower()
-        hosts[host] = dataclasses.replace(hosts.get(host, HostConfig()), upload="chunked")
-    return hosts
 
 
 def operator_credentials(config: Config, target: TargetRegistry) -> dict[str, Credentials]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Protocol, runtime_checkable
 
 from swapper.credentials import Credentials
-from swapper.images import ImageReference
+from swapper.images import ImageReference, is_at_endpoint
 
 
 @runtime_checkable
@@ -41,3 +41,29 @@ class TargetRegistry(Protocol):
     async def aclose(self) -> None:
         """Release connections."""
         ...
+
+
+class HasEndpoint(Protocol):
+    @property
+    def endpoint(self) -> str: ...
+
+
+class UnderEndpoint:
+    """What every target built from its settings shares: ``endpoint`` is the settings' (its
+    ``config``), an image lies under it or not, and it exists when the mirror serves a digest
+    for it. A target mixes this in and implements the rest of the protocol."""
+
+    config: HasEndpoint
+
+    @property
+    def endpoint(self) -> str:
+        return self.config.endpoint
+
+    def is_origin(self, ref: ImageReference) -> bool:
+        return is_at_endpoint(ref, self.config.endpoint)
+
+    async def image_exists(self, target: str) -> bool:
+        return await self.image_digest(target) is not None
+
+    async def image_digest(self, target: str) -> str | None:
+        raise NotImplementedError

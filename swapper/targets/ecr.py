@@ -70,11 +70,12 @@ from botocore.credentials import (
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 
 from swapper.aio import SingleFlight, TTLMap
-from swapper.config import AWSRegistry
+from swapper.config import AWSRegistry, Config
 from swapper.credentials import Credentials
 from swapper.errors import DeleteRefused, RegistryError
-from swapper.images import ImageReference, is_at_endpoint, parse
+from swapper.images import parse
 from swapper.logs import get_logger
+from swapper.oci import HostConfig
 from swapper.targets.admin import (
     DEFAULT_PAGE_SIZE,
     StoredManifest,
@@ -82,6 +83,7 @@ from swapper.targets.admin import (
     check_page_size,
     under_prefix,
 )
+from swapper.targets.base import UnderEndpoint
 
 if TYPE_CHECKING:
     from mypy_boto3_ecr import ECRClient
@@ -214,12 +216,14 @@ def _decode_token(token: str) -> tuple[str, str]:
     return username, password
 
 
-class ECRTarget:
+class ECRTarget(UnderEndpoint):
     """An ECR registry as the mirror. See the module docstring for the behaviour.
 
     ``repository_ttl``: seconds an ensured repository is trusted before it is checked (and its
     policies reconciled) again. ``clock``: seconds since the epoch (tests pass a fake).
     """
+
+    config: AWSRegistry
 
     def __init__(
         self,
@@ -319,16 +323,6 @@ class ECRTarget:
             raise _registry_error(operation, exc) from exc
 
     # -- TargetRegistry ------------------------------------------------------------------------
-
-    @property
-    def endpoint(self) -> str:
-        return self.config.endpoint
-
-    def is_origin(self, ref: ImageReference) -> bool:
-        return is_at_endpoint(ref, self.config.endpoint)
-
-    async def image_exists(self, target: str) -> bool:
-        return await self.image_digest(target) is not None
 
     async def image_digest(self, target: str) -> str | None:
         ref = parse(target)
@@ -572,3 +566,15 @@ class ECRTarget:
         with self._client_lock:
             if self._client is not None:
                 self._client.close()
+
+
+def from_config(config: Config, hosts: dict[str, HostConfig]) -> ECRTarget:
+    """The target of ``target.aws`` (see :mod:`swapper.targets.factory`)."""
+    assert config.target.aws is not None
+    return ECRTarget(config.target.aws)
+
+
+def client_hosts(config: Config, hosts: dict[str, HostConfig]) -> dict[str, HostConfig]:
+    """ECR takes blobs in parts of at least 5 MiB: its host uploads in chunks."""
+    host = config.target.endpoint.split("/", 1)[0].lower()
+    return {host: dataclasses.replace(hosts.get(host, HostConfig()), upload="chunked")}

@@ -65,10 +65,9 @@ from google.cloud.artifactregistry_v1.services.artifact_registry.transports impo
 )
 
 from swapper.aio import SingleFlight
-from swapper.config import GCPRegistry
+from swapper.config import Config, GCPRegistry
 from swapper.credentials import Credentials
 from swapper.errors import CopyError, CopyReason, DeleteRefused, RegistryError
-from swapper.images import ImageReference, is_at_endpoint
 from swapper.logs import get_logger
 from swapper.oci import HostConfig, RetryPolicy
 from swapper.targets._oci import host_client, manifest_digest
@@ -79,6 +78,7 @@ from swapper.targets.admin import (
     check_page_size,
     under_prefix,
 )
+from swapper.targets.base import UnderEndpoint
 
 __all__ = ["CLOUD_PLATFORM_SCOPE", "TOKEN_USERNAME", "GARTarget"]
 
@@ -134,7 +134,7 @@ class _TokenPlugin(grpc.AuthMetadataPlugin):  # type: ignore[misc]
         callback(tuple((key.lower(), value) for key, value in headers.items()), None)
 
 
-class GARTarget:
+class GARTarget(UnderEndpoint):
     """A :class:`~swapper.targets.base.TargetRegistry` on Google Artifact Registry.
 
     ``hosts`` gives the :class:`~swapper.oci.HostConfig` of registry hosts (the target's own
@@ -142,6 +142,8 @@ class GARTarget:
     default credentials (they must be able to ``refresh``). ``clock`` (monotonic seconds)
     decides when the token is renewed and how long a failure is remembered.
     """
+
+    config: GCPRegistry
 
     def __init__(
         self,
@@ -187,16 +189,6 @@ class GARTarget:
         )
 
     # -- TargetRegistry ------------------------------------------------------------------
-
-    @property
-    def endpoint(self) -> str:
-        return self.config.endpoint
-
-    def is_origin(self, ref: ImageReference) -> bool:
-        return is_at_endpoint(ref, self.config.endpoint)
-
-    async def image_exists(self, target: str) -> bool:
-        return await self.image_digest(target) is not None
 
     async def image_digest(self, target: str) -> str | None:
         try:
@@ -656,3 +648,14 @@ def _last(name: str, marker: str) -> str:
 
 def _message(exc: api_exceptions.GoogleAPIError) -> str:
     return str(getattr(exc, "message", None) or exc)
+
+
+def from_config(config: Config, hosts: dict[str, HostConfig]) -> GARTarget:
+    """The target of ``target.gcp`` (see :mod:`swapper.targets.factory`)."""
+    assert config.target.gcp is not None
+    return GARTarget(config.target.gcp, hosts=hosts)
+
+
+def client_hosts(config: Config, hosts: dict[str, HostConfig]) -> dict[str, HostConfig]:
+    """Nothing beyond ``mirror.hosts``."""
+    return {}

@@ -26,10 +26,9 @@ from pathlib import Path
 
 import yaml
 
-from swapper.config import GenericRegistry
+from swapper.config import Config, GenericRegistry
 from swapper.credentials import Credentials
 from swapper.errors import ConfigError, CopyError, CopyReason, DeleteRefused, RegistryError
-from swapper.images import ImageReference, is_at_endpoint
 from swapper.oci import HostConfig, Repository
 from swapper.targets._oci import host_client, manifest_digest
 from swapper.targets.admin import (
@@ -39,6 +38,7 @@ from swapper.targets.admin import (
     check_page_size,
     under_prefix,
 )
+from swapper.targets.base import UnderEndpoint
 
 _REFUSALS = (CopyReason.REJECTED, CopyReason.DENIED)
 _DIGEST_ONLY = (
@@ -61,7 +61,9 @@ def read_credentials(path: str) -> Credentials:
     return Credentials(str(data["username"]), str(data["password"]))
 
 
-class GenericTarget:
+class GenericTarget(UnderEndpoint):
+    config: GenericRegistry
+
     def __init__(self, config: GenericRegistry, timeout: float = 5.0) -> None:
         self.config = config
         self.credentials = (
@@ -78,16 +80,6 @@ class GenericTarget:
             return self.credentials
 
         self._client = host_client(config.domain, host, credentials, timeout)
-
-    @property
-    def endpoint(self) -> str:
-        return self.config.endpoint
-
-    def is_origin(self, ref: ImageReference) -> bool:
-        return is_at_endpoint(ref, self.config.endpoint)
-
-    async def image_exists(self, target: str) -> bool:
-        return await self.image_digest(target) is not None
 
     async def image_digest(self, target: str) -> str | None:
         try:
@@ -171,3 +163,18 @@ class GenericTarget:
                     f"{self.config.domain} refused to delete {what}: {exc}; {hint}"
                 ) from exc
             raise RegistryError(str(exc)) from exc
+
+
+def from_config(config: Config, hosts: dict[str, HostConfig]) -> GenericTarget:
+    """The target of ``target.generic`` (see :mod:`swapper.targets.factory`)."""
+    assert config.target.generic is not None
+    return GenericTarget(config.target.generic)
+
+
+def client_hosts(config: Config, hosts: dict[str, HostConfig]) -> dict[str, HostConfig]:
+    """Its registry host with ``target.generic``'s connection settings (merged with
+    ``mirror.hosts``, see :meth:`~swapper.config.GenericRegistry.connection`)."""
+    from swapper.targets.factory import host_config
+
+    generic = config.target.generic
+    return {generic.domain: host_config(generic.connection())} if generic is not None else {}

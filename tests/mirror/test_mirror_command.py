@@ -181,6 +181,7 @@ def test_with_an_ecr_config_the_repository_is_created_and_the_push_uses_the_ecr_
     mirror = start_registry(tmp_path / "ecr-data-plane", users={"AWS": f"{ACCOUNT}-auth-token"})
     try:
         with running_moto() as moto:
+            moto.reset()  # moto's state outlives the server object: start from none
             config = tmp_path / "ecr.yaml"
             config.write_text(
                 json.dumps(

@@ -80,7 +80,8 @@ async def preview_cleanup(
     not turn cleanup on (its retention and ``clusterName`` are what the pass needs to be
     meaningful) or the target has no admin protocol. Closes ``target``."""
     from swapper.oci import RegistryClient, static_credentials
-    from swapper.wiring import operator_credentials, registry_hosts, target_credentials
+    from swapper.targets.factory import registry_hosts
+    from swapper.wiring import operator_credentials, target_credentials
 
     if not config.cleanup.enabled:
         raise ConfigError([("cleanup.enabled", "--cleanup previews cleanup: turn it on")])

@@ -379,7 +379,8 @@ def registries_for(
     from swapper.keyring import Keyring
     from swapper.mirror.access import RegistryAccess
     from swapper.oci import RegistryClient, static_credentials
-    from swapper.wiring import operator_credentials, registry_hosts
+    from swapper.targets.factory import registry_hosts
+    from swapper.wiring import operator_credentials
 
     client = RegistryClient(
         hosts=registry_hosts(config),

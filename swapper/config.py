@@ -22,7 +22,7 @@ import re
 from collections.abc import Iterator, Mapping
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 import yaml
 from pydantic import (
@@ -465,8 +465,13 @@ class ExistenceCacheSettings(_Model):
     )  # "not there" is asked again after this
 
 
+RegistryType = Literal["aws", "gcp", "generic"]
+"""The registry kinds: each has its settings model here and its module in
+:data:`swapper.targets.factory.TARGETS`."""
+
+
 class Target(_Model):
-    type: Literal["aws", "gcp", "generic"] = "aws"
+    type: RegistryType = "aws"
     aws: AWSRegistry | None = None
     gcp: GCPRegistry | None = None
     generic: GenericRegistry | None = None
@@ -501,7 +506,7 @@ class GenericSource(_Model):
 
 
 class SourceRegistry(_Model):
-    type: Literal["aws", "gcp", "generic"]
+    type: RegistryType
     aws: AWSRegistry | None = None
     gcp: GCPRegistry | None = None
     generic: GenericSource | None = None
@@ -1059,7 +1064,7 @@ class Config(_Model):
         return redacted
 
 
-_REGISTRY_TYPES = frozenset({"aws", "gcp", "generic"})
+_REGISTRY_TYPES = frozenset(get_args(RegistryType))
 _GCP_CREATION_KEYS = ("labels", "description", "immutableTags")
 # Keys of an AWS registry that only the target uses: under source.registries they do nothing.
 _TARGET_ONLY_AWS_KEYS = (

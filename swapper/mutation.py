@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from swapper.config import Config, CopyPolicy, RefreshTags, SwapPolicy
+from swapper.config import Config, CopyPolicy, MirrorReferencePolicy, RefreshTags, SwapPolicy
 from swapper.errors import CopyDeadlineExceeded, CopyError, QueueFull, SwapperError
 from swapper.filters import Filters
 from swapper.images import ImageReference, parse, source_of_mirror, target_reference
@@ -98,6 +98,16 @@ class Decision:
 
 
 @dataclass(frozen=True, slots=True)
+class Resolved:
+    """What resolving one image decided: the outcome, the copy's state and why (the
+    :class:`Decision` of each container naming that image is made from it)."""
+
+    outcome: Outcome
+    copy: CopyState = CopyState.NONE
+    detail: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class Policy:
     """The part of the config that decisions depend on."""
 
@@ -108,7 +118,7 @@ class Policy:
     pull_secret: str | None  # name of the target pull secret to add, or None
     filters: Filters = field(default_factory=lambda: Filters(()))
     access_deadline: float = 1.5  # source.access.deadline
-    mirror_references: str = "deny"  # source.access.mirrorReferences: deny, warn or allow
+    mirror_references: MirrorReferencePolicy = "deny"  # source.access.mirrorReferences
     refresh_tags: RefreshTags = RefreshTags.ON_PULL  # mirror.refreshTags
     refresh_every: float = 3600.0  # mirror.refreshEvery
     recheck_every: float = 60.0  # mirror.recheckEvery (tags pulled with imagePullPolicy Always)
@@ -131,6 +141,17 @@ class Policy:
             recheck_every=config.mirror.recheck_every,
             verify=VerifyRules(config.mirror.verify) if config.mirror.verify else NO_RULES,
         )
+
+    @property
+    def copy_before_swap(self) -> bool:
+        """Whether the pod waits for its copy (``immediate``, ``force``): the one rule for
+        when admission waits on a copy, and for what an audit may take as copied."""
+        return self.copy in (CopyPolicy.IMMEDIATE, CopyPolicy.FORCE)
+
+    def waits(self, side_effects: bool) -> bool:
+        """Whether deciding waits on I/O whatever the other checks say: an existence check
+        (``exists``), or a copy the pod waits for (never in an audit: no side effects)."""
+        return self.swap is SwapPolicy.EXISTS or (side_effects and self.copy_before_swap)
 
     def recheck(self, c: Candidate) -> float:
         """After how many seconds a copy of ``c`` looks at its source again (0: never). A
@@ -237,26 +258,26 @@ def plan(
     return settled, candidates
 
 
-def _refused(c: Candidate, access: Access) -> tuple[Outcome, CopyState, str]:
+def _refused(c: Candidate, access: Access) -> Resolved:
     """The decision for a candidate whose source the pod may not read (or not known)."""
     if access.verdict is Verdict.UNVERIFIED:
         outcome = Outcome.ORIGIN_UNVERIFIED if c.origin else Outcome.UNVERIFIED
         detail = f"could not verify that {c.source} is readable ({access.reason})"
-        return outcome, CopyState.NONE, detail
+        return Resolved(outcome, CopyState.NONE, detail)
     outcome = Outcome.ORIGIN_PRIVATE if c.origin else Outcome.NO_SOURCE_ACCESS
-    return outcome, CopyState.NONE, f"{c.source} is {access.reason}"
+    return Resolved(outcome, CopyState.NONE, f"{c.source} is {access.reason}")
 
 
-_ORIGIN_OK = (Outcome.SKIPPED_ORIGIN, CopyState.NONE, "")
+_ORIGIN_OK = Resolved(Outcome.SKIPPED_ORIGIN)
 
 
-def unverified(c: Candidate, signed: Signed, rules: str) -> tuple[Outcome, CopyState, str]:
+def unverified(c: Candidate, signed: Signed, rules: str) -> Resolved:
     """The decision for a candidate whose signature did not verify (or was not checked)."""
     if signed.state is SignatureState.ERROR:
         detail = f"the signature of {c.source} could not be checked ({signed.reason})"
     else:
         detail = f"{c.source} is not signed by a key of {rules}: {signed.reason}"
-    return Outcome.UNVERIFIED_SIGNATURE, CopyState.NONE, detail
+    return Resolved(Outcome.UNVERIFIED_SIGNATURE, CopyState.NONE, detail)
 
 
 _NOT_CHECKED = Signed(SignatureState.ERROR, reason="no signature checker here")
@@ -352,13 +373,13 @@ class Mutator:
             if self._verifies
             else [_NO_RULE] * len(unique)
         )
-        if self._policy_waits(side_effects) or None in known or None in signed:
+        if self.policy.waits(side_effects) or None in known or None in signed:
             now = asyncio.get_running_loop().time()
             deadline = now + self.policy.access_deadline
             # A signature check may take as long as the copy admission waits for, if any.
             verify_deadline = now + (
                 self.policy.copy_deadline
-                if side_effects and self.policy.copy in (CopyPolicy.IMMEDIATE, CopyPolicy.FORCE)
+                if side_effects and self.policy.copy_before_swap
                 else self.policy.access_deadline
             )
             results = await asyncio.gather(
@@ -376,18 +397,15 @@ class Mutator:
         by_target = dict(zip(unique, results, strict=True))
         decisions = []
         for c in candidates:
-            outcome, copy, detail = by_target[c.target]
-            decisions.append(Decision(c.container, outcome, c.target, None, copy, detail))
+            found = by_target[c.target]
+            decisions.append(
+                Decision(c.container, found.outcome, c.target, None, found.copy, found.detail)
+            )
         return decisions
 
     def may_wait(self, side_effects: bool) -> bool:
         """Whether deciding may wait on I/O (an access check, a copy, an existence check)."""
-        return self._checks_access or self._verifies or self._policy_waits(side_effects)
-
-    def _policy_waits(self, side_effects: bool) -> bool:
-        if self.policy.swap is SwapPolicy.EXISTS:
-            return True
-        return side_effects and self.policy.copy in (CopyPolicy.IMMEDIATE, CopyPolicy.FORCE)
+        return self._checks_access or self._verifies or self.policy.waits(side_effects)
 
     def _known_signature(self, c: Candidate) -> Signed | None:
         """The signature answer for ``c`` without I/O: :data:`_NO_RULE` when no rule applies,
@@ -401,7 +419,7 @@ class Mutator:
 
     def _signed_now(
         self, c: Candidate, signed: Signed, who: Requester, side_effects: bool
-    ) -> tuple[Outcome, CopyState, str]:
+    ) -> Resolved:
         """The decision when nothing waits, given the (known) signature answer."""
         if signed is _NO_RULE:
             return self._now(c, who, side_effects)
@@ -420,17 +438,17 @@ class Mutator:
         who: Requester,
         side_effects: bool,
         source: ImageReference | None = None,
-    ) -> tuple[Outcome, CopyState, str]:
+    ) -> Resolved:
         """The decision when :meth:`may_wait` is false: swap, and hand over the copy if any."""
         try:
             copy = self._copy_without_waiting(c, who, side_effects, source)
         except Exception as exc:  # a backend failure decides this container only
-            return Outcome.ERROR, CopyState.NONE, f"{type(exc).__name__}: {exc}"
+            return Resolved(Outcome.ERROR, CopyState.NONE, f"{type(exc).__name__}: {exc}")
         assert copy is not None, "may_wait() said no copy is waited for"
-        return Outcome.SWAPPED, copy, ""
+        return Resolved(Outcome.SWAPPED, copy)
 
     @staticmethod
-    def _settled(c: Candidate, access: Access) -> tuple[Outcome, CopyState, str] | None:
+    def _settled(c: Candidate, access: Access) -> Resolved | None:
         """The decision the access answer settles by itself, or None to go on."""
         if not access.readable:
             return _refused(c, access)
@@ -444,7 +462,7 @@ class Mutator:
         known: Access | None,
         deadline: float,
         verify_deadline: float | None = None,
-    ) -> tuple[Outcome, CopyState, str]:
+    ) -> Resolved:
         try:
             access = known or await self.access.check(c.source, who, deadline)
             settled = self._settled(c, access)
@@ -462,18 +480,17 @@ class Mutator:
             if copy is None:
                 copy = await self._copy_and_wait(c, who, source)
             if self.policy.swap is SwapPolicy.ALWAYS:
-                return Outcome.SWAPPED, copy, ""
+                return Resolved(Outcome.SWAPPED, copy)
             # exists: a copy that just finished (or would have) needs no second look.
             if copy is CopyState.COPIED or (
-                copy is CopyState.WOULD_COPY
-                and self.policy.copy in (CopyPolicy.IMMEDIATE, CopyPolicy.FORCE)
+                copy is CopyState.WOULD_COPY and self.policy.copy_before_swap
             ):
-                return Outcome.SWAPPED, copy, ""
+                return Resolved(Outcome.SWAPPED, copy)
             if await self.target.image_exists(c.target):
-                return Outcome.SWAPPED, copy, ""
-            return Outcome.NOT_FOUND, copy, "target image does not exist yet"
+                return Resolved(Outcome.SWAPPED, copy)
+            return Resolved(Outcome.NOT_FOUND, copy, "target image does not exist yet")
         except Exception as exc:  # a backend failure decides this container only
-            return Outcome.ERROR, CopyState.NONE, f"{type(exc).__name__}: {exc}"
+            return Resolved(Outcome.ERROR, CopyState.NONE, f"{type(exc).__name__}: {exc}")
 
     async def _signature(
         self, c: Candidate, rules: tuple[int, ...], who: Requester, deadline: float

@@ -625,8 +625,8 @@ async def explain(config: Config, pod: dict[str, Any], namespace: str) -> list[s
     from swapper.admission.review import Mode
     from swapper.mirror.memory import MemoryCopyQueue
     from swapper.mirror.trust import AssumedSigned
-    from swapper.mutation import Mutator, Policy, requester_of
-    from swapper.pods import CONTAINER_FIELDS, namespace_of
+    from swapper.mutation import Mutator, Policy, in_container_order, requester_of
+    from swapper.pods import namespace_of
     from swapper.targets.memory import MemoryTarget
 
     namespace = namespace_of(pod, namespace)
@@ -642,10 +642,8 @@ async def explain(config: Config, pod: dict[str, Any], namespace: str) -> list[s
     for c in candidates:
         target.add_image(c.target)
     mode = Mode.AUDIT  # what would be done, each container reported, as in dryRun
-    decisions = settled + await mutator.resolve(
-        candidates, requester_of(pod, namespace), mode.side_effects
-    )
-    decisions.sort(key=lambda d: (CONTAINER_FIELDS.index(d.container.field), d.container.index))
+    resolved = await mutator.resolve(candidates, requester_of(pod, namespace), mode.side_effects)
+    decisions = in_container_order(settled, resolved)
     lines = []
     for decision in decisions:
         line = " ".join(describe([decision], mode)[0])

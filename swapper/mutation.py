@@ -32,6 +32,7 @@ from swapper.mirror.queue import CopyJob, CopyQueue, Requester
 from swapper.mirror.trust import NO_RULES, SignatureCheck, SignatureState, Signed, VerifyRules
 from swapper.mirror.verdicts import READABLE, Access, OpenAccess, SourceAccess, Verdict
 from swapper.pods import (
+    CONTAINER_FIELDS,
     Container,
     pull_secret_names,
     service_account,
@@ -256,6 +257,17 @@ def plan(
             continue
         candidates.append(Candidate(container, image.ref, image.target, image.repository))
     return settled, candidates
+
+
+def in_container_order(settled: list[Decision], resolved: list[Decision]) -> list[Decision]:
+    """A pod's decisions in container order: those :func:`plan` settled and those
+    :meth:`Mutator.resolve` decided (each list already in that order)."""
+    if not settled or not resolved:
+        return settled or resolved
+    return sorted(
+        settled + resolved,
+        key=lambda d: (CONTAINER_FIELDS.index(d.container.field), d.container.index),
+    )
 
 
 def _refused(c: Candidate, access: Access) -> Resolved:

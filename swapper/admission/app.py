@@ -47,18 +47,14 @@ from swapper.mutation import (
     Decision,
     Mutator,
     Policy,
+    in_container_order,
     requester_of,
 )
-from swapper.pods import CONTAINER_FIELDS
 from swapper.supervisor import Supervisor, TaskSpec
 
 log = get_logger("swapper.admission")
 
 _JSON = "application/json"
-
-
-def _order(d: Decision) -> tuple[int, int]:
-    return CONTAINER_FIELDS.index(d.container.field), d.container.index
 
 
 def _adds_secret(patch: list[PatchOperation]) -> bool:
@@ -196,11 +192,7 @@ class AdmissionHandler:
         if candidates:
             who = requester_of(review.object, review.namespace)
             resolved = await mutator.resolve(candidates, who, mode.side_effects)
-            if settled:
-                decisions = settled + resolved
-                decisions.sort(key=_order)
-            else:  # candidates come in container order
-                decisions = resolved
+            decisions = in_container_order(settled, resolved)
         self._record(review, decisions, mode)
         warnings, annotations = describe(decisions, mode)
         if mode.enforces and policy.mirror_references == "deny":

@@ -7,7 +7,7 @@ import copy
 import subprocess
 import sys
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -126,3 +126,18 @@ class Clock:
 
     def advance(self, seconds: float) -> None:
         self.now += seconds
+
+
+async def eventually(what: str, check: Callable[[], Any], within: float = 30) -> Any:
+    """Wait until ``check()`` is truthy (polled every 0.1 s) and return it; fail naming
+    ``what`` after ``within`` seconds of the event loop's clock."""
+    import asyncio
+
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    while True:
+        found = check()
+        if found:
+            return found
+        assert loop.time() < deadline, f"{what}: not within {within:g}s"
+        await asyncio.sleep(0.1)

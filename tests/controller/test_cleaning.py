@@ -9,7 +9,6 @@ movable clock (the Controller's ``clock``), so a retention of hours passes at on
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
@@ -19,6 +18,7 @@ from typing import Any
 
 import pytest
 from e2e.cluster import Cluster
+from helpers import eventually
 from registries import Registry, make_image, make_layer, push_image, start_registry
 
 from swapper.cli import build_target
@@ -75,17 +75,6 @@ def tags_of(registry: Registry, repo: str) -> set[str]:
         return set()
     answer.raise_for_status()
     return set(answer.json().get("tags") or [])
-
-
-async def eventually(what: str, check: Callable[[], Any], within: float = 30) -> Any:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + within
-    while True:
-        found = check()
-        if found:
-            return found
-        assert loop.time() < deadline, f"{what}: not within {within:g}s"
-        await asyncio.sleep(0.1)
 
 
 @dataclass

@@ -19,15 +19,15 @@ import asyncio
 import contextlib
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 import structlog
-from moto_ecr import ACCOUNT, REGION, MotoServer, running_moto
-from registry_process import Registry, running_registry
+from moto_ecr import ACCOUNT, REGION, MotoServer
+from registry_process import Registry
 
 from swapper.config import AWSRegistry, CleanupSettings, GenericRegistry
 from swapper.controller.cleanup import (
@@ -53,6 +53,8 @@ from swapper.targets.cache import ExistenceCache
 from swapper.targets.ecr import ECRTarget
 from swapper.targets.generic import GenericTarget
 from swapper.targets.memory import MemoryTarget
+
+pytest_plugins = ["admin_fixtures"]  # registry, registry_without_deletes, moto
 
 DAY = timedelta(days=1)
 RETENTION = 30 * DAY
@@ -143,25 +145,6 @@ class World:
 
 
 # -- the registries -------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
-    with running_registry(tmp_path_factory.mktemp("registry"), access_log=True) as reg:
-        yield reg
-
-
-@pytest.fixture(scope="module")
-def registry_without_deletes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
-    workdir = tmp_path_factory.mktemp("registry-no-deletes")
-    with running_registry(workdir, delete_enabled=False, access_log=True) as reg:
-        yield reg
-
-
-@pytest.fixture(scope="module")
-def moto() -> Iterator[MotoServer]:
-    with running_moto() as server:
-        yield server
 
 
 async def docker_registry_world(registry: Registry) -> AsyncIterator[World]:

@@ -23,6 +23,7 @@ import httpx
 import pytest
 from e2e.cluster import Cluster
 from e2e.world import docker_config_secret
+from helpers import eventually
 from registries import (
     Registry,
     TokenServer,
@@ -165,17 +166,6 @@ async def swapper(
         for close in running.backends.closers:
             await close()
         await running.backends.target.aclose()
-
-
-async def eventually(what: str, check: Callable[[], Any], within: float = 30) -> Any:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + within
-    while True:
-        found = check()
-        if found:
-            return found
-        assert loop.time() < deadline, f"{what}: not within {within:g}s"
-        await asyncio.sleep(0.1)
 
 
 class Pods:

@@ -15,15 +15,15 @@ import contextlib
 import hashlib
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 
 import grpc
 import pytest
 from gar_fake import FakeArtifactRegistry, TokenEndpoint, service_account_info
 from google.oauth2 import service_account
-from moto_ecr import ACCOUNT, REGION, CallLog, MotoServer, running_moto
-from registry_process import Registry, running_registry
+from moto_ecr import ACCOUNT, REGION, CallLog, MotoServer
+from registry_process import Registry
 
 from swapper.config import AWSRegistry, GCPRegistry, GenericRegistry
 from swapper.errors import DeleteRefused
@@ -32,6 +32,8 @@ from swapper.targets.ecr import ECRTarget
 from swapper.targets.gar import CLOUD_PLATFORM_SCOPE, GARTarget
 from swapper.targets.generic import GenericTarget
 from swapper.targets.memory import MemoryTarget
+
+pytest_plugins = ["admin_fixtures"]  # registry, registry_without_deletes, moto
 
 GAR_REPOSITORY = "projects/proj/locations/us/repositories/mirror"
 
@@ -76,25 +78,6 @@ async def tags_of(admin: RegistryAdmin, repository: str, page_size: int = 100) -
 
 
 # -- the backends -------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
-    with running_registry(tmp_path_factory.mktemp("registry"), access_log=True) as reg:
-        yield reg
-
-
-@pytest.fixture(scope="module")
-def registry_without_deletes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
-    workdir = tmp_path_factory.mktemp("registry-no-deletes")
-    with running_registry(workdir, delete_enabled=False, access_log=True) as reg:
-        yield reg
-
-
-@pytest.fixture(scope="module")
-def moto() -> Iterator[MotoServer]:
-    with running_moto() as server:
-        yield server
 
 
 def memory_admin(refuse_deletes: bool = False) -> Admin:

@@ -48,7 +48,7 @@ from swapper.oci._copy import (
     ReferrerSettings,
     parse_platforms,
 )
-from swapper.oci._http import Timeout
+from swapper.oci._http import Response, Timeout, Transport
 from swapper.oci._manifests import (
     DOCKER_MANIFEST,
     DOCKER_MANIFEST_LIST,
@@ -118,9 +118,11 @@ __all__ = [
     "ReferrerSettings",
     "RegistryClient",
     "Repository",
+    "Response",
     "RetryPolicy",
     "Timeout",
     "TransientCopyError",
+    "Transport",
     "UploadMode",
     "artifact_type_of",
     "cosign_tags",

@@ -44,7 +44,13 @@ from swapper.oci._auth import (
     TokenCache,
     parse_challenge,
 )
-from swapper.oci._http import HTTPClient, Response, Timeout, TimeoutLike, environment_proxy_url
+from swapper.oci._http import (
+    HTTPClient,
+    Response,
+    Timeout,
+    Transport,
+    environment_proxy_url,
+)
 from swapper.oci._manifests import (
     MANIFEST_ACCEPT,
     MAX_MANIFEST_BYTES,
@@ -110,7 +116,7 @@ class Mount:
 
 
 class _Host:
-    def __init__(self, domain: str, config: HostConfig, client: HTTPClient) -> None:
+    def __init__(self, domain: str, config: HostConfig, client: Transport) -> None:
         self.domain = domain
         self.config = config
         self.client = client
@@ -262,6 +268,9 @@ class RegistryClient:
     ``timeout`` covers every request; ``blob_idle_timeout`` is the seconds allowed between two
     chunks received while a blob's body streams, when shorter than the read timeout (None: the
     read timeout), so that a stalled download is dropped and tried again sooner.
+    ``transport(context)`` makes the :class:`~swapper.oci.Transport` of one registry host (the
+    host's TLS context given); default :meth:`http_transport`. A test passes one that injects
+    faults, as httpx's ``MockTransport`` does.
     """
 
     def __init__(
@@ -271,10 +280,11 @@ class RegistryClient:
         default: HostConfig | None = None,
         credentials: CredentialsProvider | None = None,
         retry: RetryPolicy | None = None,
-        timeout: TimeoutLike | float = DEFAULT_TIMEOUT,
+        timeout: Timeout | float = DEFAULT_TIMEOUT,
         max_connections_per_host: int = 32,
         trust_env: bool = True,
         blob_idle_timeout: float | None = DEFAULT_BLOB_IDLE_TIMEOUT,
+        transport: Callable[[ssl.SSLContext], Transport] | None = None,
     ) -> None:
         if blob_idle_timeout is not None and not blob_idle_timeout > 0:
             raise ValueError("blob_idle_timeout must be more than 0 seconds (or None)")
@@ -289,6 +299,7 @@ class RegistryClient:
         self._hosts: dict[str, _Host] = {}
         self._contexts: dict[tuple[bool, str | None], ssl.SSLContext] = {}
         self.tokens = TokenCache()
+        self._transport = transport or self.http_transport
 
     async def __aenter__(self) -> RegistryClient:
         return self
@@ -360,15 +371,20 @@ class RegistryClient:
                 context = self._contexts[key] = tls_context(
                     verify=config.verify_tls, ca_file=config.ca_file
                 )
-            client = HTTPClient(
-                context,
-                timeout=self._timeout,
-                max_connections=self._max_connections,
-                headers={"User-Agent": USER_AGENT},
-                trust_env=self._trust_env,
-            )
-            host = self._hosts[domain] = _Host(domain, config, client)
+            host = self._hosts[domain] = _Host(domain, config, self._transport(context))
         return host
+
+    def http_transport(self, context: ssl.SSLContext) -> Transport:
+        """The transport of one registry host unless ``transport`` says otherwise: swapper's
+        HTTP/1.1 client (:class:`~swapper.oci._http.HTTPClient`) with this client's timeout,
+        connection cap and proxy settings (a test's ``transport`` may wrap it)."""
+        return HTTPClient(
+            context,
+            timeout=self._timeout,
+            max_connections=self._max_connections,
+            headers={"User-Agent": USER_AGENT},
+            trust_env=self._trust_env,
+        )
 
     # -- authentication ------------------------------------------------------------------
 

@@ -73,19 +73,6 @@ _BODY_HEADERS = frozenset(
 KEEPALIVE_EXPIRY = 5.0
 
 
-class TimeoutLike(Protocol):
-    """Anything with ``connect``, ``read`` and ``write`` seconds (``httpx.Timeout`` too)."""
-
-    @property
-    def connect(self) -> float | None: ...
-
-    @property
-    def read(self) -> float | None: ...
-
-    @property
-    def write(self) -> float | None: ...
-
-
 @dataclass(frozen=True, slots=True)
 class Timeout:
     """Seconds to wait for a connection (TLS included), for data, and for the peer to take
@@ -96,12 +83,11 @@ class Timeout:
     write: float | None = 60.0
 
     @classmethod
-    def of(cls, value: TimeoutLike | float | None) -> Timeout:
+    def of(cls, value: Timeout | float | None) -> Timeout:
+        """``value`` itself, or the same seconds for all three."""
         if isinstance(value, Timeout):
             return value
-        if value is None or isinstance(value, int | float):
-            return cls(value, value, value)
-        return cls(value.connect, value.read, value.write)
+        return cls(value, value, value)
 
 
 class Headers:
@@ -210,6 +196,11 @@ class _Connection(asyncio.Protocol):
     def reusable(self) -> bool:
         """Open, idle, and nothing (an early close, stray bytes) received since the last answer."""
         return not self.closed and not self._eof and not self._chunks
+
+    @property
+    def has_unread(self) -> bool:
+        """Whether bytes were received that nothing has read yet."""
+        return bool(self._chunks)
 
     async def recv(self, timeout: float | None) -> bytes:
         """The next chunk received, as received; ``b""`` at the end of the connection."""
@@ -673,7 +664,7 @@ class _Pool:
         status, _, _ = await connection.read_head(self.timeout.read)
         if not 200 <= status < 300:
             raise ConnectError(f"proxy refused CONNECT {authority}: {status}")
-        if connection._chunks:
+        if connection.has_unread:
             raise ConnectError("proxy sent data before the TLS handshake")
         assert connection.transport is not None
         transport = await connection.loop.start_tls(
@@ -711,6 +702,26 @@ def _parse_proxy(url: str) -> _Proxy:
         raw = f"{unquote(parts.username)}:{unquote(parts.password or '')}".encode()
         authorization = "Basic " + base64.b64encode(raw).decode("ascii")
     return _Proxy(parts.hostname or "", parts.port or 80, authorization)
+
+
+class Transport(Protocol):
+    """What :class:`~swapper.oci.RegistryClient` sends its requests through, one per registry
+    host: :class:`HTTPClient`, or in a test a wrapper that injects faults (as httpx's
+    ``MockTransport``)."""
+
+    async def send(
+        self,
+        method: str,
+        url: str,
+        *,
+        headers: Mapping[str, str] | None = None,
+        content: bytes | AsyncIterable[bytes] | None = None,
+        follow_redirects: bool = False,
+    ) -> Response: ...
+
+    def warm(self, url: str, count: int) -> None: ...
+
+    async def aclose(self) -> None: ...
 
 
 class HTTPClient:
@@ -874,7 +885,7 @@ class HTTPClient:
                     await _send_body(connection, content, chunked, timeout.write)
         except WriteError:
             # The server may have answered and closed early (a refusal): read that answer.
-            if not connection._chunks:
+            if not connection.has_unread:
                 raise
         status, version, headers = await connection.read_head(timeout.read)
         return Response(pool, connection, method, url, status, version, headers, timeout.read)

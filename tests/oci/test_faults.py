@@ -10,7 +10,6 @@ from __future__ import annotations
 import time
 from collections.abc import AsyncIterator
 
-import httpx
 import pytest
 from registries import (
     Fault,
@@ -28,7 +27,7 @@ from registries import (
 from webhook_process import free_port
 
 from swapper.errors import CopyError, TransientCopyError
-from swapper.oci import CopyEngine, ProgressEvent, RegistryClient, RetryPolicy
+from swapper.oci import CopyEngine, ProgressEvent, RegistryClient, RetryPolicy, Timeout
 
 RETRY = RetryPolicy(attempts=4, base_delay=0.05, max_delay=0.2, max_retry_after=5)
 
@@ -47,7 +46,7 @@ async def engine(source_proxy: FaultProxy, proxy: FaultProxy) -> AsyncIterator[C
     async with RegistryClient(
         hosts=plain_hosts(source_proxy, proxy),
         retry=RETRY,
-        timeout=httpx.Timeout(1.0),  # a stall is noticed after 1 s
+        timeout=Timeout(1.0, 1.0, 1.0),  # a stall is noticed after 1 s
     ) as client:
         yield CopyEngine(client)
 

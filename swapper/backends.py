@@ -12,13 +12,13 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
+from swapper.access.verdicts import OpenAccess, SourceAccess
 from swapper.kube.pull_secrets import PullSecrets
 from swapper.metrics import Metrics
 from swapper.mirror.marks import MarkStore
 from swapper.mirror.probe import SourceProbe
 from swapper.mirror.queue import CopyQueue
 from swapper.mirror.trust import SignatureCheck
-from swapper.mirror.verdicts import OpenAccess, SourceAccess
 from swapper.supervisor import TaskSpec
 from swapper.targets.admin import RegistryAdmin
 from swapper.targets.base import TargetRegistry

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+from swapper.access.verdicts import READABLE, Access, OpenAccess, SourceAccess, Verdict
 from swapper.config import Config, CopyPolicy, MirrorReferencePolicy, RefreshTags, SwapPolicy
 from swapper.errors import CopyDeadlineExceeded, CopyError, QueueFull, SwapperError
 from swapper.filters import Filters
@@ -30,7 +31,6 @@ from swapper.images import ImageReference, parse, source_of_mirror, target_refer
 from swapper.logs import get_logger
 from swapper.mirror.queue import CopyJob, CopyQueue, Requester
 from swapper.mirror.trust import NO_RULES, SignatureCheck, SignatureState, Signed, VerifyRules
-from swapper.mirror.verdicts import READABLE, Access, OpenAccess, SourceAccess, Verdict
 from swapper.pods import (
     CONTAINER_FIELDS,
     Container,

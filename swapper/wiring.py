@@ -18,14 +18,15 @@ import os
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from swapper.access.checker import KeyringSource, RegistryAccess
+from swapper.access.remembered import MemoryPublicAnswers, PublicAnswers
+from swapper.access.verdicts import OpenAccess, SourceAccess
 from swapper.backends import Backends
 from swapper.config import Config, RefreshTags
 from swapper.credentials import Credentials
 from swapper.keyring import Keyring
-from swapper.kube.remembered import MemoryPublicAnswers, PublicAnswers
 from swapper.logs import get_logger
 from swapper.metrics import Metrics
-from swapper.mirror.access import KeyringSource, RegistryAccess
 from swapper.mirror.engine import EngineCopier
 from swapper.mirror.marks import MarkStore, OCIMarkStore
 from swapper.mirror.probe import RegistryProbe
@@ -33,7 +34,6 @@ from swapper.mirror.queue import Requester
 from swapper.mirror.shared import SharedCopier
 from swapper.mirror.signatures import SignatureVerifier
 from swapper.mirror.trust import VerifyRules
-from swapper.mirror.verdicts import OpenAccess, SourceAccess
 from swapper.mirror.workers import QueueSettings, WorkerQueue
 from swapper.oci import (
     CopyEngine,

@@ -22,11 +22,11 @@ def test_the_modules_swapper_serve_and_mirror_run_import_no_test_double() -> Non
 
 
 def test_each_double_implements_its_protocol() -> None:
+    from swapper.access.verdicts import SourceAccess
     from swapper.kube.memory import MemoryPullSecrets
     from swapper.kube.pull_secrets import PullSecrets
     from swapper.mirror.memory import MemoryAccess, MemoryCopyQueue
     from swapper.mirror.queue import CopyQueue
-    from swapper.mirror.verdicts import SourceAccess
     from swapper.targets.base import TargetRegistry
     from swapper.targets.memory import MemoryTarget
 

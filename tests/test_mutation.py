@@ -6,12 +6,12 @@ import dataclasses
 import pytest
 from helpers import make_pod, make_review
 
+from swapper.access.verdicts import Access
 from swapper.admission.answer import describe
 from swapper.admission.review import Mode, containers_of, secret_frozen
 from swapper.config import CopyPolicy, RefreshTags, SwapPolicy
 from swapper.filters import Filters
 from swapper.mirror.memory import MemoryAccess, MemoryCopyQueue
-from swapper.mirror.verdicts import Access
 from swapper.mutation import CopyState, Mutator, Outcome, Policy, requester_of
 from swapper.targets.memory import MemoryTarget
 

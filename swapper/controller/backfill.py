@@ -29,13 +29,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from swapper import pods
+from swapper.access.verdicts import SourceAccess, Verdict
 from swapper.aio import TTLMap
 from swapper.errors import MalformedPod, QueueFull
 from swapper.images import ImageReference
 from swapper.logs import get_logger
 from swapper.metrics import Metrics
 from swapper.mirror.queue import CopyJob, CopyQueue, Priority, Requester
-from swapper.mirror.verdicts import SourceAccess, Verdict
 from swapper.mutation import Policy, copy_job, image_plan, plan, requester_of
 from swapper.targets.base import TargetRegistry
 

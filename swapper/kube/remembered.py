@@ -1,4 +1,6 @@
-"""The source-access check's public answers, remembered across restarts and shared by replicas.
+"""The source-access check's public answers in a ConfigMap: remembered across restarts and shared
+by replicas. The protocol and the in-memory copy are :mod:`swapper.access.remembered`'s; this
+module is the Kubernetes store behind them.
 
 Before swapping a pod's image to the mirror, swapper checks that the source image is readable
 (anonymously, or with the pod's own pull secrets). "Readable anonymously" (public) is the same
@@ -60,8 +62,14 @@ import math
 import threading
 import time
 from collections.abc import Callable, Mapping
-from typing import Any, Protocol, runtime_checkable
+from typing import Any
 
+from swapper.access.remembered import (
+    MAX_ENTRIES,
+    REFRESH,
+    Stamps,
+    _Answers,
+)
 from swapper.errors import Conflict, NotFound
 from swapper.kube import api_error, call_json
 from swapper.kube.informer import Informer
@@ -70,38 +78,9 @@ from swapper.logs import get_logger
 log = get_logger("swapper.kube")
 
 DATA_KEY = "public.json"
-MAX_ENTRIES = 5_000
 MAX_BYTES = 512 * 1024
-REFRESH = 600.0
 ATTEMPTS = 5
 FINAL_FLUSH_TIMEOUT = 5.0  # seconds the last write may hold a shutdown
-
-Stamps = dict[str, int]
-
-
-@runtime_checkable
-class PublicAnswers(Protocol):
-    """Repositories known to be readable anonymously, and since when (unix seconds)."""
-
-    def confirmed_at(self, repository: str) -> float | None:
-        """When ``repository`` was last confirmed public, or None (in memory, no I/O)."""
-        ...
-
-    def remember(self, repository: str) -> None:
-        """``repository`` was just confirmed public (no I/O: queued)."""
-        ...
-
-    def forget(self, repository: str) -> None:
-        """The source says ``repository`` is not public any more (no I/O: queued)."""
-        ...
-
-    def ready(self) -> bool:
-        """Whether the start-up load was tried (never blocks on a failure)."""
-        ...
-
-    async def run(self) -> None:
-        """Background task for the app's lifespan: load, follow, write; until cancelled."""
-        ...
 
 
 def bounded(
@@ -154,72 +133,6 @@ def newer(version: str, than: str) -> bool:
     if not (version.isdigit() and than.isdigit()) or "0" in (version[:1], than[:1]):
         return version != than
     return (len(version), version) > (len(than), than)
-
-
-class _Answers:
-    """The in-memory copy both implementations read: repository -> unix seconds."""
-
-    def __init__(self, max_entries: int, refresh: float, clock: Callable[[], float]) -> None:
-        if max_entries < 1:
-            raise ValueError("max_entries must be at least 1")
-        self.max_entries = max_entries
-        self.refresh = refresh
-        self.clock = clock
-        self._lock = threading.Lock()  # the watch thread changes the copy too
-        self._view: Stamps = {}
-
-    def confirmed_at(self, repository: str) -> float | None:
-        with self._lock:
-            stamp = self._view.get(repository)
-        return None if stamp is None else float(stamp)
-
-    def remember(self, repository: str) -> None:
-        now = int(self.clock())
-        with self._lock:
-            stamp = self._view.get(repository)
-            if stamp is not None and now - stamp < self.refresh:
-                return  # confirmed recently enough: nothing to change, nothing to write
-            self._view[repository] = now
-            self._queued(repository, now)
-            while len(self._view) > self.max_entries:
-                oldest = min(self._view.items(), key=lambda item: (item[1], item[0]))[0]
-                del self._view[oldest]
-                self._dropped(oldest)
-
-    def forget(self, repository: str) -> None:
-        now = int(self.clock())
-        with self._lock:
-            self._view.pop(repository, None)
-            self._unqueued(repository, now)
-
-    # Hooks, called with the lock held.
-    def _queued(self, repository: str, stamp: int) -> None:
-        pass
-
-    def _unqueued(self, repository: str, stamp: int) -> None:
-        pass
-
-    def _dropped(self, repository: str) -> None:
-        pass
-
-
-class MemoryPublicAnswers(_Answers):
-    """Public answers in this process only: lost on restart, not shared with other replicas."""
-
-    def __init__(
-        self,
-        max_entries: int = MAX_ENTRIES,
-        *,
-        refresh: float = REFRESH,
-        clock: Callable[[], float] = time.time,
-    ) -> None:
-        super().__init__(max_entries, refresh, clock)
-
-    def ready(self) -> bool:
-        return True
-
-    async def run(self) -> None:
-        await asyncio.Event().wait()
 
 
 class ConfigMapPublicAnswers(_Answers):

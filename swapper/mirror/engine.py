@@ -25,11 +25,11 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable, Sequence
 
+from swapper.access.checker import KeyringSource
 from swapper.credentials import Credentials
 from swapper.errors import CopyError, CopyReason
 from swapper.logs import get_logger
 from swapper.metrics import Metrics
-from swapper.mirror.access import KeyringSource
 from swapper.mirror.queue import CopyJob, Requester
 from swapper.mirror.trust import NO_RULES, SignatureCheck, VerifyRules
 from swapper.oci import CopyEngine, CopyResult, CredentialsProvider

@@ -1,6 +1,6 @@
 """In-memory doubles of the mirror's protocols, for tests and ``swapper explain`` (like httpx's
 ``MockTransport``): :class:`MemoryCopyQueue` (a :class:`~swapper.mirror.queue.CopyQueue`),
-:class:`MemoryAccess` (a :class:`~swapper.mirror.access.SourceAccess`) and :class:`MemoryProbe`
+:class:`MemoryAccess` (a :class:`~swapper.access.checker.SourceAccess`) and :class:`MemoryProbe`
 (a :class:`~swapper.mirror.probe.SourceProbe`)."""
 
 from __future__ import annotations
@@ -10,12 +10,12 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from swapper.access.verdicts import ANONYMOUS_REFUSED, READABLE, Access, Verdict, unreachable
 from swapper.aio import SingleFlight
 from swapper.errors import CopyDeadlineExceeded, CopyError, CopyReason, QueueFull
 from swapper.images import ImageReference
 from swapper.mirror.probe import Probe, SourceState
 from swapper.mirror.queue import CopyJob, Priority, Requester
-from swapper.mirror.verdicts import ANONYMOUS_REFUSED, READABLE, Access, Verdict, unreachable
 from swapper.targets.memory import MemoryTarget
 
 

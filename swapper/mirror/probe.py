@@ -1,6 +1,6 @@
 """What a source registry serves for an image now: the monitor's and the healer's question.
 
-Unlike the access check (:mod:`swapper.mirror.access`), which answers "may this pod read it?"
+Unlike the access check (:mod:`swapper.access.checker`), which answers "may this pod read it?"
 from a cache, a probe always asks, and says what is there: the digest a tag points at now, or
 that the image is gone, or that nobody who uses it can read it, or that the registry did not
 answer. One ``HEAD`` of the manifest per credential tried (a ``HEAD`` is no pull for Docker
@@ -24,10 +24,10 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Protocol, runtime_checkable
 
+from swapper.access.checker import KeyringSource
 from swapper.credentials import Credentials
 from swapper.errors import CopyError, CopyReason, TransientCopyError
 from swapper.images import ImageReference
-from swapper.mirror.access import KeyringSource
 from swapper.mirror.queue import Requester
 from swapper.oci import CredentialsProvider, RegistryClient
 

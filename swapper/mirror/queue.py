@@ -18,6 +18,7 @@ from enum import StrEnum
 from typing import Protocol, runtime_checkable
 
 from swapper.images import ImageReference
+from swapper.pods import Requester as Requester  # its home is the pod model; named here too
 
 
 class Priority(StrEnum):
@@ -25,16 +26,6 @@ class Priority(StrEnum):
 
     ADMISSION = "admission"  # asked for by admission: delayed hand-overs, immediate, force
     BACKFILL = "backfill"  # the controller's copies of images already running
-
-
-@dataclass(frozen=True, slots=True)
-class Requester:
-    """Whose pod asks: a copy reads the source with this pod's pull secrets, and a private
-    image is swapped only for pods whose own secrets can read it."""
-
-    namespace: str
-    pull_secrets: tuple[str, ...] = ()  # the pod's spec.imagePullSecrets names
-    service_account: str = ""  # the pod's ServiceAccount; its secrets count when the pod has none
 
 
 @dataclass(frozen=True, slots=True)

@@ -32,12 +32,10 @@ from chart.rendering import render
 from e2e.cluster import Cluster
 from helpers import Clock
 
+from swapper.access.remembered import REFRESH, MemoryPublicAnswers, PublicAnswers
 from swapper.kube.remembered import (
     DATA_KEY,
-    REFRESH,
     ConfigMapPublicAnswers,
-    MemoryPublicAnswers,
-    PublicAnswers,
     decode,
     encode,
     newer,

@@ -27,13 +27,13 @@ from registries import (
 )
 from webhook_process import free_port
 
+from swapper.access.checker import RegistryAccess
+from swapper.access.remembered import MemoryPublicAnswers
+from swapper.access.verdicts import ANONYMOUS_REFUSED, READABLE, Access, Verdict
 from swapper.credentials import Credentials
 from swapper.images import ImageReference, parse
 from swapper.keyring import Keyring
-from swapper.kube.remembered import MemoryPublicAnswers
-from swapper.mirror.access import RegistryAccess
 from swapper.mirror.queue import Requester
-from swapper.mirror.verdicts import ANONYMOUS_REFUSED, READABLE, Access, Verdict
 from swapper.oci import RegistryClient
 
 

@@ -18,6 +18,7 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from swapper.access.verdicts import SourceAccess, Verdict
 from swapper.config import Config, CopyPolicy, SwapPolicy
 from swapper.controller.audit.cleanup import CleanupPreview
 from swapper.errors import InvalidReference, KubeError, MalformedPod, RegistryError
@@ -26,7 +27,6 @@ from swapper.kube.pods import PodPages, namespaces
 from swapper.mirror.memory import MemoryCopyQueue
 from swapper.mirror.queue import Requester
 from swapper.mirror.trust import AssumedSigned
-from swapper.mirror.verdicts import SourceAccess, Verdict
 from swapper.mutation import Candidate, CopyState, Mutator, Outcome, Policy, plan
 from swapper.pods import Container, containers, namespace_of
 from swapper.targets.base import TargetRegistry
@@ -376,8 +376,8 @@ def registries_for(
 ) -> tuple[Registries, Callable[[], Awaitable[None]]]:
     """:class:`Registries` over ``target`` and an anonymous access checker (registries of
     ``source.registries`` count as readable, as in admission), and what closes them."""
+    from swapper.access.checker import RegistryAccess
     from swapper.keyring import Keyring
-    from swapper.mirror.access import RegistryAccess
     from swapper.oci import RegistryClient, static_credentials
     from swapper.targets.factory import registry_hosts
     from swapper.wiring import operator_credentials

@@ -25,7 +25,7 @@ a missing tag does not make a public repository look private), in a bounded
 :class:`~swapper.aio.TTLMap`, per credential fingerprint (SHA-256, never the credential):
 readable for ``ttl``, denied or missing for ``negative_ttl``, unreachable for
 ``unverifiable_ttl`` (so an outage costs one wait, not one per pod). Public answers are also
-kept in a :class:`~swapper.kube.remembered.PublicAnswers` store (a ConfigMap shared by the
+kept in a :class:`~swapper.access.remembered.PublicAnswers` store (a ConfigMap shared by the
 replicas and kept across restarts): a repository confirmed public there within ``ttl`` is not
 asked again, and while its source is unreachable a public answer of any age still counts, so
 a source outage does not turn mirroring off for images the mirror exists to serve. Answers
@@ -41,22 +41,22 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 
-from swapper.aio import SingleFlight, TTLMap
-from swapper.credentials import Credentials
-from swapper.errors import CopyError, CopyReason
-from swapper.images import ImageReference
-from swapper.keyring import Keyring
-from swapper.kube.remembered import MemoryPublicAnswers, PublicAnswers
-from swapper.logs import get_logger
-from swapper.mirror.queue import Requester
-from swapper.mirror.verdicts import (
+from swapper.access.remembered import MemoryPublicAnswers, PublicAnswers
+from swapper.access.verdicts import (
     ANONYMOUS_REFUSED,
     READABLE,
     Access,
     Verdict,
     unreachable,
 )
+from swapper.aio import SingleFlight, TTLMap
+from swapper.credentials import Credentials
+from swapper.errors import CopyError, CopyReason
+from swapper.images import ImageReference
+from swapper.keyring import Keyring
+from swapper.logs import get_logger
 from swapper.oci import RegistryClient
+from swapper.pods import Requester
 
 log = get_logger("swapper.mirror")
 

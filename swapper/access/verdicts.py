@@ -2,7 +2,7 @@
 
 :class:`Access` is one answer (readable, private, or unverified, with the reason);
 :class:`SourceAccess` is what admission asks (:class:`OpenAccess` when checks are off). The
-registry-backed checker is :class:`swapper.mirror.access.RegistryAccess`. No I/O here: the pure
+registry-backed checker is :class:`swapper.access.checker.RegistryAccess`. No I/O here: the pure
 core (mutation) imports this module, never the checker.
 """
 
@@ -13,7 +13,7 @@ from enum import StrEnum
 from typing import Protocol, runtime_checkable
 
 from swapper.images import ImageReference
-from swapper.mirror.queue import Requester
+from swapper.pods import Requester
 
 
 class Verdict(StrEnum):

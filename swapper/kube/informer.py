@@ -209,6 +209,8 @@ class Informer(Generic[T]):
         )
         self._response = response
         try:
+            if stop.is_set():  # interrupt() ran before the response could be shut down
+                return
             for event in watch_events(response, self.name):
                 if stop.is_set():
                     break

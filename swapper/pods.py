@@ -205,13 +205,3 @@ def images(pod: Mapping[str, Any]) -> Iterator[str]:
             for item in items:
                 if isinstance(item, dict) and isinstance(item.get("image"), str):
                     yield item["image"]
-
-
-@dataclass(frozen=True, slots=True)
-class Requester:
-    """Whose pod asks: a copy reads the source with this pod's pull secrets, and a private
-    image is swapped only for pods whose own secrets can read it."""
-
-    namespace: str
-    pull_secrets: tuple[str, ...] = ()  # the pod's spec.imagePullSecrets names
-    service_account: str = ""  # the pod's ServiceAccount; its secrets count when the pod has none

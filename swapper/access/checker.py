@@ -56,7 +56,7 @@ from swapper.images import ImageReference
 from swapper.keyring import Keyring
 from swapper.logs import get_logger
 from swapper.oci import RegistryClient
-from swapper.pods import Requester
+from swapper.requester import Requester
 
 log = get_logger("swapper.mirror")
 

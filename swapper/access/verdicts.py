@@ -13,7 +13,7 @@ from enum import StrEnum
 from typing import Protocol, runtime_checkable
 
 from swapper.images import ImageReference
-from swapper.pods import Requester
+from swapper.requester import Requester
 
 
 class Verdict(StrEnum):

@@ -18,7 +18,7 @@ from enum import StrEnum
 from typing import Protocol, runtime_checkable
 
 from swapper.images import ImageReference
-from swapper.pods import Requester as Requester  # its home is the pod model; named here too
+from swapper.requester import Requester as Requester  # named here too, for the queue's callers
 
 
 class Priority(StrEnum):

@@ -228,12 +228,17 @@ def test_ctrl_c_during_a_copy_prints_interrupted_and_exits_130() -> None:
             stderr=subprocess.PIPE,
             text=True,
         )
-        time.sleep(2)  # started, and waiting on the registry
+        # Started, and waiting on the registry: its connection accepted (however long the
+        # start-up took on a loaded machine), then a moment for the request to be sent.
+        hanging.settimeout(60)
+        connection, _ = hanging.accept()
+        time.sleep(0.5)
         process.send_signal(signal.SIGINT)
         try:
             _, stderr = process.communicate(timeout=20)
         finally:
             process.kill()
+            connection.close()
     assert process.returncode == 130
     assert stderr.strip() == "swapper: interrupted"
 

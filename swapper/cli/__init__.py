@@ -317,13 +317,14 @@ def console() -> None:
     its output written, nothing is left to clean up (connections closed, the TLS thread
     joined), and unloading every module would keep its user waiting about 25 ms more.
     """
-    args = _parser().parse_args()
+    args: argparse.Namespace | None = None
     try:
+        args = _parser().parse_args()
         code = _run(args)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt:  # however early: one line, never a traceback
         print("swapper: interrupted", file=sys.stderr)
         code = 130
-    if args.command == "mirror":
+    if args is not None and args.command == "mirror":
         import contextlib
         import os
 

@@ -27,7 +27,6 @@ def run(args: argparse.Namespace) -> int:
     # GIL. (ssl and threading are already imported, by asyncio: the thread imports only that
     # small module.)
     import gc
-    import ssl
     import threading
 
     # A one-off copy makes little cyclic garbage: no collections while importing; afterwards
@@ -36,11 +35,13 @@ def run(args: argparse.Namespace) -> int:
     built: list[ssl.SSLContext | BaseException] = []
 
     def build_tls_context() -> None:
-        from swapper.oci._trust import client_context
-
         try:
+            from swapper.oci._trust import client_context
+
             built.append(client_context(args.ca_file))
-        except (OSError, ssl.SSLError) as exc:
+        except Exception as exc:
+            # OSError and ssl.SSLError for a bad --ca-file; an ImportError only when the main
+            # thread was interrupted (Ctrl-C) in the middle of the same imports.
             built.append(exc)
 
     tls_thread = threading.Thread(target=build_tls_context, daemon=True)

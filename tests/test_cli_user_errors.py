@@ -205,6 +205,13 @@ def test_certs_generate_with_force_makes_a_new_ca(tmp_path: Path) -> None:
     assert (tmp_path / "certs" / "ca.crt").read_bytes() != ca_before
 
 
+def _sigint_as_from_a_terminal() -> None:
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+
+
 def test_ctrl_c_during_a_copy_prints_interrupted_and_exits_130() -> None:
     import signal
     import socket
@@ -227,6 +234,10 @@ def test_ctrl_c_during_a_copy_prints_interrupted_and_exits_130() -> None:
             ],
             stderr=subprocess.PIPE,
             text=True,
+            # As a terminal starts it: SIGINT delivered and handled by default, whatever this
+            # test process inherited (a SIGINT ignored or blocked here would be the child's too,
+            # and Python installs its KeyboardInterrupt handler only over the default).
+            preexec_fn=_sigint_as_from_a_terminal,
         )
         # Started, and waiting on the registry: its connection accepted (however long the
         # start-up took on a loaded machine), then a moment for the request to be sent.

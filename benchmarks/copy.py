@@ -63,7 +63,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from benchmarks import peers, stop_servers_on_sigterm
+from benchmarks import bytes_read, cpu_seconds, peers, stop_servers_on_sigterm
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "benchmarks" / "out" / "copy.md"
@@ -72,7 +72,6 @@ AIOREGISTRY_DRIVER = ROOT / "benchmarks" / "aioregistry_copy.py"
 GNU_TIME = "/usr/bin/time"
 MiB = 1024 * 1024
 GiB = 1024 * MiB
-TICK = os.sysconf("SC_CLK_TCK")
 _DURATION = re.compile(r" in (?P<seconds>[0-9.]+)s")
 
 TOOLS = ("swapper", "skopeo", "crane", "regctl", "aioregistry")
@@ -104,18 +103,6 @@ class Sample:
     received_mib: float  # bytes the target registry read meanwhile
     same: bool = False  # target digests equal the source's
     copy: float | None = None  # swapper's own CopyResult.duration
-
-
-def _cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICK
-
-
-def _read_bytes(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/io").read_text().splitlines():
-        if line.startswith("rchar:"):
-            return int(line.split()[1])
-    return 0
 
 
 class ToolFailed(RuntimeError):
@@ -180,8 +167,8 @@ class Bench:
         """Run ``command`` to its end: wall, CPU and peak RSS of that process (through GNU
         ``time``), the registries' CPU and what the target read meanwhile."""
         watch = (self.source.process.pid, target.process.pid)
-        before = sum(_cpu_seconds(pid) for pid in watch)
-        read_before = _read_bytes(target.process.pid)
+        before = sum(cpu_seconds(pid) for pid in watch)
+        read_before = bytes_read(target.process.pid)
         out_path, err_path = self.tmp / "stdout", self.tmp / "stderr"
         with out_path.open("wb") as out, err_path.open("wb") as err:
             started = time.perf_counter()
@@ -189,8 +176,8 @@ class Bench:
             _, status, usage = os.wait4(process.pid, 0)
             wall = time.perf_counter() - started
         process.returncode = os.waitstatus_to_exitcode(status)
-        registries = sum(_cpu_seconds(pid) for pid in watch) - before
-        received = (_read_bytes(target.process.pid) - read_before) / MiB
+        registries = sum(cpu_seconds(pid) for pid in watch) - before
+        received = (bytes_read(target.process.pid) - read_before) / MiB
         if process.returncode != 0:
             tail = err_path.read_text(errors="replace").strip().splitlines()[-3:]
             raise ToolFailed(f"exit {process.returncode}: {' / '.join(tail)[-300:]}")

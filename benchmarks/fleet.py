@@ -65,14 +65,13 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from benchmarks import peers, stop_servers_on_sigterm
+from benchmarks import bytes_read, cpu_seconds, peers, stop_servers_on_sigterm
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "benchmarks" / "out" / "fleet.md"
 GNU_TIME = "/usr/bin/time"
 MiB = 1024 * 1024
 GiB = 1024 * MiB
-TICK = os.sysconf("SC_CLK_TCK")
 PAGE = os.sysconf("SC_PAGE_SIZE")
 
 REPOS, TAGS, COMMON = 20, 5, 17  # COMMON of the REPOS repositories share the common base
@@ -237,18 +236,6 @@ class Sample:
     notes: list[str] = field(default_factory=list)
 
 
-def _cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICK
-
-
-def _rchar(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/io").read_text().splitlines():
-        if line.startswith("rchar:"):
-            return int(line.split()[1])
-    return 0
-
-
 def _tree_rss(pid: int) -> int:
     """Resident bytes of ``pid`` and its descendants now."""
     total, pending = 0, [pid]
@@ -366,9 +353,9 @@ class Bench:
             command, env = self.command(runner, target, bundle)
             maxrss = self.tmp / "maxrss"
             timed = [GNU_TIME, "-f", "%M", "-o", str(maxrss)] if Path(GNU_TIME).exists() else []
-            read_before = _rchar(target.process.pid)
+            read_before = bytes_read(target.process.pid)
             watched = (self.source.process.pid, target.process.pid)
-            cpu_before = sum(_cpu_seconds(pid) for pid in watched)
+            cpu_before = sum(cpu_seconds(pid) for pid in watched)
             log = self.tmp / f"{runner}.log"
             with log.open("wb") as out:
                 started = time.perf_counter()
@@ -390,8 +377,8 @@ class Bench:
                 watcher.join()
             sample.cpu = usage.ru_utime + usage.ru_stime
             sample.tree_rss_mib = peak[0] / MiB
-            sample.read_mib = (_rchar(target.process.pid) - read_before) / MiB
-            sample.registries_cpu = sum(_cpu_seconds(pid) for pid in watched) - cpu_before
+            sample.read_mib = (bytes_read(target.process.pid) - read_before) / MiB
+            sample.registries_cpu = sum(cpu_seconds(pid) for pid in watched) - cpu_before
             code = os.waitstatus_to_exitcode(status)
             if code != 0:
                 tail = log.read_text(errors="replace").strip().splitlines()[-3:]

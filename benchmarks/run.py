@@ -53,7 +53,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from benchmarks import peers, stop_servers_on_sigterm
+from benchmarks import cpu_seconds, peers, stop_servers_on_sigterm
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
@@ -85,12 +85,6 @@ MOTO_ACCOUNT, MOTO_REGION = "123456789012", "eu-west-1"
 
 LOAD_CPU = ["taskset", "-c", "1"] if (os.cpu_count() or 1) > 1 and shutil.which("taskset") else []
 SERVER_CPU = ["taskset", "-c", "0"] if LOAD_CPU else []
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of process ``pid`` so far."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def rss_bytes(pid: int) -> int:

@@ -45,7 +45,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-from benchmarks import stop_servers_on_sigterm
+from benchmarks import cpu_seconds, stop_servers_on_sigterm
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
@@ -204,12 +204,6 @@ def review_template() -> str:
     for container in [*pod["spec"]["containers"], *pod["spec"]["initContainers"]]:
         container["image"] = f"SOURCE/soak/{container['name']}-{{n}}:v{{n}}"
     return json.dumps(review, separators=(",", ":"))
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of process ``pid`` so far."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def rss_kib(pid: int) -> int:

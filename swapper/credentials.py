@@ -1,6 +1,6 @@
 """The one credentials type: a username and a secret for one registry, wherever they came from.
 
-A pull secret's entry (:mod:`swapper.keyring`), a ``source.registries`` password, a generic
+A pull secret's entry (:mod:`swapper.access.keyring`), a ``source.registries`` password, a generic
 target's credentials file, a token ECR or Artifact Registry issued: all are
 :class:`Credentials`, handed unchanged from where they are found to the HTTP client that sends
 them (:mod:`swapper.oci`), the access check that fingerprints them (:mod:`swapper.mirror`) and

@@ -23,8 +23,10 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from swapper.access.verdicts import READABLE, Access, OpenAccess, SourceAccess, Verdict
-from swapper.config import Config, CopyPolicy, MirrorReferencePolicy, RefreshTags, SwapPolicy
+from swapper.access.refusal import Refused, checks_mirror_references, refused
+from swapper.access.settings import MirrorReferencePolicy
+from swapper.access.verdicts import READABLE, Access, OpenAccess, SourceAccess
+from swapper.config import Config, CopyPolicy, RefreshTags, SwapPolicy
 from swapper.errors import CopyDeadlineExceeded, CopyError, QueueFull, SwapperError
 from swapper.filters import Filters
 from swapper.images import ImageReference, parse, source_of_mirror, target_reference
@@ -53,12 +55,12 @@ class Outcome(StrEnum):
     NOT_FOUND = "not-found"  # imageSwapPolicy exists, and the mirror does not have the image
     INVALID_REFERENCE = "invalid-reference"
     NO_PULL_SECRET = "skipped-no-pull-secret"  # noqa: S105 - a reason, not a secret  # ephemeral container: secrets cannot be added
-    NO_SOURCE_ACCESS = "skipped-private"  # the source answered: the pod's secrets cannot read it
-    UNVERIFIED = "skipped-unverified"  # the source did not answer within source.access.deadline
-    # A pod naming a mirror image directly, whose source its own credentials cannot read
-    # (denied under mirrorReferences: deny), or whose source could not be asked.
-    ORIGIN_PRIVATE = "origin-private"
-    ORIGIN_UNVERIFIED = "origin-unverified"
+    # The source-access refusals (swapper.access.refusal): the pod may not read the source, or
+    # it could not be asked in time; ORIGIN_*: for a pod naming a mirror image directly.
+    NO_SOURCE_ACCESS = Refused.PRIVATE.value
+    UNVERIFIED = Refused.UNVERIFIED.value
+    ORIGIN_PRIVATE = Refused.ORIGIN_PRIVATE.value
+    ORIGIN_UNVERIFIED = Refused.ORIGIN_UNVERIFIED.value
     # mirror.verify applies and no signature verified (or it could not be checked in time):
     # neither copied nor swapped.
     UNVERIFIED_SIGNATURE = "unverified-signature"
@@ -119,7 +121,7 @@ class Policy:
     pull_secret: str | None  # name of the target pull secret to add, or None
     filters: Filters = field(default_factory=lambda: Filters(()))
     access_deadline: float = 1.5  # source.access.deadline
-    mirror_references: MirrorReferencePolicy = "deny"  # source.access.mirrorReferences
+    mirror_references: MirrorReferencePolicy = MirrorReferencePolicy.DENY  # source.access...
     refresh_tags: RefreshTags = RefreshTags.ON_PULL  # mirror.refreshTags
     refresh_every: float = 3600.0  # mirror.refreshEvery
     recheck_every: float = 60.0  # mirror.recheckEvery (tags pulled with imagePullPolicy Always)
@@ -272,12 +274,8 @@ def in_container_order(settled: list[Decision], resolved: list[Decision]) -> lis
 
 def _refused(c: Candidate, access: Access) -> Resolved:
     """The decision for a candidate whose source the pod may not read (or not known)."""
-    if access.verdict is Verdict.UNVERIFIED:
-        outcome = Outcome.ORIGIN_UNVERIFIED if c.origin else Outcome.UNVERIFIED
-        detail = f"could not verify that {c.source} is readable ({access.reason})"
-        return Resolved(outcome, CopyState.NONE, detail)
-    outcome = Outcome.ORIGIN_PRIVATE if c.origin else Outcome.NO_SOURCE_ACCESS
-    return Resolved(outcome, CopyState.NONE, f"{c.source} is {access.reason}")
+    kind, detail = refused(str(c.source), access, origin=c.origin)
+    return Resolved(Outcome(kind.value), CopyState.NONE, detail)
 
 
 _ORIGIN_OK = Resolved(Outcome.SKIPPED_ORIGIN)
@@ -347,7 +345,9 @@ class Mutator:
         secret_frozen: bool = False,
     ) -> tuple[list[Decision], list[Candidate]]:
         """:func:`plan` with this mutator's policy and target."""
-        check_origin = self._checks_access and self.policy.mirror_references != "allow"
+        check_origin = self._checks_access and checks_mirror_references(
+            self.policy.mirror_references
+        )
         return plan(
             pod,
             namespace,

@@ -3,7 +3,7 @@
 - one :class:`~swapper.oci.RegistryClient` for every registry (per-host TLS settings from
   ``mirror.hosts`` and the generic target, operator credentials from ``source.registries`` and
   the target's credentials file), shared by the copy engine and the access checks;
-- :class:`~swapper.kube.source_credentials.SourceCredentials` when ``source.podPullSecrets`` is
+- :class:`~swapper.access.source_credentials.SourceCredentials` when ``source.podPullSecrets`` is
   on and a Kubernetes API is reachable (in a cluster, or ``$KUBECONFIG``);
 - the copy queue (:class:`~swapper.mirror.workers.WorkerQueue` over
   :class:`~swapper.mirror.engine.EngineCopier`) and the private-image access checker;
@@ -19,12 +19,12 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from swapper.access.checker import KeyringSource, RegistryAccess
-from swapper.access.remembered import MemoryPublicAnswers, PublicAnswers
+from swapper.access.keyring import Keyring
+from swapper.access.remembered import public_answers
 from swapper.access.verdicts import OpenAccess, SourceAccess
 from swapper.backends import Backends
 from swapper.config import Config, RefreshTags
 from swapper.credentials import Credentials
-from swapper.keyring import Keyring
 from swapper.logs import get_logger
 from swapper.metrics import Metrics
 from swapper.mirror.engine import EngineCopier
@@ -158,7 +158,7 @@ def build_backends(
             "private images are copied with operator credentials only and swapped for no pod",
         )
         if kube is not None:
-            from swapper.kube.source_credentials import SourceCredentials
+            from swapper.access.source_credentials import SourceCredentials
 
             store = SourceCredentials(kube)
             background.append(TaskSpec("source-credentials", store.run, critical=True))
@@ -202,7 +202,7 @@ def build_backends(
         closers.append(signatures.aclose)
     if config.source.check_access:
         options = config.source.access
-        remembered = public_answers(config, api)
+        remembered = public_answers(options, api.get)
         background.append(TaskSpec("remembered-answers", remembered.run, critical=True))
         ready_checks.append(remembered.ready)
         access = RegistryAccess(
@@ -290,25 +290,6 @@ def shared_copier(
         verify=cached.image_exists_now,
         metrics=metrics,
     )
-
-
-def public_answers(config: Config, api: KubeApi) -> PublicAnswers:
-    """Where the access check remembers public answers: the ConfigMap
-    ``source.access.configMap`` of swapper's own namespace, or this process's memory."""
-    options = config.source.access
-    if options.config_map:
-        kube = api.get(
-            "remembered_answers_unavailable",
-            "public answers of the access check are kept in memory only",
-        )
-        if kube is not None:
-            from swapper.kube import own_namespace
-            from swapper.kube.remembered import ConfigMapPublicAnswers
-
-            return ConfigMapPublicAnswers(
-                kube, own_namespace(), options.config_map, options.max_remembered
-            )
-    return MemoryPublicAnswers(options.max_remembered)
 
 
 def _no_keyring(_: Requester) -> Keyring:

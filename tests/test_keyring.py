@@ -7,9 +7,7 @@ import json
 
 import pytest
 
-from swapper.credentials import Credentials
-from swapper.errors import CredentialsError
-from swapper.keyring import (
+from swapper.access.keyring import (
     DOCKER_CFG,
     DOCKER_CONFIG_JSON,
     Keyring,
@@ -18,6 +16,8 @@ from swapper.keyring import (
     parse_pull_secret,
     urls_match,
 )
+from swapper.credentials import Credentials
+from swapper.errors import CredentialsError
 
 
 def _b64(value: str) -> str:

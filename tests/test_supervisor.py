@@ -14,9 +14,9 @@ import pytest
 from e2e.cluster import Cluster
 
 from swapper import supervisor as supervisor_module
+from swapper.access.keyring import DOCKER_CONFIG_JSON
+from swapper.access.source_credentials import SourceCredentials
 from swapper.config import SupervisorSettings
-from swapper.keyring import DOCKER_CONFIG_JSON
-from swapper.kube.source_credentials import SourceCredentials
 from swapper.metrics import Metrics
 from swapper.supervisor import JITTER, Supervisor, TaskSpec
 

@@ -7,7 +7,7 @@ it, that pod would read an image it could never pull from the source. So before 
 - the source repository is asked anonymously (``HEAD`` of the manifest): readable means
   **public**, and every pod may be swapped to it;
 - otherwise the pod is swapped only if one of its own pull secrets (the credentials its
-  kubelet would use, :mod:`swapper.keyring`) can read it, each asked in the kubelet's
+  kubelet would use, :mod:`swapper.access.keyring`) can read it, each asked in the kubelet's
   order;
 - registries listed in ``source.registries`` are readable with swapper's own credentials,
   which the operator configured for the whole cluster (as node credentials are on EKS/GKE):
@@ -41,6 +41,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 
+from swapper.access.keyring import Keyring
 from swapper.access.remembered import MemoryPublicAnswers, PublicAnswers
 from swapper.access.verdicts import (
     ANONYMOUS_REFUSED,
@@ -53,7 +54,6 @@ from swapper.aio import SingleFlight, TTLMap
 from swapper.credentials import Credentials
 from swapper.errors import CopyError, CopyReason
 from swapper.images import ImageReference
-from swapper.keyring import Keyring
 from swapper.logs import get_logger
 from swapper.oci import RegistryClient
 from swapper.requester import Requester

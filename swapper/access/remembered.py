@@ -9,15 +9,18 @@ shared by replicas and kept across restarts (its module docstring says how).
 from __future__ import annotations
 
 import asyncio
-import threading
 import time
 from collections.abc import Callable
-from typing import Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
-MAX_ENTRIES = 5_000
-REFRESH = 600.0
+from swapper.stamps import MAX_ENTRIES, REFRESH, StampMap
 
-Stamps = dict[str, int]
+if TYPE_CHECKING:
+    from swapper.access.settings import AccessSettings
+
+KubeClient = Callable[[str, str], Any]
+"""The wiring's Kubernetes API client, asked for when needed: ``(event, without)`` -> the client,
+or None after one warning line ``event`` saying what goes ``without`` it."""
 
 
 @runtime_checkable
@@ -45,54 +48,7 @@ class PublicAnswers(Protocol):
         ...
 
 
-class _Answers:
-    """The in-memory copy both implementations read: repository -> unix seconds."""
-
-    def __init__(self, max_entries: int, refresh: float, clock: Callable[[], float]) -> None:
-        if max_entries < 1:
-            raise ValueError("max_entries must be at least 1")
-        self.max_entries = max_entries
-        self.refresh = refresh
-        self.clock = clock
-        self._lock = threading.Lock()  # the watch thread changes the copy too
-        self._view: Stamps = {}
-
-    def confirmed_at(self, repository: str) -> float | None:
-        with self._lock:
-            stamp = self._view.get(repository)
-        return None if stamp is None else float(stamp)
-
-    def remember(self, repository: str) -> None:
-        now = int(self.clock())
-        with self._lock:
-            stamp = self._view.get(repository)
-            if stamp is not None and now - stamp < self.refresh:
-                return  # confirmed recently enough: nothing to change, nothing to write
-            self._view[repository] = now
-            self._queued(repository, now)
-            while len(self._view) > self.max_entries:
-                oldest = min(self._view.items(), key=lambda item: (item[1], item[0]))[0]
-                del self._view[oldest]
-                self._dropped(oldest)
-
-    def forget(self, repository: str) -> None:
-        now = int(self.clock())
-        with self._lock:
-            self._view.pop(repository, None)
-            self._unqueued(repository, now)
-
-    # Hooks, called with the lock held.
-    def _queued(self, repository: str, stamp: int) -> None:
-        pass
-
-    def _unqueued(self, repository: str, stamp: int) -> None:
-        pass
-
-    def _dropped(self, repository: str) -> None:
-        pass
-
-
-class MemoryPublicAnswers(_Answers):
+class MemoryPublicAnswers(StampMap):
     """Public answers in this process only: lost on restart, not shared with other replicas."""
 
     def __init__(
@@ -109,3 +65,21 @@ class MemoryPublicAnswers(_Answers):
 
     async def run(self) -> None:
         await asyncio.Event().wait()
+
+
+def public_answers(settings: AccessSettings, kube: KubeClient) -> PublicAnswers:
+    """Where the access check remembers public answers: the ConfigMap ``source.access.configMap``
+    of swapper's own namespace (:mod:`swapper.kube.remembered`), or this process's memory."""
+    if settings.config_map:
+        client = kube(
+            "remembered_answers_unavailable",
+            "public answers of the access check are kept in memory only",
+        )
+        if client is not None:
+            from swapper.kube import own_namespace
+            from swapper.kube.remembered import ConfigMapPublicAnswers
+
+            return ConfigMapPublicAnswers(
+                client, own_namespace(), settings.config_map, settings.max_remembered
+            )
+    return MemoryPublicAnswers(settings.max_remembered)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from swapper.access.refusal import deny_message
 from swapper.admission.review import Mode
 from swapper.mutation import Decision, Outcome
 from swapper.pods import Container
@@ -63,11 +64,7 @@ def refusal(decisions: Iterable[Decision]) -> str | None:
     there is none."""
     for d in decisions:
         if d.outcome is Outcome.ORIGIN_PRIVATE:
-            return (
-                f"swapper: {_who(d.container)} names the mirror image {d.container.image} "
-                f"directly, and {d.detail}: a pod that may not read the source may not read "
-                "its mirror (source.access.mirrorReferences: deny)"
-            )
+            return deny_message(_who(d.container), d.container.image, d.detail)
     return None
 
 

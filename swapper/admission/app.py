@@ -26,6 +26,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.requests import ClientDisconnect
 
 from swapper import logs, pods
+from swapper.access.refusal import denies
 from swapper.admission.answer import describe, refusal
 from swapper.admission.patches import build_patch
 from swapper.admission.review import (
@@ -195,7 +196,7 @@ class AdmissionHandler:
             decisions = in_container_order(settled, resolved)
         self._record(review, decisions, mode)
         warnings, annotations = describe(decisions, mode)
-        if mode.enforces and policy.mirror_references == "deny":
+        if mode.enforces and denies(policy.mirror_references):
             message = refusal(decisions)
             if message is not None:
                 self._requests("denied").inc()

@@ -33,18 +33,6 @@ from pydantic import (
     model_validator,
 )
 
-from swapper.config._base import (
-    DEFAULT_COPY_DEADLINE,
-    LOG_LEVELS,
-    CopyPolicy,
-    Duration,
-    RefreshTags,
-    SwapPolicy,
-    _Model,
-    format_duration,
-    parse_duration,
-    parse_size,
-)
 from swapper.config.controller import (
     CLUSTER_NAME,
     CleanupSettings,
@@ -76,16 +64,26 @@ from swapper.config.server import (
     ServerSettings,
 )
 from swapper.config.source import (
-    AccessSettings,
     GenericSource,
     GenericSourceOptions,
     JMESPathFilter,
     LegacyPrivateRegistry,
-    MirrorReferencePolicy,
     Source,
     SourceRegistry,
 )
 from swapper.errors import ConfigError
+from swapper.settings import (
+    DEFAULT_COPY_DEADLINE,
+    LOG_LEVELS,
+    CopyPolicy,
+    Duration,
+    RefreshTags,
+    SwapPolicy,
+    _Model,
+    format_duration,
+    parse_duration,
+    parse_size,
+)
 
 _WebhookSeconds = Annotated[float, Duration(30, "30s (the webhook timeout limit)")]
 # As in the reference project, an imageCopyDeadline of 0 means the default.
@@ -422,7 +420,6 @@ __all__ = [
     "LOG_LEVELS",
     "REDACTED",
     "AWSRegistry",
-    "AccessSettings",
     "CleanupSettings",
     "Config",
     "ControllerSettings",
@@ -440,7 +437,6 @@ __all__ = [
     "JMESPathFilter",
     "LegacyPrivateRegistry",
     "Mirror",
-    "MirrorReferencePolicy",
     "MonitorPace",
     "MonitorSettings",
     "PullSecret",

@@ -10,7 +10,7 @@ from pydantic import (
     model_validator,
 )
 
-from swapper.config._base import Duration, _Model, format_duration
+from swapper.settings import Duration, _Model, format_duration
 
 
 class HealSettings(_Model):

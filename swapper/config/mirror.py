@@ -12,8 +12,8 @@ from pydantic import (
     model_validator,
 )
 
-from swapper.config._base import Duration, RefreshTags, _Model
 from swapper.filters import check_jmespath
+from swapper.settings import Duration, RefreshTags, _Model
 
 _KEYLESS_KEYS = (
     "keyless",

@@ -12,8 +12,8 @@ from pydantic import (
     model_validator,
 )
 
-from swapper.config._base import Duration, _Model
 from swapper.config.mirror import RegistryHost
+from swapper.settings import Duration, _Model
 
 
 class Tag(_Model):

@@ -9,7 +9,7 @@ from pydantic import (
     field_validator,
 )
 
-from swapper.config._base import Duration, _Model, parse_size
+from swapper.settings import Duration, _Model, parse_size
 
 
 class ServerSettings(_Model):

@@ -1,10 +1,11 @@
 """Talking to the Kubernetes API, through the official ``kubernetes`` client.
-Imported by mirror, backends, wiring and the CLI; imports targets, keyring and below.
+Imported by access, mirror, backends, wiring and the CLI; imports targets and below.
 
 - :mod:`swapper.kube.webhook_certs`: the webhook's certificate bootstrap that the Helm chart's
   Job and CronJob run when cert-manager is not used (``swapper certs bootstrap``).
-- :mod:`swapper.kube.remembered`: the source-access check's public answers, kept in a ConfigMap
-  of swapper's own namespace (:func:`own_namespace`).
+- :mod:`swapper.kube.remembered`: the ConfigMap store of the source-access check's public
+  answers, in swapper's own namespace (:func:`own_namespace`); the check itself is
+  :mod:`swapper.access`'s.
 
 Objects are read as raw JSON (``_preload_content=False``) and written as plain JSON (dicts, and
 JSON patches as lists), so swapper depends on the API's wire format, not on the client's

@@ -64,16 +64,11 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from swapper.access.remembered import (
-    MAX_ENTRIES,
-    REFRESH,
-    Stamps,
-    _Answers,
-)
 from swapper.errors import Conflict, NotFound
 from swapper.kube import api_error, call_json
 from swapper.kube.informer import Informer
 from swapper.logs import get_logger
+from swapper.stamps import MAX_ENTRIES, REFRESH, StampMap, Stamps
 
 log = get_logger("swapper.kube")
 
@@ -135,7 +130,7 @@ def newer(version: str, than: str) -> bool:
     return (len(version), version) > (len(than), than)
 
 
-class ConfigMapPublicAnswers(_Answers):
+class ConfigMapPublicAnswers(StampMap):
     """Public answers kept in the ConfigMap ``namespace/name`` (see the module docstring).
 
     Counters, for metrics and tests: ``loads`` (the object read by a list), ``writes``,

@@ -31,8 +31,8 @@ from swapper.oci import (
 )
 
 if TYPE_CHECKING:
+    from swapper.access.keyring import Keyring
     from swapper.config import VerifyRule
-    from swapper.keyring import Keyring
     from swapper.targets.base import TargetRegistry
 
 MiB = 1024 * 1024
@@ -42,7 +42,7 @@ _MILESTONES = frozenset({"blob-copied", "blob-skipped", "blob-mounted", "manifes
 def read_authfile(path: str) -> Keyring:
     import json
 
-    from swapper.keyring import Keyring, parse_docker_config
+    from swapper.access.keyring import Keyring, parse_docker_config
 
     try:
         doc = json.loads(Path(path).read_text(encoding="utf-8"))

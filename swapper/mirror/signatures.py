@@ -38,6 +38,7 @@ from typing import Any
 
 import orjson
 
+from swapper.access.keyring import Keyring
 from swapper.aio import SingleFlight, TTLMap
 from swapper.cosign import (
     BUNDLE_TYPES,
@@ -53,7 +54,6 @@ from swapper.cosign import (
 from swapper.credentials import Credentials
 from swapper.errors import CopyError, CopyReason, SignatureError, SwapperError
 from swapper.images import ImageReference
-from swapper.keyring import Keyring
 from swapper.logs import get_logger
 from swapper.metrics import Metrics
 from swapper.mirror.queue import Requester

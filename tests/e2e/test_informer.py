@@ -169,7 +169,7 @@ def test_service_accounts_pull_secret_lists_are_followed_through_the_watch(
 ) -> None:
     from kubernetes import client
 
-    from swapper.kube.source_credentials import SourceCredentials
+    from swapper.access.source_credentials import SourceCredentials
 
     kubeconfig = installed.swapper_kubeconfig(tmp_path / "swapper.kubeconfig")
     store = SourceCredentials(cluster.api_client(kubeconfig), watch_timeout=5)

@@ -32,7 +32,7 @@ from chart.rendering import render
 from e2e.cluster import Cluster
 from helpers import Clock
 
-from swapper.access.remembered import REFRESH, MemoryPublicAnswers, PublicAnswers
+from swapper.access.remembered import MemoryPublicAnswers, PublicAnswers
 from swapper.kube.remembered import (
     DATA_KEY,
     ConfigMapPublicAnswers,
@@ -40,6 +40,7 @@ from swapper.kube.remembered import (
     encode,
     newer,
 )
+from swapper.stamps import REFRESH
 
 Namespaces = Callable[[str], str]
 NAME = "swapper-source-access"

@@ -19,8 +19,8 @@ import pytest
 from e2e.cluster import Cluster
 from kube_fake import FakeKubeAPI
 
-from swapper.keyring import DOCKER_CFG, DOCKER_CONFIG_JSON, PULL_SECRET_TYPES
-from swapper.kube.source_credentials import SourceCredentials
+from swapper.access.keyring import DOCKER_CFG, DOCKER_CONFIG_JSON, PULL_SECRET_TYPES
+from swapper.access.source_credentials import SourceCredentials
 
 Namespaces = Callable[[str], str]
 

@@ -28,11 +28,11 @@ from registries import (
 from webhook_process import free_port
 
 from swapper.access.checker import RegistryAccess
+from swapper.access.keyring import Keyring
 from swapper.access.remembered import MemoryPublicAnswers
 from swapper.access.verdicts import ANONYMOUS_REFUSED, READABLE, Access, Verdict
 from swapper.credentials import Credentials
 from swapper.images import ImageReference, parse
-from swapper.keyring import Keyring
 from swapper.mirror.queue import Requester
 from swapper.oci import RegistryClient
 

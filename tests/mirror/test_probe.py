@@ -22,9 +22,9 @@ from registries import (
 )
 from webhook_process import free_port
 
+from swapper.access.keyring import Keyring
 from swapper.credentials import Credentials
 from swapper.images import parse
-from swapper.keyring import Keyring
 from swapper.mirror.memory import MemoryProbe
 from swapper.mirror.probe import RegistryProbe, SourceProbe, SourceState
 from swapper.mirror.queue import Requester

@@ -377,7 +377,7 @@ def registries_for(
     """:class:`Registries` over ``target`` and an anonymous access checker (registries of
     ``source.registries`` count as readable, as in admission), and what closes them."""
     from swapper.access.checker import RegistryAccess
-    from swapper.keyring import Keyring
+    from swapper.access.keyring import Keyring
     from swapper.oci import RegistryClient, static_credentials
     from swapper.targets.factory import registry_hosts
     from swapper.wiring import operator_credentials

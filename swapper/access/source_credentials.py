@@ -20,9 +20,9 @@ import threading
 from collections.abc import Sequence
 from typing import Any
 
+from swapper.access.keyring import PULL_SECRET_TYPES, Keyring, parse_pull_secret
 from swapper.credentials import Credentials
 from swapper.errors import CredentialsError
-from swapper.keyring import PULL_SECRET_TYPES, Keyring, parse_pull_secret
 from swapper.kube.informer import Informer
 from swapper.logs import get_logger
 

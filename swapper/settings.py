@@ -1,4 +1,8 @@
-"""What every settings group is made of: the base model, durations, sizes, the policy enums."""
+"""What every settings group is made of: the base model, durations, sizes, the policy enums.
+
+The config file's model (:mod:`swapper.config`) and the groups that live beside the code using
+them (:mod:`swapper.access.settings`) build on it. Imports nothing of swapper.
+"""
 
 from __future__ import annotations
 

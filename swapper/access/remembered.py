@@ -4,16 +4,16 @@
 on the admission path does I/O. :class:`MemoryPublicAnswers` keeps the answers in this process
 only; :class:`swapper.kube.remembered.ConfigMapPublicAnswers` keeps them in a ConfigMap too,
 shared by replicas and kept across restarts (its module docstring says how).
+:func:`public_answers` picks one from ``source.access``.
 """
 
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
-from swapper.stamps import MAX_ENTRIES, REFRESH, StampMap
+from swapper.stamps import StampMap
 
 if TYPE_CHECKING:
     from swapper.access.settings import AccessSettings
@@ -50,15 +50,6 @@ class PublicAnswers(Protocol):
 
 class MemoryPublicAnswers(StampMap):
     """Public answers in this process only: lost on restart, not shared with other replicas."""
-
-    def __init__(
-        self,
-        max_entries: int = MAX_ENTRIES,
-        *,
-        refresh: float = REFRESH,
-        clock: Callable[[], float] = time.time,
-    ) -> None:
-        super().__init__(max_entries, refresh, clock)
 
     def ready(self) -> bool:
         return True

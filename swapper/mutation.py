@@ -121,7 +121,8 @@ class Policy:
     pull_secret: str | None  # name of the target pull secret to add, or None
     filters: Filters = field(default_factory=lambda: Filters(()))
     access_deadline: float = 1.5  # source.access.deadline
-    mirror_references: MirrorReferencePolicy = MirrorReferencePolicy.DENY  # source.access...
+    # source.access.mirrorReferences
+    mirror_references: MirrorReferencePolicy = MirrorReferencePolicy.DENY
     refresh_tags: RefreshTags = RefreshTags.ON_PULL  # mirror.refreshTags
     refresh_every: float = 3600.0  # mirror.refreshEvery
     recheck_every: float = 60.0  # mirror.recheckEvery (tags pulled with imagePullPolicy Always)

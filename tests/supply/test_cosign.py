@@ -59,9 +59,11 @@ class Cosign:
             "DOCKER_CONFIG": str(self.home / "docker"),
         }
 
-    def run(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    def _tool(
+        self, binary: Path, name: str, args: tuple[str, ...], check: bool
+    ) -> subprocess.CompletedProcess[str]:
         done = subprocess.run(
-            [str(self.binary), *args],
+            [str(binary), *args],
             capture_output=True,
             text=True,
             env=self.env,
@@ -70,77 +72,37 @@ class Cosign:
             check=False,
         )
         if check:
-            assert done.returncode == 0, f"cosign {' '.join(args)}:\n{done.stderr[-3000:]}"
+            assert done.returncode == 0, f"{name} {' '.join(args)}:\n{done.stderr[-3000:]}"
         return done
+
+    def run(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        return self._tool(self.binary, "cosign", args, check)
 
     def oras_run(self, *args: str) -> subprocess.CompletedProcess[str]:
-        done = subprocess.run(
-            [str(self.oras), *args],
-            capture_output=True,
-            text=True,
-            env=self.env,
-            cwd=self.home,
-            timeout=120,
-            check=False,
-        )
-        assert done.returncode == 0, f"oras {' '.join(args)}:\n{done.stderr[-3000:]}"
-        return done
+        return self._tool(self.oras, "oras", args, True)
 
-    # What a user of the mirror runs: offline, plain HTTP on loopback.
+    # What a user of the mirror runs: offline, plain HTTP on loopback. The bundle form is
+    # key-based too, with an empty trusted root (no Fulcio, no Rekor).
+    def _verify(
+        self, command: str, reference: str, *extra: str, key: str = "cosign.pub"
+    ) -> subprocess.CompletedProcess[str]:
+        offline = ("--key", key, "--insecure-ignore-tlog=true", "--allow-http-registry")
+        return self.run(command, *offline, *extra, reference, check=False)
+
     def verify(self, reference: str, key: str = "cosign.pub") -> subprocess.CompletedProcess[str]:
-        return self.run(
-            "verify",
-            "--key",
-            key,
-            "--insecure-ignore-tlog=true",
-            "--allow-http-registry",
-            reference,
-            check=False,
-        )
+        return self._verify("verify", reference, key=key)
 
     def verify_attestation(self, reference: str) -> subprocess.CompletedProcess[str]:
-        return self.run(
-            "verify-attestation",
-            "--key",
-            "cosign.pub",
-            "--insecure-ignore-tlog=true",
-            "--allow-http-registry",
-            "--type",
-            "slsaprovenance",
-            reference,
-            check=False,
-        )
+        return self._verify("verify-attestation", reference, "--type", "slsaprovenance")
 
-    # The bundle form: key-based, offline, with an empty trusted root (no Fulcio, no Rekor).
     def verify_bundle(self, reference: str) -> subprocess.CompletedProcess[str]:
-        return self.run(
-            "verify",
-            "--key",
-            "cosign.pub",
-            "--insecure-ignore-tlog=true",
-            "--allow-http-registry",
-            "--new-bundle-format",
-            "--trusted-root",
-            "trusted_root.json",
-            reference,
-            check=False,
-        )
+        return self._verify("verify", reference, *_BUNDLE)
 
     def verify_bundle_attestation(self, reference: str) -> subprocess.CompletedProcess[str]:
-        return self.run(
-            "verify-attestation",
-            "--key",
-            "cosign.pub",
-            "--insecure-ignore-tlog=true",
-            "--allow-http-registry",
-            "--new-bundle-format",
-            "--trusted-root",
-            "trusted_root.json",
-            "--type",
-            "slsaprovenance",
-            reference,
-            check=False,
-        )
+        return self._verify("verify-attestation", reference, *_BUNDLE, "--type", "slsaprovenance")
+
+
+_BUNDLE = ("--new-bundle-format", "--trusted-root", "trusted_root.json")
 
 
 @dataclass
